@@ -1,0 +1,27 @@
+//! homehub: a local-first home hub.
+//!
+//! Map of the crate (see ARCHITECTURE.md for the invariants):
+//!
+//! - [`config`]: the TOML configuration, parsed and validated; names the key that is wrong.
+//! - [`store`]: the one SQLite file; the only module that imports rusqlite.
+//! - [`camera`]: one GStreamer pipeline per camera (ingest, decode, segment files); the
+//!   only hub module that imports gstreamer.
+//! - [`recorder`]: turns closed segment files into rows (files before rows), recovery
+//!   after a crash, retention.
+//! - [`web`]: HTTPS server, sessions, the JSON API.
+//! - [`hub`]: start-up and ordered tear-down of all of the above; the shutdown signal.
+//! - [`cli`]: the admin subcommands (`user`, `doctor`, `demo`, `keys`).
+//! - [`camsim`]: the simulated camera (`homehub-camsim`), not part of the hub.
+//! - [`error`]: the one error type, with a kind that maps to an HTTP status and an exit code.
+
+pub mod camera;
+pub mod camsim;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod recorder;
+pub mod store;
+pub mod web;
+
+pub use error::{Error, ErrorKind, Result};

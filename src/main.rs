@@ -1,0 +1,3 @@
+fn main() {
+    println!("homehub {}", env!("CARGO_PKG_VERSION"));
+}
