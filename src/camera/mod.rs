@@ -1,1 +1,455 @@
-//! TODO
+//! Camera ingest: one GStreamer pipeline per camera, supervised.
+//!
+//! Owns: GStreamer (the only hub module that imports it), the per-camera pipeline
+//! (RTSP in, a recording branch that never re-encodes, a decode branch that hands
+//! small grey frames on), reconnecting with capped backoff, the stall watchdog, and
+//! each camera's live status. Output flows one way: segment files appear on disk and
+//! [`SegmentEvent`]s go to the recorder over a channel. May not touch: the database,
+//! the web, anything that decides what a segment means.
+
+pub mod decoder;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::config::redact_url;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Grey frames handed to motion detection are this size.
+pub const FRAME_WIDTH: u32 = 320;
+pub const FRAME_HEIGHT: u32 = 180;
+/// A stream that delivers nothing for this long is restarted.
+pub const STALL_AFTER: Duration = Duration::from_secs(10);
+/// Reconnect delays double from the first to the cap. The cap is small so a camera is
+/// back within a few seconds of returning; a refused TCP connect costs next to nothing.
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// How long an orderly stop waits for the muxer to finish the open segment.
+const EOS_WAIT: Duration = Duration::from_secs(5);
+
+/// Starts GStreamer once per process.
+pub fn init() -> Result<()> {
+    gst::init().map_err(|e| Error::new(ErrorKind::Unavailable, format!("GStreamer: {e}")))
+}
+
+/// Whether this machine has the element (a plugin that registers it).
+pub fn has_element(name: &str) -> bool {
+    gst::ElementFactory::find(name).is_some()
+}
+
+/// The decoder a camera would get here.
+pub fn pick_decoder(prefer: &[String]) -> Option<String> {
+    decoder::choose_with_fallback(prefer, has_element)
+}
+
+/// What the recorder hears about segment files.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SegmentEvent {
+    /// The muxer started writing `path`; the file's first frame is at `start_ms`.
+    Opened { camera_id: i64, path: PathBuf, start_ms: i64 },
+    /// The file is complete and closed.
+    Closed { camera_id: i64, path: PathBuf },
+    /// The pipeline died with the file open; it holds what arrived until then.
+    Aborted { camera_id: i64, path: PathBuf },
+}
+
+/// The file name of a segment starting at `start_ms`; the recorder reads the start back
+/// from it after a crash.
+pub fn segment_file_name(start_ms: i64) -> String {
+    format!("{start_ms}.mp4")
+}
+
+pub fn start_ms_from_file_name(path: &Path) -> Option<i64> {
+    path.file_stem()?.to_str()?.parse().ok()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Connecting,
+    Streaming,
+    Error,
+    Stopped,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    pub state: State,
+    /// Why the camera is in error.
+    pub reason: Option<String>,
+    pub decoder: Option<String>,
+    pub decoded_fps: f64,
+    pub since_ms: i64,
+}
+
+/// What the pipeline of one camera is built from.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+    pub substream_url: String,
+    /// Where segment files go (`None`: not recording).
+    pub record_dir: Option<PathBuf>,
+    pub segment_seconds: u32,
+    pub motion_fps: u32,
+    pub decoder: Option<String>,
+}
+
+/// A running camera: its supervisor thread and its status.
+pub struct Camera {
+    pub id: i64,
+    pub name: String,
+    status: Arc<Mutex<Status>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Camera {
+    pub fn start(spec: Spec, segments: Sender<SegmentEvent>) -> Result<Camera> {
+        if let Some(dir) = &spec.record_dir {
+            crate::error::ResultExt::ctx(std::fs::create_dir_all(dir), format!("creating {}", dir.display()))?;
+        }
+        let status = Arc::new(Mutex::new(Status {
+            state: State::Connecting,
+            reason: None,
+            decoder: spec.decoder.clone(),
+            decoded_fps: 0.0,
+            since_ms: now_ms(),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sup = Supervisor { spec: spec.clone(), status: status.clone(), stop: stop.clone(), segments };
+        let thread = std::thread::Builder::new()
+            .name(format!("camera-{}", spec.id))
+            .spawn(move || sup.run())
+            .map_err(|e| Error::internal(format!("starting camera thread: {e}")))?;
+        Ok(Camera { id: spec.id, name: spec.name, status, stop, thread: Some(thread) })
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.lock().expect("status lock").clone()
+    }
+
+    /// Asks the pipeline to finish its segment and stop; returns at once.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits for the supervisor to finish (after [`Camera::request_stop`]).
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+struct Supervisor {
+    spec: Spec,
+    status: Arc<Mutex<Status>>,
+    stop: Arc<AtomicBool>,
+    segments: Sender<SegmentEvent>,
+}
+
+/// How one run of the pipeline ended.
+enum Ended {
+    Stopped,
+    Failed(String),
+}
+
+impl Supervisor {
+    fn run(self) {
+        let mut backoff = BACKOFF_FIRST;
+        while !self.stopping() {
+            let started = Instant::now();
+            match self.run_once() {
+                Ended::Stopped => break,
+                Ended::Failed(reason) => {
+                    tracing::warn!(camera = %self.spec.name, %reason, "camera stream failed; retrying");
+                    self.set(|s| {
+                        s.state = State::Error;
+                        s.reason = Some(reason.clone());
+                        s.decoded_fps = 0.0;
+                        s.since_ms = now_ms();
+                    });
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                backoff = BACKOFF_FIRST;
+            }
+            self.sleep(backoff);
+            backoff = (backoff * 2).min(BACKOFF_CAP);
+        }
+        self.set(|s| {
+            s.state = State::Stopped;
+            s.decoded_fps = 0.0;
+            s.since_ms = now_ms();
+        });
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn sleep(&self, d: Duration) {
+        let until = Instant::now() + d;
+        while !self.stopping() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn set(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut self.status.lock().expect("status lock"));
+    }
+
+    fn run_once(&self) -> Ended {
+        let built = match build(&self.spec) {
+            Ok(b) => b,
+            Err(e) => return Ended::Failed(e.to_string()),
+        };
+        let Built { pipeline, last_buffer, frames } = built;
+        let bus = pipeline.bus().expect("pipeline has a bus");
+        if let Err(e) = pipeline.set_state(gst::State::Playing) {
+            let _ = pipeline.set_state(gst::State::Null);
+            return Ended::Failed(format!("cannot start pipeline: {e}"));
+        }
+        let t0 = Instant::now();
+        let mut open: Option<PathBuf> = None;
+        let mut streaming = false;
+        let mut fps_mark = (Instant::now(), 0u64);
+        let ended = loop {
+            if self.stopping() {
+                self.finish(&pipeline, &bus, &mut open);
+                break Ended::Stopped;
+            }
+            if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) {
+                match msg.view() {
+                    gst::MessageView::Error(e) => {
+                        let details = e.debug().map(|d| d.to_string()).unwrap_or_default();
+                        let src = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
+                        tracing::debug!(camera = %self.spec.name, %src, %details, "pipeline error");
+                        break Ended::Failed(format!("{src}: {}", e.error()));
+                    }
+                    gst::MessageView::Eos(_) => break Ended::Failed("stream ended".into()),
+                    gst::MessageView::Element(el) => {
+                        if let Some(ev) = self.segment_event(el.structure(), &mut open) {
+                            let _ = self.segments.send(ev);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            // Streaming once data flows; stalled once it stops flowing.
+            let last = last_buffer.load(Ordering::Relaxed);
+            let since_start = t0.elapsed().as_millis() as u64;
+            if last > 0 && !streaming {
+                streaming = true;
+                tracing::info!(camera = %self.spec.name, "streaming");
+                self.set(|s| {
+                    s.state = State::Streaming;
+                    s.reason = None;
+                    s.since_ms = now_ms();
+                });
+            }
+            let idle = since_start.saturating_sub(if last > 0 { last } else { 0 });
+            if idle > STALL_AFTER.as_millis() as u64 {
+                break Ended::Failed(format!("no data for {} s", STALL_AFTER.as_secs()));
+            }
+            let elapsed = fps_mark.0.elapsed();
+            if elapsed >= Duration::from_secs(2) {
+                let n = frames.load(Ordering::Relaxed);
+                let fps = (n - fps_mark.1) as f64 / elapsed.as_secs_f64();
+                self.set(|s| s.decoded_fps = (fps * 10.0).round() / 10.0);
+                fps_mark = (Instant::now(), n);
+            }
+        };
+        let _ = pipeline.set_state(gst::State::Null);
+        if let Some(path) = open.take() {
+            let _ = self.segments.send(SegmentEvent::Aborted { camera_id: self.spec.id, path });
+        }
+        ended
+    }
+
+    /// Orderly stop: EOS lets the muxer write out the open segment, then the pipeline
+    /// goes down. Messages seen meanwhile still reach the recorder.
+    fn finish(&self, pipeline: &gst::Pipeline, bus: &gst::Bus, open: &mut Option<PathBuf>) {
+        pipeline.send_event(gst::event::Eos::new());
+        let until = Instant::now() + EOS_WAIT;
+        while Instant::now() < until {
+            let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else { continue };
+            match msg.view() {
+                gst::MessageView::Eos(_) | gst::MessageView::Error(_) => break,
+                gst::MessageView::Element(el) => {
+                    if let Some(ev) = self.segment_event(el.structure(), open) {
+                        let _ = self.segments.send(ev);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn segment_event(&self, s: Option<&gst::StructureRef>, open: &mut Option<PathBuf>) -> Option<SegmentEvent> {
+        let s = s?;
+        let path = PathBuf::from(s.get::<String>("location").ok()?);
+        let camera_id = self.spec.id;
+        match s.name().as_str() {
+            "splitmuxsink-fragment-opened" => {
+                *open = Some(path.clone());
+                let start_ms = start_ms_from_file_name(&path).unwrap_or_else(now_ms);
+                Some(SegmentEvent::Opened { camera_id, path, start_ms })
+            }
+            "splitmuxsink-fragment-closed" => {
+                if open.as_ref() == Some(&path) {
+                    *open = None;
+                }
+                Some(SegmentEvent::Closed { camera_id, path })
+            }
+            _ => None,
+        }
+    }
+}
+
+struct Built {
+    pipeline: gst::Pipeline,
+    /// Milliseconds after start at which the last encoded buffer arrived (0: none yet).
+    last_buffer: Arc<AtomicU64>,
+    /// Grey frames delivered to the decode branch's sink.
+    frames: Arc<AtomicU64>,
+}
+
+/// The pipeline description, without URLs (those are set as properties, so no quoting
+/// of passwords is needed).
+fn describe(spec: &Spec) -> String {
+    let rtsp = "protocols=tcp latency=200 tcp-timeout=5000000 timeout=5000000 drop-on-latency=true";
+    let decode = spec.decoder.as_ref().map(|dec| {
+        format!(
+            "queue leaky=downstream max-size-buffers=60 max-size-bytes=0 max-size-time=0 ! {dec} ! \
+             videorate drop-only=true skip-to-first=true ! videoscale ! videoconvert ! \
+             video/x-raw,format=GRAY8,width={FRAME_WIDTH},height={FRAME_HEIGHT},framerate={}/1 ! \
+             appsink name=frames max-buffers=2 drop=true sync=false emit-signals=false",
+            spec.motion_fps
+        )
+    });
+    let record = spec.record_dir.as_ref().map(|_| {
+        "queue max-size-buffers=0 max-size-bytes=0 max-size-time=4000000000 ! splitmuxsink name=rec".to_string()
+    });
+    let main = format!("rtspsrc name=src {rtsp} ! rtph264depay name=depay ! h264parse config-interval=-1");
+    match (record, decode, spec.substream_url.is_empty()) {
+        (Some(rec), Some(dec), true) => format!("{main} ! tee name=t  t. ! {rec}  t. ! {dec}"),
+        (Some(rec), Some(dec), false) => format!(
+            "{main} ! {rec}  rtspsrc name=subsrc {rtsp} ! rtph264depay name=subdepay ! h264parse ! {dec}"
+        ),
+        (Some(rec), None, _) => format!("{main} ! {rec}"),
+        (None, Some(dec), true) => format!("{main} ! {dec}"),
+        (None, Some(dec), false) => format!("rtspsrc name=subsrc {rtsp} ! rtph264depay name=depay ! h264parse ! {dec}"),
+        (None, None, _) => format!("{main} ! fakesink sync=false"),
+    }
+}
+
+fn build(spec: &Spec) -> Result<Built> {
+    let desc = describe(spec);
+    let pipeline = gst::parse::launch(&desc)
+        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("building pipeline: {e}")))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| Error::internal("pipeline description did not give a pipeline"))?;
+    if let Some(src) = pipeline.by_name("src") {
+        src.set_property("location", &spec.url);
+    }
+    if let Some(src) = pipeline.by_name("subsrc") {
+        let url = if spec.substream_url.is_empty() { &spec.url } else { &spec.substream_url };
+        src.set_property("location", url);
+    }
+    if let (Some(rec), Some(dir)) = (pipeline.by_name("rec"), spec.record_dir.clone()) {
+        let mux = gst::ElementFactory::make("mp4mux")
+            .property("fragment-duration", 1000u32)
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Unavailable, format!("mp4mux: {e}")))?;
+        rec.set_property("muxer", &mux);
+        rec.set_property("max-size-time", u64::from(spec.segment_seconds) * 1_000_000_000);
+        rec.connect("format-location", false, move |_| {
+            let path = dir.join(segment_file_name(now_ms()));
+            Some(path.to_string_lossy().to_string().to_value())
+        });
+    }
+
+    let t0 = Instant::now();
+    let last_buffer = Arc::new(AtomicU64::new(0));
+    let depay = pipeline.by_name("depay").ok_or_else(|| Error::internal("no depayloader in pipeline"))?;
+    let lb = last_buffer.clone();
+    depay.static_pad("src").expect("depay src pad").add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        lb.store((t0.elapsed().as_millis() as u64).max(1), Ordering::Relaxed);
+        gst::PadProbeReturn::Ok
+    });
+
+    let frames = Arc::new(AtomicU64::new(0));
+    if let Some(sink) = pipeline.by_name("frames").and_then(|e| e.downcast::<gst_app::AppSink>().ok()) {
+        let n = frames.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let _sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    n.fetch_add(1, Ordering::Relaxed);
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
+    tracing::debug!(camera = %spec.name, url = %redact_url(&spec.url), "pipeline built");
+    Ok(Built { pipeline, last_buffer, frames })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        Spec {
+            id: 1,
+            name: "Porch".into(),
+            url: "rtsp://127.0.0.1:1/main".into(),
+            substream_url: String::new(),
+            record_dir: Some("/tmp/x".into()),
+            segment_seconds: 10,
+            motion_fps: 5,
+            decoder: Some("avdec_h264".into()),
+        }
+    }
+
+    #[test]
+    fn one_stream_is_recorded_and_decoded_through_a_tee() {
+        let d = describe(&spec());
+        assert!(d.contains("tee name=t"));
+        assert!(d.contains("splitmuxsink"));
+        assert!(d.contains("avdec_h264"));
+        assert!(!d.contains("x264enc"), "recording must never re-encode");
+    }
+
+    #[test]
+    fn the_substream_is_decoded_when_there_is_one() {
+        let mut s = spec();
+        s.substream_url = "rtsp://127.0.0.1:1/sub".into();
+        let d = describe(&s);
+        assert!(!d.contains("tee"));
+        let (main, sub) = d.split_once("name=subsrc").unwrap();
+        assert!(main.contains("splitmuxsink") && !main.contains("avdec_h264"));
+        assert!(sub.contains("avdec_h264"));
+    }
+
+    #[test]
+    fn segment_names_carry_their_start() {
+        let p = PathBuf::from("/d/recordings/3").join(segment_file_name(1_700_000_000_123));
+        assert_eq!(start_ms_from_file_name(&p), Some(1_700_000_000_123));
+    }
+}

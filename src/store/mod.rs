@@ -1,1 +1,666 @@
-//! TODO
+//! The one SQLite file, `homehub.db` in the data dir.
+//!
+//! Owns: the connection, the schema and its upgrades, the data-dir lock, and every SQL
+//! statement. It is the only module that imports rusqlite. May not touch: media files
+//! (the recorder owns those; the store only records their paths).
+//!
+//! The connection lives on one dedicated thread. Callers hand it closures over [`Db`]
+//! ([`Store::call`] from async code, [`Store::call_blocking`] from threads); the thread
+//! runs whatever is queued inside one transaction, each closure in its own savepoint,
+//! so a burst of writes costs one fsync (SD cards wear) and one failing job rolls back
+//! only itself. A closure's result is delivered after the commit: when a caller hears
+//! "ok", the row is durable.
+
+mod schema;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, ErrorKind, Result};
+
+pub use schema::LATEST_VERSION;
+
+pub const DB_FILE: &str = "homehub.db";
+const LOCK_FILE: &str = "homehub.lock";
+
+type Job = Box<dyn FnOnce(&mut Db) + Send>;
+
+/// A handle to the store thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: std_mpsc::Sender<Job>,
+    data_dir: PathBuf,
+}
+
+/// The connection, seen only inside store jobs.
+pub struct Db {
+    conn: Connection,
+    /// Results of this batch's jobs, handed out after its commit.
+    pending: Vec<Deliver>,
+}
+
+fn db_err(what: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
+    move |e| Error::internal(format!("database: {what}: {e}"))
+}
+
+/// The advisory lock that keeps two hubs from sharing a data dir. Held for as long as
+/// the value lives; the OS drops it when the process dies, so a crash never leaves it.
+pub struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    pub fn acquire(data_dir: &Path) -> Result<DirLock> {
+        let path = data_dir.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::internal(format!("opening {}: {e}", path.display())))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("data dir {} is in use by another homehub (pid {})", data_dir.display(), holder.trim()),
+            ));
+        }
+        file.set_len(0).ok();
+        let _ = write!(file, "{}", std::process::id());
+        Ok(DirLock { _file: file })
+    }
+
+    /// The pid written by the hub that holds the lock, if one does now.
+    pub fn holder(data_dir: &Path) -> Option<u32> {
+        let path = data_dir.join(LOCK_FILE);
+        let file = File::open(&path).ok()?;
+        // SAFETY: as above.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+        if rc == 0 {
+            return None; // nobody holds it
+        }
+        fs::read_to_string(&path).ok()?.trim().parse().ok()
+    }
+}
+
+/// Makes the data dir (0700) if needed and tightens it if it exists.
+pub fn prepare_data_dir(data_dir: &Path) -> Result<()> {
+    fs::create_dir_all(data_dir).map_err(|e| Error::internal(format!("creating data dir {}: {e}", data_dir.display())))?;
+    fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::internal(format!("chmod 0700 {}: {e}", data_dir.display())))
+}
+
+impl Store {
+    /// Opens (creating or upgrading) the database in `data_dir` and starts its thread.
+    /// The caller must hold the [`DirLock`].
+    pub fn open(data_dir: &Path) -> Result<Store> {
+        let db = Db::open(&data_dir.join(DB_FILE))?;
+        Ok(Store::spawn(db, data_dir))
+    }
+
+    fn spawn(mut db: Db, data_dir: &Path) -> Store {
+        let (tx, rx) = std_mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < 64 {
+                        match rx.try_recv() {
+                            Ok(j) => batch.push(j),
+                            Err(_) => break,
+                        }
+                    }
+                    db.run_batch(batch);
+                }
+                // All handles gone: checkpoint so the WAL does not linger.
+                let _ = db.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+            })
+            .expect("spawn store thread");
+        Store { tx, data_dir: data_dir.to_path_buf() }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Runs `f` on the store thread and waits for it (and its commit) without blocking
+    /// the async runtime.
+    pub async fn call<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&mut Db) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(f, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.await.map_err(|_| Error::internal("database thread stopped"))?
+    }
+
+    /// Like [`Store::call`], for plain threads.
+    pub fn call_blocking<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&mut Db) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = std_mpsc::sync_channel(1);
+        self.submit(f, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.recv().map_err(|_| Error::internal("database thread stopped"))?
+    }
+
+    fn submit<R, F, D>(&self, f: F, deliver: D) -> Result<()>
+    where
+        F: FnOnce(&mut Db) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+        D: FnOnce(Result<R>) + Send + 'static,
+    {
+        let job: Job = Box::new(move |db: &mut Db| {
+            let r = db.in_savepoint(f);
+            db.pending.push(Box::new(move |commit: &Result<()>| {
+                deliver(match commit {
+                    Ok(()) => r,
+                    Err(e) => Err(Error::internal(format!("database commit: {e}"))),
+                })
+            }));
+        });
+        self.tx.send(job).map_err(|_| Error::internal("database thread stopped"))
+    }
+}
+
+type Deliver = Box<dyn FnOnce(&Result<()>) + Send>;
+
+impl Db {
+    /// Opens the file (0600), sets WAL and foreign keys, and upgrades the schema.
+    pub fn open(path: &Path) -> Result<Db> {
+        if !path.exists() {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::internal(format!("creating {}: {e}", path.display())))?;
+        }
+        let conn = Connection::open(path).map_err(|e| Error::internal(format!("opening {}: {e}", path.display())))?;
+        let mut db = Db { conn, pending: Vec::new() };
+        db.conn
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = NORMAL;
+                 PRAGMA foreign_keys = ON;
+                 PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(db_err("setting pragmas"))?;
+        schema::upgrade(&mut db.conn, LATEST_VERSION)?;
+        // WAL and shm files are made by SQLite with the db file's mode, but be explicit.
+        for suffix in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{suffix}", path.display()));
+            if p.exists() {
+                let _ = fs::set_permissions(&p, fs::Permissions::from_mode(0o600));
+            }
+        }
+        Ok(db)
+    }
+
+    #[cfg(test)]
+    fn open_in_memory_at(version: u32) -> Db {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        schema::upgrade(&mut conn, version).unwrap();
+        Db { conn, pending: Vec::new() }
+    }
+
+    fn in_savepoint<R>(&mut self, f: impl FnOnce(&mut Db) -> Result<R>) -> Result<R> {
+        self.conn.execute_batch("SAVEPOINT job").map_err(db_err("savepoint"))?;
+        let r = f(self);
+        let end = if r.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+        if let Err(e) = self.conn.execute_batch(end) {
+            return Err(Error::internal(format!("database: ending savepoint: {e}")));
+        }
+        r
+    }
+
+    fn run_batch(&mut self, batch: Vec<Job>) {
+        let began = self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string());
+        for job in batch {
+            job(self);
+        }
+        let commit: Result<()> = match began {
+            Ok(()) => self.conn.execute_batch("COMMIT").map_err(|e| Error::internal(e.to_string())),
+            Err(e) => Err(Error::internal(e)),
+        };
+        if commit.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        for d in std::mem::take(&mut self.pending) {
+            d(&commit);
+        }
+    }
+
+    // ---- meta ----
+
+    /// The hub's random id, made once.
+    pub fn hub_id(&mut self) -> Result<String> {
+        let existing: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'hub_id'", [], |r| r.get(0))
+            .optional()
+            .map_err(db_err("reading hub id"))?;
+        if let Some(id) = existing {
+            return Ok(id);
+        }
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        self.conn
+            .execute("INSERT INTO meta (key, value) VALUES ('hub_id', ?1)", params![id])
+            .map_err(db_err("writing hub id"))?;
+        Ok(id)
+    }
+
+    pub fn integrity_ok(&mut self) -> Result<bool> {
+        let r: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(db_err("integrity check"))?;
+        Ok(r == "ok")
+    }
+
+    // ---- cameras ----
+
+    /// Makes sure each configured camera has a row (matched by name) with its current
+    /// URLs, and returns them all in config order.
+    pub fn sync_config_cameras(&mut self, cams: &[(String, String, String)]) -> Result<Vec<CameraRow>> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut out = Vec::new();
+        for (name, url, sub) in cams {
+            self.conn
+                .execute(
+                    "INSERT INTO cameras (name, source, url, substream_url, created_ms) VALUES (?1, 'config', ?2, ?3, ?4)
+                     ON CONFLICT(name) DO UPDATE SET url = excluded.url, substream_url = excluded.substream_url",
+                    params![name, url, sub, now],
+                )
+                .map_err(db_err("saving camera"))?;
+            out.push(self.camera_by_name(name)?.ok_or_else(|| Error::internal("camera row vanished"))?);
+        }
+        Ok(out)
+    }
+
+    pub fn camera_by_name(&mut self, name: &str) -> Result<Option<CameraRow>> {
+        self.conn
+            .query_row("SELECT id, name, source, url, substream_url FROM cameras WHERE name = ?1", params![name], CameraRow::from_row)
+            .optional()
+            .map_err(db_err("reading camera"))
+    }
+
+    pub fn cameras(&mut self) -> Result<Vec<CameraRow>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, name, source, url, substream_url FROM cameras ORDER BY id")
+            .map_err(db_err("listing cameras"))?;
+        let rows = st.query_map([], CameraRow::from_row).map_err(db_err("listing cameras"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing cameras"))
+    }
+
+    // ---- segments ----
+
+    pub fn insert_segment(&mut self, s: &NewSegment) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO segments (camera_id, path, start_ms, end_ms, bytes, partial) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![s.camera_id, s.path, s.start_ms, s.end_ms, s.bytes as i64, s.partial],
+            )
+            .map_err(db_err("inserting segment"))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn segments(&mut self, q: &SegmentQuery) -> Result<Vec<SegmentRow>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT id, camera_id, path, start_ms, end_ms, bytes, partial FROM segments
+                 WHERE (?1 IS NULL OR camera_id = ?1) AND (?2 IS NULL OR end_ms >= ?2) AND (?3 IS NULL OR start_ms <= ?3)
+                 ORDER BY start_ms, id LIMIT ?4",
+            )
+            .map_err(db_err("listing segments"))?;
+        let rows = st
+            .query_map(params![q.camera_id, q.since_ms, q.until_ms, q.limit.unwrap_or(i64::MAX)], SegmentRow::from_row)
+            .map_err(db_err("listing segments"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing segments"))
+    }
+
+    pub fn segment(&mut self, id: i64) -> Result<Option<SegmentRow>> {
+        self.conn
+            .query_row(
+                "SELECT id, camera_id, path, start_ms, end_ms, bytes, partial FROM segments WHERE id = ?1",
+                params![id],
+                SegmentRow::from_row,
+            )
+            .optional()
+            .map_err(db_err("reading segment"))
+    }
+
+    pub fn segment_paths(&mut self) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare_cached("SELECT path FROM segments").map_err(db_err("listing paths"))?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(db_err("listing paths"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing paths"))
+    }
+
+    pub fn segment_bytes_total(&mut self) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COALESCE(SUM(bytes), 0) FROM segments", [], |r| r.get(0))
+            .map_err(db_err("summing segments"))?;
+        Ok(n as u64)
+    }
+
+    /// Moves the oldest segments to the garbage list, in one step: their rows are gone
+    /// and their paths are listed for deletion. Picks segments that ended before
+    /// `before_ms`, then more (oldest first) until `free_bytes` are covered.
+    pub fn collect_old_segments(&mut self, before_ms: i64, free_bytes: u64, cap: usize) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, path, bytes, end_ms FROM segments ORDER BY start_ms, id LIMIT ?1")
+            .map_err(db_err("choosing old segments"))?;
+        let rows: Vec<(i64, String, i64, i64)> = st
+            .query_map(params![cap as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(db_err("choosing old segments"))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db_err("choosing old segments"))?;
+        drop(st);
+        let mut freed = 0u64;
+        let mut paths = Vec::new();
+        for (id, path, bytes, end_ms) in rows {
+            if end_ms >= before_ms && freed >= free_bytes {
+                break;
+            }
+            freed += bytes as u64;
+            self.conn.execute("DELETE FROM segments WHERE id = ?1", params![id]).map_err(db_err("deleting segment"))?;
+            self.conn
+                .execute("INSERT OR IGNORE INTO garbage (path) VALUES (?1)", params![path])
+                .map_err(db_err("listing garbage"))?;
+            paths.push(path);
+        }
+        Ok(paths)
+    }
+
+    pub fn garbage(&mut self) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare_cached("SELECT path FROM garbage").map_err(db_err("listing garbage"))?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(db_err("listing garbage"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing garbage"))
+    }
+
+    /// Forgets garbage entries whose files are gone.
+    pub fn garbage_done(&mut self, paths: &[String]) -> Result<()> {
+        for p in paths {
+            self.conn.execute("DELETE FROM garbage WHERE path = ?1", params![p]).map_err(db_err("clearing garbage"))?;
+        }
+        Ok(())
+    }
+
+    pub fn delete_segment_rows(&mut self, paths: &[String]) -> Result<()> {
+        for p in paths {
+            self.conn.execute("DELETE FROM segments WHERE path = ?1", params![p]).map_err(db_err("deleting segment"))?;
+        }
+        Ok(())
+    }
+
+    // ---- users and sessions ----
+
+    pub fn add_user(&mut self, email: &str, role: Role, password_hash: &str) -> Result<i64> {
+        let now = chrono::Utc::now().timestamp_millis();
+        match self.conn.execute(
+            "INSERT INTO users (email, role, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![email, role.as_str(), password_hash, now],
+        ) {
+            Ok(_) => Ok(self.conn.last_insert_rowid()),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(Error::new(ErrorKind::Conflict, format!("user {email} exists already")))
+            }
+            Err(e) => Err(Error::internal(format!("database: adding user: {e}"))),
+        }
+    }
+
+    pub fn user_by_email(&mut self, email: &str) -> Result<Option<UserRow>> {
+        self.conn
+            .query_row("SELECT id, email, role, password_hash FROM users WHERE email = ?1", params![email], UserRow::from_row)
+            .optional()
+            .map_err(db_err("reading user"))
+    }
+
+    pub fn add_session(&mut self, token_hash: &[u8], user_id: i64, now_ms: i64, expires_ms: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO sessions (token_hash, user_id, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![token_hash, user_id, now_ms, expires_ms],
+            )
+            .map_err(db_err("adding session"))?;
+        Ok(())
+    }
+
+    /// The user of a live session.
+    pub fn session_user(&mut self, token_hash: &[u8], now_ms: i64) -> Result<Option<UserRow>> {
+        self.conn
+            .query_row(
+                "SELECT u.id, u.email, u.role, u.password_hash FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.token_hash = ?1 AND s.expires_ms > ?2",
+                params![token_hash, now_ms],
+                UserRow::from_row,
+            )
+            .optional()
+            .map_err(db_err("reading session"))
+    }
+
+    pub fn delete_session(&mut self, token_hash: &[u8]) -> Result<()> {
+        self.conn.execute("DELETE FROM sessions WHERE token_hash = ?1", params![token_hash]).map_err(db_err("deleting session"))?;
+        Ok(())
+    }
+
+    pub fn delete_expired_sessions(&mut self, now_ms: i64) -> Result<usize> {
+        self.conn.execute("DELETE FROM sessions WHERE expires_ms <= ?1", params![now_ms]).map_err(db_err("expiring sessions"))
+    }
+
+    pub fn audit(&mut self, actor: &str, action: &str, detail: &str) -> Result<()> {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.conn
+            .execute("INSERT INTO audit (at_ms, actor, action, detail) VALUES (?1, ?2, ?3, ?4)", params![now, actor, action, detail])
+            .map_err(db_err("writing audit"))?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Owner,
+    Member,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Member => "member",
+            Role::Viewer => "viewer",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "owner" => Some(Role::Owner),
+            "member" => Some(Role::Member),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CameraRow {
+    pub id: i64,
+    pub name: String,
+    pub source: String,
+    pub url: String,
+    pub substream_url: String,
+}
+
+impl CameraRow {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(CameraRow { id: r.get(0)?, name: r.get(1)?, source: r.get(2)?, url: r.get(3)?, substream_url: r.get(4)? })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSegment {
+    pub camera_id: i64,
+    /// Relative to the data dir.
+    pub path: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub bytes: u64,
+    /// Cut short (camera lost or hub crash) rather than closed at its planned length.
+    pub partial: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SegmentRow {
+    pub id: i64,
+    pub camera_id: i64,
+    pub path: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub bytes: u64,
+    pub partial: bool,
+}
+
+impl SegmentRow {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(SegmentRow {
+            id: r.get(0)?,
+            camera_id: r.get(1)?,
+            path: r.get(2)?,
+            start_ms: r.get(3)?,
+            end_ms: r.get(4)?,
+            bytes: r.get::<_, i64>(5)? as u64,
+            partial: r.get(6)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SegmentQuery {
+    pub camera_id: Option<i64>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub id: i64,
+    pub email: String,
+    pub role: Role,
+    pub password_hash: String,
+}
+
+impl UserRow {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let role: String = r.get(2)?;
+        Ok(UserRow {
+            id: r.get(0)?,
+            email: r.get(1)?,
+            role: Role::parse(&role).unwrap_or(Role::Viewer),
+            password_hash: r.get(3)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_round_trip_and_retention_uses_the_garbage_list() {
+        let mut db = Db::open_in_memory_at(LATEST_VERSION);
+        let cams = db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())]).unwrap();
+        let cam = cams[0].id;
+        for i in 0..5 {
+            db.insert_segment(&NewSegment {
+                camera_id: cam,
+                path: format!("recordings/{cam}/{i}.mp4"),
+                start_ms: i * 10_000,
+                end_ms: i * 10_000 + 10_000,
+                bytes: 100,
+                partial: false,
+            })
+            .unwrap();
+        }
+        assert_eq!(db.segment_bytes_total().unwrap(), 500);
+        // Everything that ended before 25 s, and nothing more.
+        let gone = db.collect_old_segments(25_000, 0, 1000).unwrap();
+        assert_eq!(gone, vec![format!("recordings/{cam}/0.mp4"), format!("recordings/{cam}/1.mp4")]);
+        // Then enough to free 150 bytes more: two more segments.
+        let gone = db.collect_old_segments(0, 150, 1000).unwrap();
+        assert_eq!(gone.len(), 2);
+        assert_eq!(db.garbage().unwrap().len(), 4);
+        assert_eq!(db.segments(&SegmentQuery::default()).unwrap().len(), 1);
+        db.garbage_done(&gone).unwrap();
+        assert_eq!(db.garbage().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn config_cameras_keep_their_ids() {
+        let mut db = Db::open_in_memory_at(LATEST_VERSION);
+        let a = db.sync_config_cameras(&[("A".into(), "rtsp://h/a".into(), String::new())]).unwrap();
+        let b = db
+            .sync_config_cameras(&[("B".into(), "rtsp://h/b".into(), String::new()), ("A".into(), "rtsp://h/a2".into(), String::new())])
+            .unwrap();
+        assert_eq!(a[0].id, b[1].id);
+        assert_eq!(b[1].url, "rtsp://h/a2");
+    }
+
+    #[test]
+    fn sessions_expire_and_users_are_unique() {
+        let mut db = Db::open_in_memory_at(LATEST_VERSION);
+        let uid = db.add_user("a@example.com", Role::Owner, "h").unwrap();
+        assert_eq!(db.add_user("A@example.com", Role::Viewer, "h").unwrap_err().kind(), ErrorKind::Conflict);
+        db.add_session(b"tok", uid, 0, 100).unwrap();
+        assert_eq!(db.session_user(b"tok", 50).unwrap().unwrap().email, "a@example.com");
+        assert!(db.session_user(b"tok", 100).unwrap().is_none());
+        assert!(db.session_user(b"other", 50).unwrap().is_none());
+    }
+
+    #[test]
+    fn batches_commit_and_a_failing_job_rolls_back_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ok = store.call_blocking(|db| db.add_user("a@x", Role::Owner, "h"));
+        assert!(ok.is_ok());
+        let dup = store.call_blocking(|db| db.add_user("a@x", Role::Owner, "h"));
+        assert_eq!(dup.unwrap_err().kind(), ErrorKind::Conflict);
+        let failing = store.call_blocking(|db| {
+            db.add_user("b@x", Role::Owner, "h")?;
+            Err::<(), _>(Error::invalid("no"))
+        });
+        assert!(failing.is_err());
+        assert!(store.call_blocking(|db| db.user_by_email("b@x")).unwrap().is_none());
+        let mode = fs::metadata(dir.path().join(DB_FILE)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn a_second_lock_on_the_same_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _a = DirLock::acquire(dir.path()).unwrap();
+        let e = DirLock::acquire(dir.path()).err().expect("second lock must fail");
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(e.to_string().contains("in use"));
+    }
+}

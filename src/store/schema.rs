@@ -1,0 +1,156 @@
+//! Schema versions. `PRAGMA user_version` holds the version; each step from N to N+1
+//! runs in its own transaction, so a power cut mid-upgrade leaves version N intact.
+//! Steps are append-only: never edit a released step, add a new one.
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+
+const STEPS: &[&str] = &[
+    // 0 -> 1: the foundation.
+    "CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE cameras (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        source TEXT NOT NULL CHECK (source IN ('config', 'paired')),
+        url TEXT NOT NULL,
+        substream_url TEXT NOT NULL DEFAULT '',
+        created_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE segments (
+        id INTEGER PRIMARY KEY,
+        camera_id INTEGER NOT NULL REFERENCES cameras (id),
+        path TEXT NOT NULL UNIQUE,
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        CHECK (end_ms >= start_ms)
+    ) STRICT;
+    CREATE INDEX segments_by_camera_start ON segments (camera_id, start_ms);
+    CREATE TABLE garbage (
+        path TEXT PRIMARY KEY
+    ) STRICT;
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        role TEXT NOT NULL CHECK (role IN ('owner', 'member', 'viewer')),
+        password_hash TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE sessions (
+        token_hash BLOB PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    ) STRICT;",
+    // 1 -> 2: partial segments are told apart; an audit trail for security events;
+    // retention scans segments oldest first across cameras.
+    "ALTER TABLE segments ADD COLUMN partial INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX segments_by_start ON segments (start_ms);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    ) STRICT;",
+];
+
+pub const LATEST_VERSION: u32 = STEPS.len() as u32;
+
+pub fn version(conn: &Connection) -> Result<u32> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| Error::internal(format!("database: reading schema version: {e}")))
+}
+
+/// Brings the schema up to `target`, one transaction per step.
+pub fn upgrade(conn: &mut Connection, target: u32) -> Result<()> {
+    let mut v = version(conn)?;
+    if v > LATEST_VERSION {
+        return Err(Error::invalid(format!(
+            "database schema version {v} is newer than this homehub understands ({LATEST_VERSION}); upgrade homehub"
+        )));
+    }
+    while v < target {
+        let tx = conn.transaction().map_err(|e| Error::internal(format!("database: upgrade begin: {e}")))?;
+        tx.execute_batch(STEPS[v as usize])
+            .and_then(|_| tx.execute_batch(&format!("PRAGMA user_version = {}", v + 1)))
+            .and_then(|_| tx.commit())
+            .map_err(|e| Error::internal(format!("database: upgrading schema {v} -> {}: {e}", v + 1)))?;
+        v += 1;
+        tracing::info!(version = v, "database schema upgraded");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema_of(conn: &Connection) -> Vec<(String, String)> {
+        let mut st = conn.prepare("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name").unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect()
+    }
+
+    fn columns(conn: &Connection, table: &str) -> Vec<String> {
+        let mut st = conn.prepare(&format!("PRAGMA table_info({table})")).unwrap();
+        st.query_map([], |r| r.get::<_, String>(1)).unwrap().map(|r| r.unwrap()).collect()
+    }
+
+    #[test]
+    fn every_step_upgrades_with_data_in_place() {
+        // Stop at each version, put data in, and go on to the latest.
+        for stop in 1..LATEST_VERSION {
+            let mut conn = Connection::open_in_memory().unwrap();
+            upgrade(&mut conn, stop).unwrap();
+            assert_eq!(version(&conn).unwrap(), stop);
+            conn.execute_batch(
+                "INSERT INTO cameras (name, source, url, created_ms) VALUES ('Porch', 'config', 'rtsp://h/a', 1);
+                 INSERT INTO segments (camera_id, path, start_ms, end_ms, bytes) VALUES (1, 'recordings/1/a.mp4', 0, 10, 5);",
+            )
+            .unwrap();
+            upgrade(&mut conn, LATEST_VERSION).unwrap();
+            assert_eq!(version(&conn).unwrap(), LATEST_VERSION);
+            let (path, partial): (String, i64) =
+                conn.query_row("SELECT path, partial FROM segments", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+            assert_eq!(path, "recordings/1/a.mp4");
+            assert_eq!(partial, 0);
+        }
+    }
+
+    #[test]
+    fn upgraded_and_fresh_schemas_have_the_same_tables_and_columns() {
+        let mut fresh = Connection::open_in_memory().unwrap();
+        upgrade(&mut fresh, LATEST_VERSION).unwrap();
+        let mut old = Connection::open_in_memory().unwrap();
+        upgrade(&mut old, 1).unwrap();
+        upgrade(&mut old, LATEST_VERSION).unwrap();
+        let names = |c: &Connection| schema_of(c).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(names(&fresh), names(&old));
+        for table in ["cameras", "segments", "users", "sessions", "audit", "garbage", "meta"] {
+            assert_eq!(columns(&fresh, table), columns(&old, table), "table {table}");
+        }
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("PRAGMA user_version = {}", LATEST_VERSION + 1)).unwrap();
+        let e = upgrade(&mut conn, LATEST_VERSION).unwrap_err();
+        assert!(e.to_string().contains("newer"));
+    }
+
+    #[test]
+    fn a_failing_step_leaves_the_previous_version() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        upgrade(&mut conn, 1).unwrap();
+        // Make step 2 fail: the table it creates exists already.
+        conn.execute_batch("CREATE TABLE audit (x INTEGER)").unwrap();
+        assert!(upgrade(&mut conn, LATEST_VERSION).is_err());
+        assert_eq!(version(&conn).unwrap(), 1);
+        assert!(!columns(&conn, "segments").contains(&"partial".to_string()));
+    }
+}
