@@ -1,3 +1,114 @@
+//! `homehub`: the hub daemon and its admin CLI. Errors end here as one line on stderr
+//! and an exit code from their kind.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use homehub::config::Config;
+use homehub::{Error, cli, hub};
+
+#[derive(Parser)]
+#[command(name = "homehub", version, about = "Local-first home hub: cameras and devices on the LAN; only encrypted clips leave")]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the hub.
+    Serve {
+        /// Config file (default /etc/homehub/homehub.toml, or $HOMEHUB_CONFIG).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the hub on embedded defaults with simulated cameras.
+    Demo {
+        #[arg(long, default_value_t = 2)]
+        cameras: u32,
+        /// Where the demo keeps its data (default: a new temporary folder).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Web address.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: String,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+    /// Security and health self-check: exit 0 = all good, 1 = findings.
+    Doctor {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user; the password is read from stdin.
+    Add {
+        email: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(config: Option<PathBuf>) -> Result<Config, Error> {
+    Config::load(&config.unwrap_or_else(Config::default_path))
+}
+
+fn run(args: Args) -> Result<i32, Error> {
+    match args.cmd {
+        Cmd::Serve { config } => {
+            let cfg = load(config)?;
+            let rt = tokio::runtime::Runtime::new().map_err(|e| Error::internal(format!("runtime: {e}")))?;
+            rt.block_on(hub::run(cfg, None))?;
+            Ok(0)
+        }
+        Cmd::Demo { cameras, data_dir, listen } => {
+            listen.parse::<std::net::SocketAddr>().map_err(|_| Error::invalid(format!("--listen: expected ADDRESS:PORT, got {listen:?}")))?;
+            cli::demo(cli::DemoArgs { cameras, data_dir, listen })?;
+            Ok(0)
+        }
+        Cmd::User { cmd: UserCmd::Add { email, role, config } } => {
+            let cfg = load(config)?;
+            cli::user_add(&cfg, &email, &role)?;
+            Ok(0)
+        }
+        Cmd::Doctor { config } => {
+            let cfg = load(config)?;
+            let findings = cli::doctor(&cfg);
+            for f in &findings {
+                println!("{f}");
+            }
+            if findings.is_empty() {
+                eprintln!("doctor: all good");
+                Ok(0)
+            } else {
+                Ok(1)
+            }
+        }
+    }
+}
+
 fn main() {
-    println!("homehub {}", env!("CARGO_PKG_VERSION"));
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HOMEHUB_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let code = match run(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("homehub: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
 }

@@ -1,1 +1,65 @@
-//! TODO
+//! The admin subcommands: `user add`, `doctor`, `demo`.
+//!
+//! Owns: what each command prints and how it reads its input (passwords from stdin,
+//! never argv). May not touch: SQL or GStreamer directly; it goes through `store`,
+//! `camera` and `hub` like everyone else.
+
+mod demo;
+mod doctor;
+
+pub use demo::{DemoArgs, OWNER_EMAIL, demo};
+pub use doctor::doctor;
+
+use std::io::BufRead;
+use std::path::Path;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::{self, Role, Store};
+use crate::web::auth;
+
+/// `homehub user add EMAIL --role R`: the password is the first line of stdin.
+pub fn user_add(cfg: &Config, email: &str, role: &str) -> Result<()> {
+    let role = Role::parse(role).ok_or_else(|| Error::invalid(format!("--role: expected owner, member or viewer, got {role:?}")))?;
+    let email = email.trim();
+    if !email.contains('@') || email.len() > 254 || email.contains(char::is_whitespace) {
+        return Err(Error::invalid(format!("EMAIL: not an email address: {email:?}")));
+    }
+    let password = read_password()?;
+    auth::check_new_password(&password)?;
+    let store = open_store(&cfg.data_dir)?;
+    let hash = auth::hash_password(&password)?;
+    let (e, r) = (email.to_string(), role);
+    store.call_blocking(move |db| {
+        db.add_user(&e, r, &hash)?;
+        db.audit("cli", "user.add", &format!("{e} as {}", r.as_str()))
+    })?;
+    println!("added {email} as {}", role.as_str());
+    Ok(())
+}
+
+fn read_password() -> Result<String> {
+    let stdin = std::io::stdin();
+    if is_tty(0) {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line).map_err(|e| Error::invalid(format!("reading password from stdin: {e}")))?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    if pw.is_empty() {
+        return Err(Error::invalid("no password on stdin (give it as the first line)"));
+    }
+    Ok(pw)
+}
+
+fn is_tty(fd: i32) -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// Opens the database for an admin command. It does not take the data-dir lock: that
+/// keeps two hubs apart, while SQLite itself arbitrates a command beside a running hub.
+pub fn open_store(data_dir: &Path) -> Result<Store> {
+    store::prepare_data_dir(data_dir)?;
+    Store::open(data_dir)
+}

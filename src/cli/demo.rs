@@ -1,0 +1,168 @@
+//! `homehub demo`: the hub on embedded defaults with N simulated cameras on loopback.
+//! Prints the URL and a one-time owner password, then runs until Ctrl-C.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::{Camera, Config, RecordingMode};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::store::Role;
+use crate::web::auth;
+
+pub const OWNER_EMAIL: &str = "owner@homehub.local";
+
+pub struct DemoArgs {
+    pub cameras: u32,
+    pub data_dir: Option<PathBuf>,
+    pub listen: String,
+}
+
+/// Kills the simulated cameras when the demo ends, however it ends.
+struct Sims(Vec<Child>);
+
+impl Drop for Sims {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            // SAFETY: plain signal to our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        }
+        for c in &mut self.0 {
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn demo(args: DemoArgs) -> Result<()> {
+    if args.cameras > 16 {
+        return Err(Error::invalid(format!("--cameras: at most 16, got {}", args.cameras)));
+    }
+    let data_dir = match &args.data_dir {
+        Some(d) => std::path::absolute(d).ctx(format!("--data-dir {}", d.display()))?,
+        None => {
+            let base = std::env::temp_dir().join(format!("homehub-demo-{}", std::process::id()));
+            std::fs::create_dir_all(&base).ctx(format!("creating {}", base.display()))?;
+            base
+        }
+    };
+    let mut cfg = Config { data_dir: data_dir.clone(), ..Config::default() };
+    cfg.web.listen = args.listen.clone();
+    cfg.mdns.interfaces = vec!["lo".into()];
+    cfg.recording.mode = RecordingMode::Continuous;
+    cfg.recording.segment_seconds = 30;
+    cfg.recording.max_disk_gb = 2.0;
+
+    let camsim = sibling_binary("homehub-camsim")?;
+    let mut sims = Sims(Vec::new());
+    for i in 1..=args.cameras {
+        let port = free_port()?;
+        let child = start_camsim(&camsim, port, i)?;
+        sims.0.push(child);
+        let cam = Camera {
+            name: format!("Demo camera {i}"),
+            url: format!("rtsp://127.0.0.1:{port}/main"),
+            substream_url: format!("rtsp://127.0.0.1:{port}/sub"),
+        };
+        cfg.camera.push(cam);
+    }
+    for (i, c) in sims.0.iter_mut().enumerate() {
+        wait_ready(c, i + 1)?;
+    }
+
+    let password = auth::random_password();
+    let store = super::open_store(&data_dir)?;
+    let hash = auth::hash_password(&password)?;
+    let owner_is_new = store.call_blocking(move |db| {
+        if db.user_by_email(OWNER_EMAIL)?.is_some() {
+            return Ok(false);
+        }
+        db.add_user(OWNER_EMAIL, Role::Owner, &hash)?;
+        Ok(true)
+    })?;
+    drop(store);
+
+    let rt = tokio::runtime::Runtime::new().map_err(|e| Error::internal(format!("runtime: {e}")))?;
+    rt.block_on(async move {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let hub = tokio::spawn(crate::hub::run(cfg, Some(tx)));
+        if let Ok(addr) = rx.await {
+            let host = if addr.ip().is_loopback() || addr.ip().is_unspecified() { "localhost".to_string() } else { addr.ip().to_string() };
+            println!();
+            println!("homehub demo is running ({} simulated cameras)", args.cameras);
+            println!("  open:      https://{host}:{}/  (self-signed certificate)", addr.port());
+            println!("  email:     {OWNER_EMAIL}");
+            if owner_is_new {
+                println!("  password:  {password}");
+            } else {
+                println!("  password:  (the owner exists already in this data dir; use its password)");
+            }
+            println!("  data dir:  {}", data_dir.display());
+            println!("Ctrl-C stops it.");
+            println!();
+        }
+        hub.await.map_err(|e| Error::internal(e.to_string()))?
+    })?;
+    drop(sims);
+    Ok(())
+}
+
+fn sibling_binary(name: &str) -> Result<PathBuf> {
+    let me = std::env::current_exe().map_err(|e| Error::internal(format!("finding own path: {e}")))?;
+    let p = me.with_file_name(name);
+    if !p.exists() {
+        return Err(Error::new(ErrorKind::Unavailable, format!("{} not found (build it: cargo build --bins)", p.display())));
+    }
+    Ok(p)
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::internal(format!("finding a free port: {e}")))?;
+    Ok(l.local_addr().map_err(|e| Error::internal(e.to_string()))?.port())
+}
+
+fn start_camsim(bin: &Path, port: u16, i: u32) -> Result<Child> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["--rtsp", &format!("127.0.0.1:{port}")])
+        .args(["--size", "1280x720", "--fps", "15", "--bitrate", "1500"])
+        .args(["--name", &format!("Demo camera {i}")])
+        .args(["--motion", "20-30,80-95,200-215"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // SAFETY: prctl in the child before exec; asks the kernel to kill it if we die.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| Error::internal(format!("starting {}: {e}", bin.display())))
+}
+
+fn wait_ready(child: &mut Child, i: usize) -> Result<()> {
+    let out = child.stdout.take().ok_or_else(|| Error::internal("camsim stdout"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(out).lines();
+        for line in lines.by_ref().map_while(|l| l.ok()) {
+            if line.starts_with("camsim ready") {
+                let _ = tx.send(());
+                break;
+            }
+        }
+        // Keep draining so the simulator never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if rx.recv_timeout(Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(Error::new(ErrorKind::Unavailable, format!("simulated camera {i} exited: {st}")));
+        }
+    }
+    Err(Error::new(ErrorKind::Unavailable, format!("simulated camera {i} did not start within 20 s")))
+}
