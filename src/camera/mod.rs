@@ -243,7 +243,7 @@ impl Supervisor {
                     }
                     gst::MessageView::Eos(_) => break Ended::Failed("stream ended".into()),
                     gst::MessageView::Element(el) => {
-                        if let Some(ev) = self.segment_event(el.structure(), &mut open) {
+                        if let Some(ev) = self.segment_event(el.structure(), &mut open, Some(&pipeline)) {
                             let _ = self.segments.send(ev);
                         }
                     }
@@ -291,7 +291,7 @@ impl Supervisor {
             match msg.view() {
                 gst::MessageView::Eos(_) | gst::MessageView::Error(_) => break,
                 gst::MessageView::Element(el) => {
-                    if let Some(ev) = self.segment_event(el.structure(), open) {
+                    if let Some(ev) = self.segment_event(el.structure(), open, None) {
                         let _ = self.segments.send(ev);
                     }
                 }
@@ -300,13 +300,27 @@ impl Supervisor {
         }
     }
 
-    fn segment_event(&self, s: Option<&gst::StructureRef>, open: &mut Option<PathBuf>) -> Option<SegmentEvent> {
+    fn segment_event(
+        &self,
+        s: Option<&gst::StructureRef>,
+        open: &mut Option<PathBuf>,
+        pipeline: Option<&gst::Pipeline>,
+    ) -> Option<SegmentEvent> {
         let s = s?;
         let path = PathBuf::from(s.get::<String>("location").ok()?);
         let camera_id = self.spec.id;
         match s.name().as_str() {
             "splitmuxsink-fragment-opened" => {
                 *open = Some(path.clone());
+                // Cut at the first keyframe at or after segment_seconds. (max-size-time
+                // would cut at the last keyframe before it: 8 s segments for 10 s with a
+                // 2 s GOP.)
+                if let (Ok(rt), Some(pipeline)) = (s.get::<u64>("running-time"), pipeline) {
+                    if let Some(rec) = pipeline.by_name("rec") {
+                        let at = rt + u64::from(self.spec.segment_seconds) * 1_000_000_000;
+                        rec.emit_by_name::<()>("split-at-running-time", &[&at]);
+                    }
+                }
                 let start_ms = start_ms_from_file_name(&path).unwrap_or_else(now_ms);
                 Some(SegmentEvent::Opened { camera_id, path, start_ms })
             }
@@ -343,7 +357,12 @@ fn describe(spec: &Spec) -> String {
         )
     });
     let record = spec.record_dir.as_ref().map(|_| {
-        "queue max-size-buffers=0 max-size-bytes=0 max-size-time=4000000000 ! splitmuxsink name=rec".to_string()
+        // Fragmented MP4 (a fragment a second) stays playable if the hub is killed.
+        // splitmuxsink applies muxer properties only in async-finalize mode (a fresh
+        // muxer per file), and only if they are set before that mode is switched on.
+        "queue max-size-buffers=0 max-size-bytes=0 max-size-time=4000000000 ! splitmuxsink name=rec \
+         muxer-factory=mp4mux muxer-properties=\"properties,fragment-duration=(uint)1000\" async-finalize=true"
+            .to_string()
     });
     let main = format!("rtspsrc name=src {rtsp} ! rtph264depay name=depay ! h264parse config-interval=-1");
     match (record, decode, spec.substream_url.is_empty()) {
@@ -372,12 +391,6 @@ fn build(spec: &Spec) -> Result<Built> {
         src.set_property("location", url);
     }
     if let (Some(rec), Some(dir)) = (pipeline.by_name("rec"), spec.record_dir.clone()) {
-        let mux = gst::ElementFactory::make("mp4mux")
-            .property("fragment-duration", 1000u32)
-            .build()
-            .map_err(|e| Error::new(ErrorKind::Unavailable, format!("mp4mux: {e}")))?;
-        rec.set_property("muxer", &mux);
-        rec.set_property("max-size-time", u64::from(spec.segment_seconds) * 1_000_000_000);
         rec.connect("format-location", false, move |_| {
             let path = dir.join(segment_file_name(now_ms()));
             Some(path.to_string_lossy().to_string().to_value())

@@ -249,8 +249,8 @@ impl Config {
             return Err(bad("recording.min_free_percent", format!("must be 0..=95, got {}", r.min_free_percent)));
         }
         let m = &self.motion;
-        if !(1..=30).contains(&m.fps) {
-            return Err(bad("motion.fps", format!("must be 1..=30, got {}", m.fps)));
+        if m.fps > 30 {
+            return Err(bad("motion.fps", format!("must be 0..=30 (0 = no motion detection), got {}", m.fps)));
         }
         if m.pre_roll_seconds > 60 {
             return Err(bad("motion.pre_roll_seconds", format!("must be 0..=60, got {}", m.pre_roll_seconds)));
@@ -393,7 +393,7 @@ substream_url = ""
         assert!(err("[recording]\nmode = \"always\"").starts_with("key `recording.mode`"));
         assert!(err("[recording]\nsegment_seconds = 0").starts_with("key `recording.segment_seconds`"));
         assert!(err("[web]\nlisten = \"8443\"").starts_with("key `web.listen`"));
-        assert!(err("[motion]\nfps = 0").starts_with("key `motion.fps`"));
+        assert!(err("[motion]\nfps = 31").starts_with("key `motion.fps`"));
         assert!(err("[recording]\nmax_disk_gb = -1").starts_with("key `recording.max_disk_gb`"));
         assert!(err("[cloud]\nstore = \"ftp://x\"").starts_with("key `cloud.store`"));
         assert!(err("[[camera]]\nname=\"a\"\nurl=\"http://h/x\"").starts_with("key `camera[0].url`"));

@@ -75,9 +75,11 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<std::ne
     tracing::info!(?report, "recovery done");
 
     camera::init()?;
-    let decoder = camera::pick_decoder(&cfg.decode.prefer);
+    // motion.fps = 0 turns detection off: no decode branch at all.
+    let decoder = if cfg.motion.fps == 0 { None } else { camera::pick_decoder(&cfg.decode.prefer) };
     match &decoder {
         Some(d) => tracing::info!(decoder = %d, hardware = camera::decoder::is_hardware(d), "H.264 decoder"),
+        None if cfg.motion.fps == 0 => tracing::info!("motion detection off (motion.fps = 0): not decoding"),
         None => tracing::warn!("no H.264 decoder on this machine: recording only, no motion detection"),
     }
     let (seg_tx, seg_rx) = std::sync::mpsc::channel();

@@ -1,0 +1,32 @@
+# homehub — the two commands of README.md:
+#   make demo   installs what is missing, builds, starts the hub with simulated cameras
+#   make test   installs what is missing, runs every test, and checks the arm64 build
+SHELL := /bin/bash
+CARGO ?= cargo
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: deps build demo test test-rust arm64 bench-record clean
+
+deps:
+	@bash packaging/deps.sh
+
+build: deps
+	$(CARGO) build --release --locked --bins
+
+demo: build
+	./target/release/homehub demo --cameras 2
+
+test: deps test-rust arm64
+
+test-rust:
+	$(CARGO) build --locked --bins
+	$(CARGO) test --locked -- --test-threads=4
+
+arm64: deps
+	bash packaging/arm64.sh
+
+bench-record: build
+	bash tests/bench/record.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): CPU of the hub recording K camsim main streams, beside
+# `ffmpeg -rtsp_transport tcp -i … -c copy -f segment` recording the same streams, in one
+# run. Both read the same shared RTSP media, so the cameras encode once. Motion decoding
+# is off in the hub (motion.fps = 0) so both do the same job: receive, remux, write.
+# Prints the ratio and appends it to tests/bench/RESULTS.md.
+#   K=2 DUR=60 SIZE=1280x720 FPS=15 KBPS=2000 bash tests/bench/record.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+K=${K:-2}; DUR=${DUR:-60}; SIZE=${SIZE:-1280x720}; FPS=${FPS:-15}; KBPS=${KBPS:-2000}
+BIN=target/release
+[ -x $BIN/homehub ] && [ -x $BIN/homehub-camsim ] || cargo build --release --bins
+work=$(mktemp -d); pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ticks() { # utime+stime of a pid, in clock ticks
+  awk '{print $14+$15}' "/proc/$1/stat"
+}
+cams=""; urls=()
+for i in $(seq 1 "$K"); do
+  p=$(port)
+  $BIN/homehub-camsim --rtsp 127.0.0.1:$p --size "$SIZE" --fps "$FPS" --bitrate "$KBPS" > "$work/camsim$i.log" 2>&1 &
+  pids+=($!)
+  urls+=("rtsp://127.0.0.1:$p/main")
+  cams+=$'[[camera]]\n'"name = \"Bench $i\""$'\n'"url = \"rtsp://127.0.0.1:$p/main\""$'\n'
+done
+sleep 2
+web=$(port)
+cat > "$work/hub.toml" <<TOML
+data_dir = "$work/data"
+[web]
+listen = "127.0.0.1:$web"
+[recording]
+mode = "continuous"
+segment_seconds = 10
+[motion]
+fps = 0
+$cams
+TOML
+$BIN/homehub serve --config "$work/hub.toml" 2> "$work/hub.log" &
+hub=$!; pids+=($hub)
+ff=()
+for i in $(seq 1 "$K"); do
+  mkdir -p "$work/ff$i"
+  ffmpeg -nostdin -loglevel error -rtsp_transport tcp -i "${urls[$((i-1))]}" -c copy -f segment \
+    -segment_time 10 -reset_timestamps 1 "$work/ff$i/%05d.mp4" &
+  ff+=($!); pids+=($!)
+done
+sleep 8   # connect and settle
+h0=$(ticks $hub); f0=0; for p in "${ff[@]}"; do f0=$((f0 + $(ticks $p))); done
+sleep "$DUR"
+h1=$(ticks $hub); f1=0; for p in "${ff[@]}"; do f1=$((f1 + $(ticks $p))); done
+hz=$(getconf CLK_TCK)
+hub_cpu=$(python3 -c "print(round(($h1-$h0)/$hz/$DUR*100,2))")
+ff_cpu=$(python3 -c "print(round(($f1-$f0)/$hz/$DUR*100,2))")
+ratio=$(python3 -c "print(round(($h1-$h0)/max($f1-$f0,1),3))")
+hub_bytes=$(du -sb "$work/data/recordings" | cut -f1); ff_bytes=$(du -scb "$work"/ff*/ | tail -1 | cut -f1)
+line="| $(date -u +%F) | record | K=$K ${SIZE}@${FPS} ${KBPS} kbit/s, ${DUR} s | hub ${hub_cpu} % of a core | ffmpeg -c copy ${ff_cpu} % | **${ratio}×** | hub wrote ${hub_bytes} B, ffmpeg ${ff_bytes} B |"
+echo "$line"
+f=tests/bench/RESULTS.md
+[ -f $f ] || printf '# Benchmark results\n\nEach row: one run, the hub beside its peer on the same input, on this project'"'"'s 2-core x86_64 machine (shared, noisy: compare ratios, not absolutes).\n\n| date | bench | load | homehub | peer | ratio (hub/peer) | notes |\n| --- | --- | --- | --- | --- | --- | --- |\n' > $f
+echo "$line" >> $f

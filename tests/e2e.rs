@@ -1,0 +1,304 @@
+//! End-to-end tests against real processes: camsim RTSP servers, `homehub serve`, curl,
+//! ffprobe. One test binary so cargo runs them in parallel threads.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn camera_status(hub: &Hub, cookie: &str, id: i64) -> serde_json::Value {
+    let cams = hub.get_json("/api/cameras", cookie);
+    cams["items"].as_array().unwrap().iter().find(|c| c["id"] == id).cloned().expect("camera listed")
+}
+
+#[test]
+fn records_two_cameras_behind_a_login_and_survives_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p1, p2) = (free_port(), free_port());
+    let _c1 = camsim(p1, &[]);
+    let _c2 = camsim(p2, &[]);
+    let t0 = Instant::now();
+    let mut hub = Hub::start(
+        tmp.path(),
+        &format!("[recording]\nmode = \"continuous\"\nsegment_seconds = 10\n{}", cameras_toml(&[p1, p2])),
+    );
+    hub.add_user(EMAIL, "owner", PASSWORD);
+
+    // --- the locked door ---
+    for path in ["/", "/api/cameras", "/api/recordings", "/api/recordings/1/media", "/api/me", "/api/openapi.json", "/nope", "/api/nope"] {
+        assert_eq!(hub.get(path, None).0, 401, "GET {path} without a session");
+    }
+    assert_eq!(hub.get("/api/cameras", Some("homehub_session=forged")).0, 401);
+    let (st, _, body) = hub.get("/healthz", None);
+    assert_eq!((st, body.as_slice()), (200, b"ok".as_slice()));
+    let (st, cookie) = hub.login(EMAIL, "not the password");
+    assert_eq!(st, 401);
+    assert!(cookie.is_none(), "no cookie for a wrong password");
+    assert_eq!(hub.login("nobody@example.com", PASSWORD).0, 401);
+    let (st, cookie) = hub.login(EMAIL, PASSWORD);
+    assert_eq!(st, 200);
+    let (cookie, set_cookie) = cookie.expect("session cookie");
+    for flag in ["Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(set_cookie.split(';').any(|p| p.trim() == flag), "cookie lacks {flag}: {set_cookie}");
+    }
+    assert!(cookie.len() > "homehub_session=".len() + 40);
+    assert_eq!(hub.get("/", Some(&cookie)).0, 200);
+    // CSRF: a form post, or a foreign origin, is refused even with a session.
+    let (st, _, _) = hub.curl(&["-X", "DELETE", "-H", &format!("cookie: {cookie}"), &hub.url("/api/session")]);
+    assert_eq!(st, 403);
+    let (st, _, _) = hub.curl(&[
+        "-X", "DELETE", "-H", &format!("cookie: {cookie}"), "-H", "content-type: application/json",
+        "-H", "origin: https://evil.example", &hub.url("/api/session"),
+    ]);
+    assert_eq!(st, 403);
+    // Sessions are stored hashed: the token is nowhere in the database file.
+    let token = cookie.split_once('=').unwrap().1.to_string();
+    let db_bytes = [std::fs::read(hub.dir.join("homehub.db")).unwrap(), std::fs::read(hub.dir.join("homehub.db-wal")).unwrap_or_default()].concat();
+    assert!(!db_bytes.windows(token.len()).any(|w| w == token.as_bytes()), "raw session token stored");
+
+    // --- recording ---
+    let cams = hub.get_json("/api/cameras", &cookie);
+    let items = cams["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    for c in items {
+        assert_eq!(c["source"], "config");
+        assert!(c["name"].as_str().unwrap().starts_with("Cam "));
+        assert_eq!(c["decoder"], "avdec_h264", "software decoder on this machine: {c}");
+    }
+    let ids: Vec<i64> = items.iter().map(|c| c["id"].as_i64().unwrap()).collect();
+    wait_until("both cameras streaming", Duration::from_secs(20), || {
+        ids.iter().all(|id| camera_status(&hub, &cookie, *id)["status"] == "streaming")
+    });
+    let left = Duration::from_secs(41).saturating_sub(t0.elapsed());
+    std::thread::sleep(left);
+    let conn = hub.db();
+    let rows = segment_rows(&conn);
+    for id in &ids {
+        let closed: Vec<_> = rows.iter().filter(|r| r.3 == *id && !r.2).collect();
+        assert!(closed.len() >= 2, "camera {id}: {} closed segments after 40 s; log:\n{}", closed.len(), hub.log_text());
+        for r in closed {
+            let d = ffprobe_duration(&hub.dir.join(&r.0)).expect("ffprobe reads the segment");
+            assert!((8.5..=11.5).contains(&d), "{}: {d} s is not within 15 % of 10 s", r.0);
+            let db_d = (r.5 - r.4) as f64 / 1000.0;
+            assert!((db_d - d).abs() < 0.5, "{}: row says {db_d} s, ffprobe {d} s", r.0);
+        }
+    }
+    // Rows match files; the only files without rows are the segments being written.
+    let files: HashMap<String, u64> = segment_files(&hub.dir).into_iter().collect();
+    for r in &rows {
+        assert_eq!(files.get(&r.0), Some(&r.1), "row {} must match its file", r.0);
+    }
+    let unindexed: Vec<_> = files.keys().filter(|f| !rows.iter().any(|r| &r.0 == *f)).collect();
+    assert!(unindexed.len() <= 2, "files without rows: {unindexed:?}");
+
+    // The API lists them, and serves them with ranges.
+    let recs = hub.get_json(&format!("/api/recordings?camera={}", ids[0]), &cookie);
+    let recs = recs["items"].as_array().unwrap();
+    assert!(recs.len() >= 2);
+    assert!(recs.iter().all(|r| r["camera_id"] == ids[0]));
+    let url = recs[0]["url"].as_str().unwrap();
+    let (st, head, body) = hub.curl(&["-H", &format!("cookie: {cookie}"), "-r", "0-99", &hub.url(url)]);
+    assert_eq!(st, 206, "{head}");
+    assert_eq!(body.len(), 100);
+    assert!(head.to_ascii_lowercase().contains(&format!("content-range: bytes 0-99/{}", recs[0]["bytes"])));
+    assert_eq!(&body[4..8], b"ftyp");
+    assert_eq!(hub.get(url, None).0, 401);
+    assert_eq!(hub.get("/api/recordings?since=yesterday", Some(&cookie)).0, 400);
+
+    // doctor is content with a healthy hub, and notices a loosened database file.
+    let doctor = |h: &Hub| Command::new(HUB).args(["doctor", "--config", h.config.to_str().unwrap()]).output().unwrap();
+    let out = doctor(&hub);
+    assert!(out.status.success(), "doctor findings: {}", String::from_utf8_lossy(&out.stdout));
+    std::fs::set_permissions(hub.dir.join("homehub.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = doctor(&hub);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("homehub.db: mode 0644, should be 0600"));
+    std::fs::set_permissions(hub.dir.join("homehub.db"), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // --- SIGKILL mid-segment ---
+    let n_before = segment_rows(&conn).len();
+    wait_until("a new segment to close", Duration::from_secs(15), || segment_rows(&conn).len() > n_before);
+    std::thread::sleep(Duration::from_secs(5));
+    let indexed: HashSet<String> = segment_rows(&conn).into_iter().map(|r| r.0).collect();
+    let open: Vec<String> = segment_files(&hub.dir).into_iter().map(|f| f.0).filter(|f| !indexed.contains(f)).collect();
+    assert!(!open.is_empty(), "segments were being written");
+    hub.proc.as_mut().unwrap().kill9();
+    drop(conn);
+    hub.restart();
+    let conn = hub.db();
+    let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(ok, "ok");
+    let rows = segment_rows(&conn);
+    for f in &open {
+        let r = rows.iter().find(|r| &r.0 == f).unwrap_or_else(|| panic!("partial segment {f} not indexed; log:\n{}", hub.log_text()));
+        assert!(r.2, "{f} is marked partial");
+        let d = ffprobe_duration(&hub.dir.join(f)).expect("partial segment is readable");
+        assert!(d >= 3.0, "{f}: partial segment holds {d} s, expected most of the 5 s before the kill");
+        assert!(plays(&hub.dir.join(f)), "{f} decodes without errors");
+    }
+    let files: HashMap<String, u64> = segment_files(&hub.dir).into_iter().collect();
+    for r in &rows {
+        assert_eq!(files.get(&r.0), Some(&r.1), "row {} has its file", r.0);
+    }
+
+    // --- orderly stop finishes the open segments ---
+    let st = hub.proc.as_mut().unwrap().term();
+    assert!(st.success(), "hub exit status after SIGTERM: {st}");
+    let rows = segment_rows(&conn);
+    let files = segment_files(&hub.dir);
+    assert_eq!(files.len(), rows.len(), "after an orderly stop every file has a row");
+    for (f, len) in files {
+        assert!(rows.iter().any(|r| r.0 == f && r.1 == len), "{f}");
+    }
+}
+
+#[test]
+fn a_camera_that_goes_away_shows_an_error_and_records_again_soon_after_it_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cam = camsim(port, &[]);
+    let hub = Hub::start(tmp.path(), &format!("[recording]\nmode = \"continuous\"\nsegment_seconds = 10\n{}", cameras_toml(&[port])));
+    hub.add_user(EMAIL, "viewer", PASSWORD);
+    let (_, cookie) = hub.login(EMAIL, PASSWORD);
+    let cookie = cookie.unwrap().0;
+    wait_until("streaming", Duration::from_secs(20), || camera_status(&hub, &cookie, 1)["status"] == "streaming");
+    std::thread::sleep(Duration::from_secs(3));
+
+    cam.kill9();
+    let gone = Instant::now();
+    wait_until("status error", Duration::from_secs(15), || camera_status(&hub, &cookie, 1)["status"] == "error");
+    let s = camera_status(&hub, &cookie, 1);
+    assert!(!s["reason"].as_str().unwrap_or("").is_empty(), "an error carries its reason: {s}");
+    // It stays in error while the camera is away.
+    while gone.elapsed() < Duration::from_secs(19) {
+        assert_eq!(camera_status(&hub, &cookie, 1)["status"], "error");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(gone.elapsed()));
+    let before: HashSet<String> = segment_files(&hub.dir).into_iter().map(|f| f.0).collect();
+    let _cam = camsim(port, &[]);
+    let back = Instant::now();
+    wait_until("a new segment after the camera returned", Duration::from_secs(15), || {
+        segment_files(&hub.dir).iter().any(|f| !before.contains(&f.0))
+    });
+    let took = back.elapsed();
+    assert!(took <= Duration::from_secs(5), "recording resumed {took:?} after the camera was back");
+    wait_until("streaming again", Duration::from_secs(5), || camera_status(&hub, &cookie, 1)["status"] == "streaming");
+    // The segment cut short by the outage was indexed as partial and plays.
+    let rows = segment_rows(&hub.db());
+    assert!(rows.iter().any(|r| r.2), "the interrupted segment is indexed as partial");
+    for r in rows.iter().filter(|r| r.2) {
+        assert!(plays(&hub.dir.join(&r.0)), "{} plays", r.0);
+    }
+}
+
+#[test]
+fn retention_with_a_tiny_disk_budget_removes_the_oldest_segments_and_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _cam = camsim(port, &["--gop", "15"]);
+    // 500 kbit/s × 3 s ≈ 190 kB a segment: 0.0005 GB keeps two or three.
+    let budget = 500_000u64;
+    let hub = Hub::start(
+        tmp.path(),
+        &format!("[recording]\nmode = \"continuous\"\nsegment_seconds = 3\nmax_disk_gb = 0.0005\n{}", cameras_toml(&[port])),
+    );
+    let conn = hub.db();
+    let mut seen: Vec<(String, i64)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        for r in segment_rows(&conn) {
+            if !seen.iter().any(|s| s.0 == r.0) {
+                seen.push((r.0.clone(), r.4));
+            }
+        }
+        if seen.len() >= 8 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(seen.len() >= 8, "only {} segments were indexed in 60 s; log:\n{}", seen.len(), hub.log_text());
+    std::thread::sleep(Duration::from_secs(1));
+    let rows = segment_rows(&conn);
+    let total: u64 = rows.iter().map(|r| r.1).sum();
+    assert!(total <= budget, "{total} bytes kept, budget {budget}");
+    assert!(!rows.is_empty() && rows.len() < seen.len());
+    seen.sort_by_key(|s| s.1);
+    let kept: HashSet<&String> = rows.iter().map(|r| &r.0).collect();
+    // What went is the oldest, and went with its file.
+    let oldest_kept = rows.iter().map(|r| r.4).min().unwrap();
+    for (path, start) in &seen {
+        if !kept.contains(path) {
+            assert!(*start < oldest_kept, "{path} was removed though newer than a kept segment");
+            assert!(!hub.dir.join(path).exists(), "{path} row is gone but its file is not");
+        }
+    }
+    let garbage: i64 = conn.query_row("SELECT COUNT(*) FROM garbage", [], |r| r.get(0)).unwrap();
+    assert_eq!(garbage, 0);
+}
+
+#[test]
+fn config_mistakes_stop_start_up_with_one_line_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[recording]\nsegment_secs = 10\n", "recording.segment_secs"),
+        ("[recording]\nsegment_seconds = \"ten\"\n", "recording.segment_seconds"),
+        ("[web]\nlisten = \"everywhere\"\n", "web.listen"),
+        ("[recording]\nmode = \"sometimes\"\n", "recording.mode"),
+        ("[[camera]]\nname = \"Porch\"\nurl = \"http://192.0.2.1/\"\n", "camera[0].url"),
+    ];
+    for (text, key) in cases {
+        let cfg = tmp.path().join("bad.toml");
+        std::fs::write(&cfg, format!("data_dir = \"{}\"\n{text}", tmp.path().join("d").display())).unwrap();
+        for cmd in [vec!["serve"], vec!["doctor"]] {
+            let out = Command::new(HUB).args(&cmd).args(["--config", cfg.to_str().unwrap()]).output().unwrap();
+            assert!(!out.status.success(), "{cmd:?} accepted {text:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(err.trim_end().lines().count(), 1, "one line, got: {err}");
+            assert!(err.contains(&format!("`{key}`")), "{err} should name {key}");
+            assert!(err.contains("bad.toml"), "{err} should name the file");
+        }
+    }
+    let out = Command::new(HUB).args(["serve", "--config", "/nonexistent/homehub.toml"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/homehub.toml"));
+}
+
+#[test]
+fn two_hubs_cannot_share_a_data_dir_and_short_passwords_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = Hub::start(tmp.path(), "[recording]\nmode = \"off\"\n");
+    // Same data dir, another port.
+    let cfg2 = tmp.path().join("second.toml");
+    std::fs::write(
+        &cfg2,
+        format!("data_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:{}\"\n", hub.dir.display(), free_port()),
+    )
+    .unwrap();
+    let out = Command::new(HUB).args(["serve", "--config", cfg2.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another homehub"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut child = Command::new(HUB)
+        .args(["user", "add", "a@example.com", "--role", "owner", "--config", hub.config.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "short").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 12"));
+
+    // Files and folders are private.
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&hub.dir), 0o700);
+    assert_eq!(mode(&hub.dir.join("homehub.db")), 0o600);
+    assert_eq!(mode(&hub.dir.join("tls")), 0o700);
+    assert_eq!(mode(&hub.dir.join("tls/key.pem")), 0o600);
+}
