@@ -9,6 +9,7 @@
 
 pub mod decoder;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
@@ -55,10 +56,10 @@ pub fn pick_decoder(prefer: &[String]) -> Option<String> {
 pub enum SegmentEvent {
     /// The muxer started writing `path`; the file's first frame is at `start_ms`.
     Opened { camera_id: i64, path: PathBuf, start_ms: i64 },
-    /// The file is complete and closed.
-    Closed { camera_id: i64, path: PathBuf },
-    /// The pipeline died with the file open; it holds what arrived until then.
-    Aborted { camera_id: i64, path: PathBuf },
+    /// The file is closed. `complete` is false when it ended before its planned length
+    /// (the stream failed or ended) or was never finalized (the pipeline died with it
+    /// open); it holds what arrived until then.
+    Closed { camera_id: i64, path: PathBuf, complete: bool },
 }
 
 /// The file name of a segment starting at `start_ms`; the recorder reads the start back
@@ -226,11 +227,13 @@ impl Supervisor {
         }
         let t0 = Instant::now();
         let mut open: Option<PathBuf> = None;
+        // Running time at which each open file is due to be split.
+        let mut planned_end: HashMap<PathBuf, u64> = HashMap::new();
         let mut streaming = false;
         let mut fps_mark = (Instant::now(), 0u64);
         let ended = loop {
             if self.stopping() {
-                self.finish(&pipeline, &bus, &mut open);
+                self.finish(&pipeline, &bus, &mut open, &mut planned_end);
                 break Ended::Stopped;
             }
             if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) {
@@ -243,7 +246,7 @@ impl Supervisor {
                     }
                     gst::MessageView::Eos(_) => break Ended::Failed("stream ended".into()),
                     gst::MessageView::Element(el) => {
-                        if let Some(ev) = self.segment_event(el.structure(), &mut open, Some(&pipeline)) {
+                        if let Some(ev) = self.segment_event(el.structure(), &mut open, &mut planned_end, Some(&pipeline)) {
                             let _ = self.segments.send(ev);
                         }
                     }
@@ -276,14 +279,14 @@ impl Supervisor {
         };
         let _ = pipeline.set_state(gst::State::Null);
         if let Some(path) = open.take() {
-            let _ = self.segments.send(SegmentEvent::Aborted { camera_id: self.spec.id, path });
+            let _ = self.segments.send(SegmentEvent::Closed { camera_id: self.spec.id, path, complete: false });
         }
         ended
     }
 
     /// Orderly stop: EOS lets the muxer write out the open segment, then the pipeline
     /// goes down. Messages seen meanwhile still reach the recorder.
-    fn finish(&self, pipeline: &gst::Pipeline, bus: &gst::Bus, open: &mut Option<PathBuf>) {
+    fn finish(&self, pipeline: &gst::Pipeline, bus: &gst::Bus, open: &mut Option<PathBuf>, planned_end: &mut HashMap<PathBuf, u64>) {
         pipeline.send_event(gst::event::Eos::new());
         let until = Instant::now() + EOS_WAIT;
         while Instant::now() < until {
@@ -291,7 +294,7 @@ impl Supervisor {
             match msg.view() {
                 gst::MessageView::Eos(_) | gst::MessageView::Error(_) => break,
                 gst::MessageView::Element(el) => {
-                    if let Some(ev) = self.segment_event(el.structure(), open, None) {
+                    if let Some(ev) = self.segment_event(el.structure(), open, planned_end, None) {
                         let _ = self.segments.send(ev);
                     }
                 }
@@ -304,6 +307,7 @@ impl Supervisor {
         &self,
         s: Option<&gst::StructureRef>,
         open: &mut Option<PathBuf>,
+        planned_end: &mut HashMap<PathBuf, u64>,
         pipeline: Option<&gst::Pipeline>,
     ) -> Option<SegmentEvent> {
         let s = s?;
@@ -315,9 +319,10 @@ impl Supervisor {
                 // Cut at the first keyframe at or after segment_seconds. (max-size-time
                 // would cut at the last keyframe before it: 8 s segments for 10 s with a
                 // 2 s GOP.)
-                if let (Ok(rt), Some(pipeline)) = (s.get::<u64>("running-time"), pipeline) {
-                    if let Some(rec) = pipeline.by_name("rec") {
-                        let at = rt + u64::from(self.spec.segment_seconds) * 1_000_000_000;
+                if let Ok(rt) = s.get::<u64>("running-time") {
+                    let at = rt + u64::from(self.spec.segment_seconds) * 1_000_000_000;
+                    planned_end.insert(path.clone(), at);
+                    if let Some(rec) = pipeline.and_then(|p| p.by_name("rec")) {
                         rec.emit_by_name::<()>("split-at-running-time", &[&at]);
                     }
                 }
@@ -328,7 +333,11 @@ impl Supervisor {
                 if open.as_ref() == Some(&path) {
                     *open = None;
                 }
-                Some(SegmentEvent::Closed { camera_id, path })
+                // Closed before its planned split: the stream ended or we are stopping.
+                let planned = planned_end.remove(&path);
+                let at = s.get::<u64>("running-time").ok();
+                let complete = matches!((planned, at), (Some(p), Some(a)) if a + 500_000_000 >= p);
+                Some(SegmentEvent::Closed { camera_id, path, complete })
             }
             _ => None,
         }
@@ -359,9 +368,11 @@ fn describe(spec: &Spec) -> String {
     let record = spec.record_dir.as_ref().map(|_| {
         // Fragmented MP4 (a fragment a second) stays playable if the hub is killed.
         // splitmuxsink applies muxer properties only in async-finalize mode (a fresh
-        // muxer per file), and only if they are set before that mode is switched on.
+        // muxer per file), and only if they are set before that mode is switched on. The file
+        // sink is unbuffered so each fragment reaches the kernel as it is written.
         "queue max-size-buffers=0 max-size-bytes=0 max-size-time=4000000000 ! splitmuxsink name=rec \
-         muxer-factory=mp4mux muxer-properties=\"properties,fragment-duration=(uint)1000\" async-finalize=true"
+         muxer-factory=mp4mux muxer-properties=\"properties,fragment-duration=(uint)1000\" \
+         sink-factory=filesink sink-properties=\"properties,buffer-mode=(int)2\" async-finalize=true"
             .to_string()
     });
     let main = format!("rtspsrc name=src {rtsp} ! rtph264depay name=depay ! h264parse config-interval=-1");

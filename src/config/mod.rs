@@ -207,7 +207,8 @@ impl Config {
         })?;
         let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
+            // Keep the first line: the deserializer appends "in `key`" on its own line.
+            let inner = e.into_inner().to_string().lines().next().unwrap_or_default().to_string();
             // serde's message for an unknown field lists every valid one; the path
             // alone names the key.
             if inner.starts_with("unknown field `") {

@@ -103,8 +103,7 @@ impl Recorder {
                 tracing::debug!(path = %path.display(), "segment opened");
                 Ok(())
             }
-            SegmentEvent::Closed { camera_id, path } => self.index(*camera_id, path, false),
-            SegmentEvent::Aborted { camera_id, path } => self.index(*camera_id, path, true),
+            SegmentEvent::Closed { camera_id, path, complete } => self.index(*camera_id, path, !complete),
         };
         if let Err(e) = r {
             tracing::error!(error = %e, "indexing segment failed");

@@ -96,7 +96,8 @@ pub fn scan(len: u64, mut read_at: impl FnMut(u64, &mut [u8]) -> std::io::Result
                 if !complete {
                     break;
                 }
-                if out.fragments == 0 && !seen_moov {
+                // Whole boxes between or after fragments (free, mfra, …) are kept.
+                if pending.is_none() {
                     out.complete_end = end;
                 }
             }
