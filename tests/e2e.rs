@@ -303,3 +303,81 @@ fn two_hubs_cannot_share_a_data_dir_and_short_passwords_are_refused() {
     assert_eq!(mode(&hub.dir.join("tls")), 0o700);
     assert_eq!(mode(&hub.dir.join("tls/key.pem")), 0o600);
 }
+
+#[test]
+fn a_stalled_stream_is_restarted_and_a_malformed_one_is_an_error_on_that_camera_only() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cam = camsim(port, &[]);
+    // A "camera" that answers RTSP with garbage.
+    let junk = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let junk_port = junk.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in junk.incoming().flatten().take(200) {
+            let mut conn = conn;
+            let mut buf = [0u8; 512];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(b"RTSP/9.9 ???\r\n\xff\xfe\x00garbage: \x01\r\n\r\n\x00\x00\x00\x10junkjunkjunkjunk");
+        }
+    });
+    let hub = Hub::start(
+        tmp.path(),
+        &format!(
+            "[recording]\nmode = \"continuous\"\nsegment_seconds = 10\n{}[[camera]]\nname = \"Broken\"\nurl = \"rtsp://127.0.0.1:{junk_port}/main\"\n",
+            cameras_toml(&[port])
+        ),
+    );
+    hub.add_user(EMAIL, "member", PASSWORD);
+    let cookie = hub.login(EMAIL, PASSWORD).1.unwrap().0;
+    wait_until("the good camera streaming", Duration::from_secs(20), || camera_status(&hub, &cookie, 1)["status"] == "streaming");
+    let broken = camera_status(&hub, &cookie, 2);
+    assert_eq!(broken["status"], "error", "{broken}");
+    assert!(!broken["reason"].as_str().unwrap_or("").is_empty());
+
+    // Freeze the camera: its connection stays open but no data comes.
+    unsafe { libc::kill(cam.child.id() as i32, libc::SIGSTOP) };
+    let frozen = Instant::now();
+    wait_until("the stall to be noticed", Duration::from_secs(20), || camera_status(&hub, &cookie, 1)["status"] == "error");
+    assert!(frozen.elapsed() >= Duration::from_secs(9), "stall reported after {:?}, before 10 s of silence", frozen.elapsed());
+    let s = camera_status(&hub, &cookie, 1);
+    assert!(s["reason"].as_str().unwrap().contains("no data"), "{s}");
+    unsafe { libc::kill(cam.child.id() as i32, libc::SIGCONT) };
+    wait_until("streaming again after the stall", Duration::from_secs(20), || camera_status(&hub, &cookie, 1)["status"] == "streaming");
+    // The hub stayed up throughout, and the broken camera is still only an error.
+    assert_eq!(hub.get("/healthz", None).0, 200);
+    assert_eq!(camera_status(&hub, &cookie, 2)["status"], "error");
+    drop(cam);
+}
+
+#[test]
+fn the_hub_tells_systemd_when_it_is_ready_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sock_path = tmp.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let port = free_port();
+    let cfg = tmp.path().join("homehub.toml");
+    std::fs::write(
+        &cfg,
+        format!("data_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:{port}\"\n[recording]\nmode = \"off\"\n", tmp.path().join("data").display()),
+    )
+    .unwrap();
+    let child = Command::new(HUB)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut hub = Proc { child, name: "hub".into() };
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("a notification");
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means serving.
+    let out = Command::new("curl").args(["-k", "-s", &format!("https://127.0.0.1:{port}/healthz")]).output().unwrap();
+    assert_eq!(out.stdout, b"ok");
+    let st = hub.term();
+    assert!(st.success(), "{st}");
+    let n = sock.recv(&mut buf).expect("a stopping notification");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}
