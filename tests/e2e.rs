@@ -24,7 +24,10 @@ fn records_two_cameras_behind_a_login_and_survives_sigkill() {
     let t0 = Instant::now();
     let mut hub = Hub::start(
         tmp.path(),
-        &format!("[recording]\nmode = \"continuous\"\nsegment_seconds = 10\n{}", cameras_toml(&[p1, p2])),
+        &format!(
+            "[recording]\nmode = \"continuous\"\nsegment_seconds = 10\n{}substream_url = \"rtsp://127.0.0.1:{p2}/sub\"\n",
+            cameras_toml(&[p1, p2])
+        ),
     );
     hub.add_user(EMAIL, "owner", PASSWORD);
 
@@ -73,6 +76,15 @@ fn records_two_cameras_behind_a_login_and_survives_sigkill() {
     wait_until("both cameras streaming", Duration::from_secs(20), || {
         ids.iter().all(|id| camera_status(&hub, &cookie, *id)["status"] == "streaming")
     });
+    // Both decode at motion.fps (5): camera 0 its main stream, camera 1 its substream.
+    wait_until("decoded frames counted", Duration::from_secs(10), || {
+        ids.iter().all(|id| camera_status(&hub, &cookie, *id)["decoded_fps"].as_f64().unwrap() > 0.0)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    for id in &ids {
+        let fps = camera_status(&hub, &cookie, *id)["decoded_fps"].as_f64().unwrap();
+        assert!((3.5..=6.5).contains(&fps), "camera {id} decodes {fps} frames/s, expected about 5");
+    }
     let left = Duration::from_secs(41).saturating_sub(t0.elapsed());
     std::thread::sleep(left);
     let conn = hub.db();
@@ -321,10 +333,16 @@ fn a_stalled_stream_is_restarted_and_a_malformed_one_is_an_error_on_that_camera_
             let _ = conn.write_all(b"RTSP/9.9 ???\r\n\xff\xfe\x00garbage: \x01\r\n\r\n\x00\x00\x00\x10junkjunkjunkjunk");
         }
     });
+    // A camera that wants a password, given the right one and a wrong one.
+    let locked = free_port();
+    let _locked_cam = camsim(locked, &["--user", "cam", "--password", "s3cret pass"]);
     let hub = Hub::start(
         tmp.path(),
         &format!(
-            "[recording]\nmode = \"continuous\"\nsegment_seconds = 10\n{}[[camera]]\nname = \"Broken\"\nurl = \"rtsp://127.0.0.1:{junk_port}/main\"\n",
+            "[recording]\nmode = \"continuous\"\nsegment_seconds = 10\n{}\
+             [[camera]]\nname = \"Broken\"\nurl = \"rtsp://127.0.0.1:{junk_port}/main\"\n\
+             [[camera]]\nname = \"Locked\"\nurl = \"rtsp://cam:s3cret%20pass@127.0.0.1:{locked}/main\"\n\
+             [[camera]]\nname = \"Wrong password\"\nurl = \"rtsp://cam:nope@127.0.0.1:{locked}/main\"\n",
             cameras_toml(&[port])
         ),
     );
@@ -334,6 +352,12 @@ fn a_stalled_stream_is_restarted_and_a_malformed_one_is_an_error_on_that_camera_
     let broken = camera_status(&hub, &cookie, 2);
     assert_eq!(broken["status"], "error", "{broken}");
     assert!(!broken["reason"].as_str().unwrap_or("").is_empty());
+    wait_until("the camera with credentials streaming", Duration::from_secs(20), || camera_status(&hub, &cookie, 3)["status"] == "streaming");
+    let wrong = camera_status(&hub, &cookie, 4);
+    assert_eq!(wrong["status"], "error", "{wrong}");
+    // The password never shows in the API.
+    let (_, _, body) = hub.get("/api/cameras", Some(&cookie));
+    assert!(!String::from_utf8_lossy(&body).contains("s3cret"));
 
     // Freeze the camera: its connection stays open but no data comes.
     unsafe { libc::kill(cam.child.id() as i32, libc::SIGSTOP) };

@@ -72,8 +72,7 @@ pub fn start_ms_from_file_name(path: &Path) -> Option<i64> {
     path.file_stem()?.to_str()?.parse().ok()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Connecting,
     Streaming,
@@ -81,7 +80,18 @@ pub enum State {
     Stopped,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Connecting => "connecting",
+            State::Streaming => "streaming",
+            State::Error => "error",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct Status {
     pub state: State,
     /// Why the camera is in error.

@@ -36,7 +36,7 @@ impl CameraView for Cameras {
                 CameraInfo {
                     id: c.id,
                     name: c.name.clone(),
-                    status: serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                    status: s.state.as_str().to_string(),
                     reason: s.reason,
                     decoder: s.decoder,
                     decoded_fps: s.decoded_fps,

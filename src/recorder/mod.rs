@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::camera::{SegmentEvent, start_ms_from_file_name};
 use crate::config::Recording;
 use crate::error::{Error, Result, ResultExt};
-use crate::store::{NewSegment, Store};
+use crate::store::{Segment, Store};
 
 pub const RECORDINGS_DIR: &str = "recordings";
 /// Retention runs at least this often, and after every closed segment.
@@ -145,7 +145,7 @@ impl Recorder {
         file.sync_all().ctx(format!("fsync {}", path.display()))?;
         drop(file);
         sync_dir(path.parent().unwrap_or(Path::new("/")))?;
-        let seg = NewSegment {
+        let seg = Segment {
             camera_id,
             path: rel,
             start_ms,
@@ -338,11 +338,11 @@ mod tests {
         assert_eq!(report.removed_orphans, 2);
         let segs = store.call_blocking(|db| db.segments(&SegmentQuery::default())).unwrap();
         assert_eq!(segs.len(), 1);
-        assert_eq!(segs[0].start_ms, 1000);
-        assert_eq!(segs[0].end_ms, 2000);
-        assert!(segs[0].partial);
+        assert_eq!(segs[0].segment.start_ms, 1000);
+        assert_eq!(segs[0].segment.end_ms, 2000);
+        assert!(segs[0].segment.partial);
         let on_disk = fs::metadata(cdir.join("1000.mp4")).unwrap().len();
-        assert_eq!(on_disk, segs[0].bytes);
+        assert_eq!(on_disk, segs[0].segment.bytes);
         assert_eq!(on_disk as usize, mp4::tests::synthetic_file(1).len());
         assert!(!cdir.join("2000.mp4").exists());
         assert!(!cdir.join("notes.txt").exists());
@@ -374,7 +374,7 @@ mod tests {
         }
         rec.apply_retention().unwrap();
         let segs = store.call_blocking(|db| db.segments(&SegmentQuery::default())).unwrap();
-        let starts: Vec<i64> = segs.iter().map(|s| s.start_ms).collect();
+        let starts: Vec<i64> = segs.iter().map(|s| s.segment.start_ms).collect();
         assert_eq!(starts, vec![3000, 4000]);
         assert!(!camera_dir(dir.path(), cam).join("1000.mp4").exists());
         assert!(!camera_dir(dir.path(), cam).join("2000.mp4").exists());

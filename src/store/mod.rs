@@ -312,7 +312,7 @@ impl Db {
 
     // ---- segments ----
 
-    pub fn insert_segment(&mut self, s: &NewSegment) -> Result<i64> {
+    pub fn insert_segment(&mut self, s: &Segment) -> Result<i64> {
         self.conn
             .execute(
                 "INSERT INTO segments (camera_id, path, start_ms, end_ms, bytes, partial) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -518,7 +518,7 @@ impl CameraRow {
 }
 
 #[derive(Debug, Clone)]
-pub struct NewSegment {
+pub struct Segment {
     pub camera_id: i64,
     /// Relative to the data dir.
     pub path: String,
@@ -529,27 +529,25 @@ pub struct NewSegment {
     pub partial: bool,
 }
 
+/// A stored segment: its row id and what it holds.
 #[derive(Debug, Clone)]
 pub struct SegmentRow {
     pub id: i64,
-    pub camera_id: i64,
-    pub path: String,
-    pub start_ms: i64,
-    pub end_ms: i64,
-    pub bytes: u64,
-    pub partial: bool,
+    pub segment: Segment,
 }
 
 impl SegmentRow {
     fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(SegmentRow {
             id: r.get(0)?,
-            camera_id: r.get(1)?,
-            path: r.get(2)?,
-            start_ms: r.get(3)?,
-            end_ms: r.get(4)?,
-            bytes: r.get::<_, i64>(5)? as u64,
-            partial: r.get(6)?,
+            segment: Segment {
+                camera_id: r.get(1)?,
+                path: r.get(2)?,
+                start_ms: r.get(3)?,
+                end_ms: r.get(4)?,
+                bytes: r.get::<_, i64>(5)? as u64,
+                partial: r.get(6)?,
+            },
         })
     }
 }
@@ -592,7 +590,7 @@ mod tests {
         let cams = db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())]).unwrap();
         let cam = cams[0].id;
         for i in 0..5 {
-            db.insert_segment(&NewSegment {
+            db.insert_segment(&Segment {
                 camera_id: cam,
                 path: format!("recordings/{cam}/{i}.mp4"),
                 start_ms: i * 10_000,

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::error::{Error, ErrorKind};
-use crate::store::{Role, SegmentQuery, Store, UserRow};
+use crate::store::{SegmentQuery, SegmentRow, Store, UserRow};
 
 const LOGIN_PAGE: &str = include_str!("../../web/login.html");
 const APP_PAGE: &str = include_str!("../../web/index.html");
@@ -279,20 +279,6 @@ fn session(req_ext: Option<axum::Extension<Session>>) -> ApiResult<Session> {
     req_ext.map(|e| e.0).ok_or_else(|| err(ErrorKind::Unauthenticated, "sign in first"))
 }
 
-/// Refuses users whose role is below `min`.
-#[allow(dead_code)]
-fn require(s: &Session, min: Role) -> ApiResult<()> {
-    let rank = |r: Role| match r {
-        Role::Viewer => 0,
-        Role::Member => 1,
-        Role::Owner => 2,
-    };
-    if rank(s.user.role) < rank(min) {
-        return Err(err(ErrorKind::Forbidden, "your role does not allow this"));
-    }
-    Ok(())
-}
-
 async fn me(ext: Option<axum::Extension<Session>>) -> ApiResult<Json<serde_json::Value>> {
     let s = session(ext)?;
     Ok(Json(serde_json::json!({ "email": s.user.email, "role": s.user.role.as_str() })))
@@ -362,14 +348,14 @@ async fn list_recordings(
     let rows = st.store.call(move |db| db.segments(&query)).await?;
     let items = rows
         .into_iter()
-        .map(|r| RecordingInfo {
-            id: r.id,
-            camera_id: r.camera_id,
-            start: rfc3339(r.start_ms),
-            end: rfc3339(r.end_ms),
-            bytes: r.bytes,
-            partial: r.partial,
-            url: format!("/api/recordings/{}/media", r.id),
+        .map(|SegmentRow { id, segment: s }| RecordingInfo {
+            id,
+            camera_id: s.camera_id,
+            start: rfc3339(s.start_ms),
+            end: rfc3339(s.end_ms),
+            bytes: s.bytes,
+            partial: s.partial,
+            url: format!("/api/recordings/{id}/media"),
         })
         .collect();
     Ok(Json(Items { items }))
@@ -383,11 +369,11 @@ async fn recording_media(
 ) -> ApiResult<Response> {
     session(ext)?;
     let row = st.store.call(move |db| db.segment(id)).await?.ok_or_else(|| err(ErrorKind::NotFound, "no such recording"))?;
-    let path = st.store.data_dir().join(&row.path);
+    let path = st.store.data_dir().join(&row.segment.path);
     let resp = tower_http::services::ServeFile::new_with_mime(&path, &"video/mp4".parse().expect("mime"))
         .oneshot(req)
         .await
-        .map_err(|e| ApiError(Error::internal(format!("serving {}: {e}", row.path))))?;
+        .map_err(|e| ApiError(Error::internal(format!("serving {}: {e}", row.segment.path))))?;
     Ok(resp.into_response())
 }
 

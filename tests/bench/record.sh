@@ -20,7 +20,8 @@ ticks() { # utime+stime of a pid, in clock ticks
 cams=""; urls=()
 for i in $(seq 1 "$K"); do
   p=$(port)
-  $BIN/homehub-camsim --rtsp 127.0.0.1:$p --size "$SIZE" --fps "$FPS" --bitrate "$KBPS" > "$work/camsim$i.log" 2>&1 &
+  # Constant motion: a still scene would need only a few kbit/s and measure nothing.
+  $BIN/homehub-camsim --rtsp 127.0.0.1:$p --size "$SIZE" --fps "$FPS" --bitrate "$KBPS" --motion 0-100000 > "$work/camsim$i.log" 2>&1 &
   pids+=($!)
   urls+=("rtsp://127.0.0.1:$p/main")
   cams+=$'[[camera]]\n'"name = \"Bench $i\""$'\n'"url = \"rtsp://127.0.0.1:$p/main\""$'\n'
