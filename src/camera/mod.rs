@@ -33,6 +33,8 @@ pub const STALL_AFTER: Duration = Duration::from_secs(10);
 /// back within a few seconds of returning; a refused TCP connect costs next to nothing.
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// Segments are split at the first keyframe this long before their planned length.
+const SPLIT_EARLY_NS: u64 = 500_000_000;
 /// How long an orderly stop waits for the muxer to finish the open segment.
 const EOS_WAIT: Duration = Duration::from_secs(5);
 
@@ -326,11 +328,12 @@ impl Supervisor {
         match s.name().as_str() {
             "splitmuxsink-fragment-opened" => {
                 *open = Some(path.clone());
-                // Cut at the first keyframe at or after segment_seconds. (max-size-time
-                // would cut at the last keyframe before it: 8 s segments for 10 s with a
-                // 2 s GOP.)
+                // Cut at the first keyframe from half a second before segment_seconds on.
+                // (max-size-time would cut at the last keyframe before it: 8 s segments
+                // for 10 s with a 2 s GOP; aiming exactly at 10 s misses the keyframe
+                // there whenever RTP timing puts it a hair early: 12 s.)
                 if let Ok(rt) = s.get::<u64>("running-time") {
-                    let at = rt + u64::from(self.spec.segment_seconds) * 1_000_000_000;
+                    let at = (rt + u64::from(self.spec.segment_seconds) * 1_000_000_000).saturating_sub(SPLIT_EARLY_NS);
                     planned_end.insert(path.clone(), at);
                     if let Some(rec) = pipeline.and_then(|p| p.by_name("rec")) {
                         rec.emit_by_name::<()>("split-at-running-time", &[&at]);
@@ -346,7 +349,7 @@ impl Supervisor {
                 // Closed before its planned split: the stream ended or we are stopping.
                 let planned = planned_end.remove(&path);
                 let at = s.get::<u64>("running-time").ok();
-                let complete = matches!((planned, at), (Some(p), Some(a)) if a + 500_000_000 >= p);
+                let complete = matches!((planned, at), (Some(p), Some(a)) if a + SPLIT_EARLY_NS >= p);
                 Some(SegmentEvent::Closed { camera_id, path, complete })
             }
             _ => None,
