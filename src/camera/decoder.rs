@@ -8,7 +8,7 @@ pub const SOFTWARE: &[&str] = &["avdec_h264", "openh264dec"];
 
 /// Picks the first preferred element that `available` says exists; if none of the
 /// preferred ones does, a known software decoder that exists.
-pub fn choose<'a>(prefer: &'a [String], available: impl Fn(&str) -> bool) -> Option<&'a str> {
+pub fn choose(prefer: &[String], available: impl Fn(&str) -> bool) -> Option<&str> {
     prefer.iter().map(String::as_str).find(|name| available(name))
 }
 

@@ -269,7 +269,7 @@ impl Config {
         if !(c.store.is_empty() || c.store.starts_with("s3://") || c.store.starts_with("file:///")) {
             return Err(bad("cloud.store", format!("must be \"\", \"s3://bucket/prefix\" or \"file:///path\", got {:?}", c.store)));
         }
-        if !c.endpoint.is_empty() && !(c.endpoint.starts_with("https://") || c.endpoint.starts_with("http://")) {
+        if !(c.endpoint.is_empty() || c.endpoint.starts_with("https://") || c.endpoint.starts_with("http://")) {
             return Err(bad("cloud.endpoint", format!("must be an http(s) URL, got {:?}", c.endpoint)));
         }
         if let Some((i, r)) = c.recipients.iter().enumerate().find(|(_, r)| !r.starts_with("age1")) {

@@ -158,8 +158,7 @@ impl Hub {
         let head = String::from_utf8_lossy(&raw[..split]).to_string();
         let status = head
             .lines()
-            .filter(|l| l.starts_with("HTTP/"))
-            .last()
+            .rfind(|l| l.starts_with("HTTP/"))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
