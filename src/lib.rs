@@ -6,6 +6,7 @@
 //! - [`store`]: the one SQLite file; the only module that imports rusqlite.
 //! - [`camera`]: one GStreamer pipeline per camera (ingest, decode, segment files); the
 //!   only hub module that imports gstreamer.
+//! - [`motion`]: the motion detector on small grey frames; pure, no I/O.
 //! - [`recorder`]: turns closed segment files into rows (files before rows), recovery
 //!   after a crash, retention.
 //! - [`web`]: HTTPS server, sessions, the JSON API.
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod motion;
 pub mod recorder;
 pub mod store;
 pub mod web;
