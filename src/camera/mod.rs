@@ -277,7 +277,7 @@ impl Supervisor {
                     s.since_ms = now_ms();
                 });
             }
-            let idle = since_start.saturating_sub(if last > 0 { last } else { 0 });
+            let idle = since_start.saturating_sub(last);
             if idle > STALL_AFTER.as_millis() as u64 {
                 break Ended::Failed(format!("no data for {} s", STALL_AFTER.as_secs()));
             }

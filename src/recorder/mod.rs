@@ -59,7 +59,7 @@ pub fn spawn(store: Store, retention: Retention, events: Receiver<SegmentEvent>)
     std::thread::Builder::new()
         .name("recorder".into())
         .spawn(move || {
-            let rec = Recorder { store, retention };
+            let rec = Recorder::new(store, retention);
             let mut last_retention = Instant::now();
             loop {
                 match events.recv_timeout(Duration::from_secs(1)) {
