@@ -6,6 +6,7 @@
 //! - [`store`]: the one SQLite file; the only module that imports rusqlite.
 //! - [`camera`]: one GStreamer pipeline per camera (ingest, decode, segment files); the
 //!   only hub module that imports gstreamer.
+//! - [`events`]: motion events from frames: detector per camera, post-roll, clips, thumbnails.
 //! - [`motion`]: the motion detector on small grey frames; pure, no I/O.
 //! - [`recorder`]: turns closed segment files into rows (files before rows), recovery
 //!   after a crash, retention.
@@ -20,6 +21,7 @@ pub mod camsim;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod hub;
 pub mod motion;
 pub mod recorder;

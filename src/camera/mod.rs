@@ -7,12 +7,14 @@
 //! [`SegmentEvent`]s go to the recorder over a channel. May not touch: the database,
 //! the web, anything that decides what a segment means.
 
+pub mod clip;
 pub mod decoder;
 
 use std::collections::HashMap;
+use std::ops::Not;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -62,6 +64,96 @@ pub enum SegmentEvent {
     /// (the stream failed or ended) or was never finalized (the pipeline died with it
     /// open); it holds what arrived until then.
     Closed { camera_id: i64, path: PathBuf, complete: bool },
+}
+
+/// A small grey frame for motion detection.
+pub struct Frame {
+    pub camera_id: i64,
+    pub data: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    /// Bytes per row (rows may be padded).
+    pub stride: u32,
+    /// Wall-clock time it arrived.
+    pub at_ms: i64,
+}
+
+/// Cutting clips out of a camera's encoded stream, for the events subsystem.
+pub trait ClipSink: Send + Sync {
+    /// Starts writing `path` from the keyframe at or before `from_ms`; returns the
+    /// wall-clock time of the clip's first frame.
+    fn begin(&self, path: &Path, from_ms: i64) -> Result<i64>;
+    /// Finishes the clip being written.
+    fn end(&self) -> Result<()>;
+}
+
+/// The pre-roll of one camera and the clip being written from it, if any. Fed by the
+/// pipeline's encoded-stream sink; survives pipeline restarts.
+pub struct Clips {
+    inner: Mutex<ClipsInner>,
+}
+
+struct ClipsInner {
+    preroll: clip::PreRoll,
+    caps: Option<gst::Caps>,
+    writer: Option<clip::ClipWriter>,
+}
+
+impl Clips {
+    fn new(pre_roll_ms: i64) -> Clips {
+        Clips { inner: Mutex::new(ClipsInner { preroll: clip::PreRoll::new(pre_roll_ms), caps: None, writer: None }) }
+    }
+
+    fn push(&self, buf: gst::Buffer, caps: Option<gst::Caps>, at_ms: i64) {
+        let mut g = self.inner.lock().expect("clips lock");
+        let same = matches!((&g.caps, &caps), (Some(a), Some(b)) if a.as_ptr() == b.as_ptr());
+        if !same && caps.is_some() && g.caps != caps {
+            // New stream parameters (a restart): old pre-roll does not fit them.
+            g.preroll.clear();
+            g.caps = caps;
+        }
+        if let Some(w) = &g.writer
+            && let Err(e) = w.push(&buf)
+        {
+            tracing::warn!(error = %e, "clip write failed");
+        }
+        g.preroll.push(buf, at_ms);
+    }
+
+    /// A new pipeline run: its timestamps start over, so the old pre-roll cannot be
+    /// joined to it. A clip being written goes on with the new buffers.
+    fn restart(&self) {
+        let mut g = self.inner.lock().expect("clips lock");
+        g.preroll.clear();
+        g.caps = None;
+    }
+
+    /// Bytes held for pre-roll.
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().expect("clips lock").preroll.bytes()
+    }
+}
+
+impl ClipSink for Clips {
+    fn begin(&self, path: &Path, from_ms: i64) -> Result<i64> {
+        let mut g = self.inner.lock().expect("clips lock");
+        if g.writer.is_some() {
+            return Err(Error::new(ErrorKind::Conflict, "a clip is being written already"));
+        }
+        let caps = g.caps.clone().ok_or_else(|| Error::new(ErrorKind::Unavailable, "no stream yet"))?;
+        let first = g.preroll.start_from(from_ms);
+        let first_ms = first.first().map(|(_, t)| *t).unwrap_or(from_ms);
+        g.writer = Some(clip::ClipWriter::start(path, &caps, first)?);
+        Ok(first_ms)
+    }
+
+    fn end(&self) -> Result<()> {
+        let w = self.inner.lock().expect("clips lock").writer.take();
+        match w {
+            Some(w) => w.finish(),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The file name of a segment starting at `start_ms`; the recorder reads the start back
@@ -115,19 +207,22 @@ pub struct Spec {
     pub segment_seconds: u32,
     pub motion_fps: u32,
     pub decoder: Option<String>,
+    /// Keep this much encoded stream for clips (`None`: no clips).
+    pub pre_roll_ms: Option<i64>,
 }
 
 /// A running camera: its supervisor thread and its status.
 pub struct Camera {
     pub id: i64,
     pub name: String,
+    clips: Option<Arc<Clips>>,
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Camera {
-    pub fn start(spec: Spec, segments: Sender<SegmentEvent>) -> Result<Camera> {
+    pub fn start(spec: Spec, segments: Sender<SegmentEvent>, frames: Option<SyncSender<Frame>>) -> Result<Camera> {
         if let Some(dir) = &spec.record_dir {
             crate::error::ResultExt::ctx(std::fs::create_dir_all(dir), format!("creating {}", dir.display()))?;
         }
@@ -139,12 +234,18 @@ impl Camera {
             since_ms: now_ms(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
-        let sup = Supervisor { spec: spec.clone(), status: status.clone(), stop: stop.clone(), segments };
+        let clips = spec.pre_roll_ms.map(|ms| Arc::new(Clips::new(ms)));
+        let sup = Supervisor { spec: spec.clone(), status: status.clone(), stop: stop.clone(), segments, frames, clips: clips.clone() };
         let thread = std::thread::Builder::new()
             .name(format!("camera-{}", spec.id))
             .spawn(move || sup.run())
             .map_err(|e| Error::internal(format!("starting camera thread: {e}")))?;
-        Ok(Camera { id: spec.id, name: spec.name, status, stop, thread: Some(thread) })
+        Ok(Camera { id: spec.id, name: spec.name, clips, status, stop, thread: Some(thread) })
+    }
+
+    /// Where events cut this camera's clips (`None` when clips are off).
+    pub fn clips(&self) -> Option<Arc<Clips>> {
+        self.clips.clone()
     }
 
     pub fn status(&self) -> Status {
@@ -173,6 +274,8 @@ struct Supervisor {
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
     segments: Sender<SegmentEvent>,
+    frames: Option<SyncSender<Frame>>,
+    clips: Option<Arc<Clips>>,
 }
 
 /// How one run of the pipeline ended.
@@ -227,7 +330,10 @@ impl Supervisor {
     }
 
     fn run_once(&self) -> Ended {
-        let built = match build(&self.spec) {
+        if let Some(c) = &self.clips {
+            c.restart();
+        }
+        let built = match build(&self.spec, self.frames.clone(), self.clips.clone()) {
             Ok(b) => b,
             Err(e) => return Ended::Failed(e.to_string()),
         };
@@ -388,20 +494,31 @@ fn describe(spec: &Spec) -> String {
          sink-factory=filesink sink-properties=\"properties,buffer-mode=(int)2\" async-finalize=true"
             .to_string()
     });
+    // The encoded main stream for clip pre-roll: every access unit, never dropped.
+    let enc = spec.pre_roll_ms.map(|_| "queue max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 ! appsink name=enc sync=false emit-signals=false".to_string());
     let main = format!("rtspsrc name=src {rtsp} ! rtph264depay name=depay ! h264parse config-interval=-1");
-    match (record, decode, spec.substream_url.is_empty()) {
-        (Some(rec), Some(dec), true) => format!("{main} ! tee name=t  t. ! {rec}  t. ! {dec}"),
-        (Some(rec), Some(dec), false) => format!(
-            "{main} ! {rec}  rtspsrc name=subsrc {rtsp} ! rtph264depay name=subdepay ! h264parse ! {dec}"
-        ),
-        (Some(rec), None, _) => format!("{main} ! {rec}"),
-        (None, Some(dec), true) => format!("{main} ! {dec}"),
-        (None, Some(dec), false) => format!("rtspsrc name=subsrc {rtsp} ! rtph264depay name=depay ! h264parse ! {dec}"),
-        (None, None, _) => format!("{main} ! fakesink sync=false"),
+    let sub = spec.substream_url.is_empty().not().then(|| decode.clone()).flatten();
+    let mut main_branches: Vec<String> = [record, enc].into_iter().flatten().collect();
+    if spec.substream_url.is_empty()
+        && let Some(dec) = decode
+    {
+        main_branches.push(dec);
     }
+    let mut out = match main_branches.len() {
+        0 if sub.is_some() => String::new(),
+        0 => format!("{main} ! fakesink sync=false"),
+        1 => format!("{main} ! {}", main_branches[0]),
+        _ => format!("{main} ! tee name=t {}", main_branches.iter().map(|b| format!(" t. ! {b}")).collect::<String>()),
+    };
+    if let Some(dec) = sub {
+        // Without a main branch the substream's depayloader is the one the watchdog watches.
+        let depay = if out.is_empty() { "depay" } else { "subdepay" };
+        out.push_str(&format!("  rtspsrc name=subsrc {rtsp} ! rtph264depay name={depay} ! h264parse ! {dec}"));
+    }
+    out
 }
 
-fn build(spec: &Spec) -> Result<Built> {
+fn build(spec: &Spec, frames_out: Option<SyncSender<Frame>>, clips: Option<Arc<Clips>>) -> Result<Built> {
     let desc = describe(spec);
     let pipeline = gst::parse::launch(&desc)
         .map_err(|e| Error::new(ErrorKind::Unavailable, format!("building pipeline: {e}")))?
@@ -433,11 +550,31 @@ fn build(spec: &Spec) -> Result<Built> {
     let frames = Arc::new(AtomicU64::new(0));
     if let Some(sink) = pipeline.by_name("frames").and_then(|e| e.downcast::<gst_app::AppSink>().ok()) {
         let n = frames.clone();
+        let camera_id = spec.id;
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
-                    let _sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                     n.fetch_add(1, Ordering::Relaxed);
+                    if let Some(tx) = &frames_out
+                        && let Some(frame) = grey_frame(camera_id, &sample)
+                    {
+                        // A detector that falls behind loses frames, never the camera.
+                        let _ = tx.try_send(frame);
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
+    if let (Some(sink), Some(clips)) = (pipeline.by_name("enc").and_then(|e| e.downcast::<gst_app::AppSink>().ok()), clips) {
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if let Some(buf) = sample.buffer_owned() {
+                        clips.push(buf, sample.caps_owned(), now_ms());
+                    }
                     Ok(gst::FlowSuccess::Ok)
                 })
                 .build(),
@@ -445,6 +582,53 @@ fn build(spec: &Spec) -> Result<Built> {
     }
     tracing::debug!(camera = %spec.name, url = %redact_url(&spec.url), "pipeline built");
     Ok(Built { pipeline, last_buffer, frames })
+}
+
+fn grey_frame(camera_id: i64, sample: &gst::Sample) -> Option<Frame> {
+    let info = gstreamer_video::VideoInfo::from_caps(sample.caps()?).ok()?;
+    let map = sample.buffer()?.map_readable().ok()?;
+    Some(Frame {
+        camera_id,
+        data: map.as_slice().to_vec(),
+        width: info.width(),
+        height: info.height(),
+        stride: u32::try_from(info.stride()[0]).ok()?,
+        at_ms: now_ms(),
+    })
+}
+
+/// Encodes a grey frame as JPEG (thumbnails).
+pub fn encode_jpeg(gray: &[u8], width: u32, height: u32) -> Result<Vec<u8>> {
+    let fail = |e: &dyn std::fmt::Display| Error::internal(format!("JPEG encoding: {e}"));
+    let pipeline = gst::parse::launch("appsrc name=src ! videoconvert ! jpegenc quality=85 ! appsink name=out sync=false")
+        .map_err(|e| fail(&e))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| Error::internal("JPEG pipeline"))?;
+    let src = pipeline.by_name("src").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()).ok_or_else(|| Error::internal("appsrc"))?;
+    let out = pipeline.by_name("out").and_then(|e| e.downcast::<gst_app::AppSink>().ok()).ok_or_else(|| Error::internal("appsink"))?;
+    let info = gstreamer_video::VideoInfo::builder(gstreamer_video::VideoFormat::Gray8, width, height)
+        .fps(gst::Fraction::new(1, 1))
+        .build()
+        .map_err(|e| fail(&e))?;
+    src.set_caps(Some(&info.to_caps().map_err(|e| fail(&e))?));
+    src.set_format(gst::Format::Time);
+    // Rows of GRAY8 video frames are padded to 4 bytes.
+    let stride = info.stride()[0] as usize;
+    let w = width as usize;
+    let mut data = vec![0u8; info.size()];
+    for (row, chunk) in gray.chunks(w).take(height as usize).enumerate() {
+        data[row * stride..row * stride + chunk.len()].copy_from_slice(chunk);
+    }
+    let mut buf = gst::Buffer::from_mut_slice(data);
+    buf.get_mut().expect("new buffer").set_pts(gst::ClockTime::ZERO);
+    pipeline.set_state(gst::State::Playing).map_err(|e| fail(&e))?;
+    let _ = src.push_buffer(buf);
+    let _ = src.end_of_stream();
+    let sample = out.try_pull_sample(gst::ClockTime::from_seconds(5));
+    let _ = pipeline.set_state(gst::State::Null);
+    let sample = sample.ok_or_else(|| Error::internal("JPEG encoding: no output"))?;
+    let map = sample.buffer().ok_or_else(|| Error::internal("JPEG: empty"))?.map_readable().map_err(|e| fail(&e))?;
+    Ok(map.as_slice().to_vec())
 }
 
 #[cfg(test)]
@@ -461,6 +645,7 @@ mod tests {
             segment_seconds: 10,
             motion_fps: 5,
             decoder: Some("avdec_h264".into()),
+            pre_roll_ms: None,
         }
     }
 
@@ -481,6 +666,22 @@ mod tests {
         assert!(!d.contains("tee"));
         let (main, sub) = d.split_once("name=subsrc").unwrap();
         assert!(main.contains("splitmuxsink") && !main.contains("avdec_h264"));
+        assert!(sub.contains("avdec_h264"));
+    }
+
+    #[test]
+    fn clips_take_the_encoded_stream_beside_recording_and_decoding() {
+        let mut s = spec();
+        s.pre_roll_ms = Some(5000);
+        let d = describe(&s);
+        assert!(d.contains("tee name=t"));
+        assert_eq!(d.matches(" t. ! ").count(), 3, "{d}");
+        assert!(d.contains("appsink name=enc"));
+        s.record_dir = None;
+        s.substream_url = "rtsp://127.0.0.1:1/sub".into();
+        let d = describe(&s);
+        let (main, sub) = d.split_once("name=subsrc").unwrap();
+        assert!(main.contains("appsink name=enc") && !main.contains("tee"));
         assert!(sub.contains("avdec_h264"));
     }
 

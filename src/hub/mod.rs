@@ -9,21 +9,28 @@
 //! Stop (first SIGTERM/SIGINT): web stops accepting → cameras finish their segments →
 //! recorder indexes them → database closes. A second signal exits at once.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use crate::camera::{self, Camera};
+use crate::camera::{self, Camera, ClipSink};
+use crate::events::{self, MotionState};
+use crate::motion::DetectorConfig;
 use crate::config::{Config, RecordingMode};
 use crate::error::{Error, ErrorKind, Result};
 use crate::recorder::{self, Recorder, Retention};
 use crate::store::{self, DirLock, Store};
 use crate::web::{self, CameraInfo, CameraView};
 
+/// Pre-roll kept beyond `pre_roll_seconds`, for the detector's persistence delay.
+const PRE_ROLL_MARGIN_MS: i64 = 2000;
+
 /// The cameras as the web sees them.
 struct Cameras {
     running: Mutex<Vec<(Camera, String)>>,
+    motion: Arc<MotionState>,
 }
 
 impl CameraView for Cameras {
@@ -41,6 +48,8 @@ impl CameraView for Cameras {
                     decoder: s.decoder,
                     decoded_fps: s.decoded_fps,
                     source: source.clone(),
+                    motion: self.motion.moving(c.id),
+                    preroll_bytes: c.clips().map_or(0, |cl| cl.bytes() as u64),
                 }
             })
             .collect()
@@ -72,7 +81,11 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<std::ne
         let rec = Recorder::new(store.clone(), retention.clone());
         tokio::task::spawn_blocking(move || rec.recover()).await.map_err(|e| Error::internal(e.to_string()))??
     };
-    tracing::info!(?report, "recovery done");
+    let closed = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || events::recover(&store)).await.map_err(|e| Error::internal(e.to_string()))??
+    };
+    tracing::info!(?report, events_closed = closed, "recovery done");
 
     camera::init()?;
     // motion.fps = 0 turns detection off: no decode branch at all.
@@ -84,22 +97,57 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<std::ne
     }
     let (seg_tx, seg_rx) = std::sync::mpsc::channel();
     let recorder_thread = recorder::spawn(store.clone(), retention, seg_rx);
+    // Frames for motion detection: a short queue; a camera drops frames the detector
+    // has no time for rather than waiting.
+    let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel(32);
+    let clips_on = cfg.recording.mode != RecordingMode::Off;
+    let mut detectors = HashMap::new();
+    let mut clip_sinks: HashMap<i64, Arc<dyn ClipSink>> = HashMap::new();
     let mut running = Vec::new();
     for row in rows {
+        let id = row.id;
+        let json = store.call(move |db| db.camera_motion(id)).await?.unwrap_or_default();
+        let det: DetectorConfig = serde_json::from_str(&json).unwrap_or_else(|e| {
+            tracing::warn!(camera = %row.name, error = %e, "motion settings unreadable; using defaults");
+            DetectorConfig::default()
+        });
+        detectors.insert(id, det);
         let spec = camera::Spec {
             id: row.id,
             name: row.name.clone(),
             url: row.url.clone(),
             substream_url: row.substream_url.clone(),
-            record_dir: (cfg.recording.mode != RecordingMode::Off).then(|| recorder::camera_dir(&data_dir, row.id)),
+            record_dir: (cfg.recording.mode == RecordingMode::Continuous).then(|| recorder::camera_dir(&data_dir, row.id)),
             segment_seconds: cfg.recording.segment_seconds,
             motion_fps: cfg.motion.fps,
             decoder: decoder.clone(),
+            // Events are reported a few frames after the movement began: keep a margin.
+            pre_roll_ms: clips_on.then(|| i64::from(cfg.motion.pre_roll_seconds) * 1000 + PRE_ROLL_MARGIN_MS),
         };
-        running.push((Camera::start(spec, seg_tx.clone())?, row.source));
+        let cam = Camera::start(spec, seg_tx.clone(), decoder.is_some().then(|| frame_tx.clone()))?;
+        if let Some(c) = cam.clips() {
+            clip_sinks.insert(id, c);
+        }
+        running.push((cam, row.source));
     }
     drop(seg_tx);
-    let cameras = Arc::new(Cameras { running: Mutex::new(running) });
+    drop(frame_tx);
+    let motion = Arc::new(MotionState::default());
+    let (changes, _) = tokio::sync::broadcast::channel(64);
+    let events_thread = events::spawn(
+        store.clone(),
+        events::Settings {
+            pre_roll_ms: i64::from(cfg.motion.pre_roll_seconds) * 1000,
+            post_roll_ms: i64::from(cfg.motion.post_roll_seconds) * 1000,
+            detectors,
+            clips: clip_sinks,
+            jpeg: camera::encode_jpeg,
+        },
+        frame_rx,
+        motion.clone(),
+        changes.clone(),
+    );
+    let cameras = Arc::new(Cameras { running: Mutex::new(running), motion });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = web::AppState::new(store.clone(), cameras.clone(), cfg.web.allow_public_clients);
@@ -129,7 +177,9 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<std::ne
         for c in cams {
             c.join();
         }
-        // Every camera has dropped its sender: the recorder indexes what is queued and ends.
+        // Every camera has dropped its senders: events close (with their clips), the
+        // recorder indexes what is queued, and both end.
+        let _ = events_thread.join();
         let _ = recorder_thread.join();
     })
     .await

@@ -57,6 +57,22 @@ const STEPS: &[&str] = &[
         action TEXT NOT NULL,
         detail TEXT NOT NULL DEFAULT ''
     ) STRICT;",
+    // 2 -> 3: motion events with their clips, and per-camera detector settings (JSON).
+    "ALTER TABLE cameras ADD COLUMN motion TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        camera_id INTEGER NOT NULL REFERENCES cameras (id),
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER,
+        peak_score REAL NOT NULL DEFAULT 0,
+        zones TEXT NOT NULL DEFAULT '[]',
+        clip_start_ms INTEGER,
+        clip_path TEXT,
+        clip_bytes INTEGER,
+        thumb_path TEXT,
+        CHECK (end_ms IS NULL OR end_ms >= start_ms)
+    ) STRICT;
+    CREATE INDEX events_by_camera_start ON events (camera_id, start_ms);",
 ];
 
 pub const LATEST_VERSION: u32 = STEPS.len() as u32;
@@ -130,7 +146,7 @@ mod tests {
         upgrade(&mut old, LATEST_VERSION).unwrap();
         let names = |c: &Connection| schema_of(c).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
         assert_eq!(names(&fresh), names(&old));
-        for table in ["cameras", "segments", "users", "sessions", "audit", "garbage", "meta"] {
+        for table in ["cameras", "segments", "users", "sessions", "audit", "garbage", "meta", "events"] {
             assert_eq!(columns(&fresh, table), columns(&old, table), "table {table}");
         }
     }

@@ -26,7 +26,8 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::error::{Error, ErrorKind};
-use crate::store::{SegmentQuery, SegmentRow, Store, UserRow};
+use crate::motion::DetectorConfig;
+use crate::store::{EventRow, Role, SegmentQuery, SegmentRow, Store, UserRow};
 
 const LOGIN_PAGE: &str = include_str!("../../web/login.html");
 const APP_PAGE: &str = include_str!("../../web/index.html");
@@ -44,6 +45,11 @@ pub struct CameraInfo {
     pub decoded_fps: f64,
     /// "config" | "paired"
     pub source: String,
+    /// Motion going on now.
+    pub motion: bool,
+    /// Encoded stream held for clip pre-roll.
+    #[serde(skip)]
+    pub preroll_bytes: u64,
 }
 
 /// How the web sees cameras: a narrow read-only view the hub provides.
@@ -111,6 +117,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/recordings", get(list_recordings))
         .route("/api/recordings/{id}/media", get(recording_media))
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .route("/api/cameras/{id}/motion", get(get_motion).put(put_motion))
+        .route("/api/events", get(list_events))
+        .route("/api/events/{id}/clip", get(event_clip))
+        .route("/api/events/{id}/thumbnail", get(event_thumbnail))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -279,6 +289,19 @@ fn session(req_ext: Option<axum::Extension<Session>>) -> ApiResult<Session> {
     req_ext.map(|e| e.0).ok_or_else(|| err(ErrorKind::Unauthenticated, "sign in first"))
 }
 
+/// Refuses users whose role is below `min`.
+fn require(s: &Session, min: Role) -> ApiResult<()> {
+    let rank = |r: Role| match r {
+        Role::Viewer => 0,
+        Role::Member => 1,
+        Role::Owner => 2,
+    };
+    if rank(s.user.role) < rank(min) {
+        return Err(err(ErrorKind::Forbidden, "your role does not allow this"));
+    }
+    Ok(())
+}
+
 async fn me(ext: Option<axum::Extension<Session>>) -> ApiResult<Json<serde_json::Value>> {
     let s = session(ext)?;
     Ok(Json(serde_json::json!({ "email": s.user.email, "role": s.user.role.as_str() })))
@@ -369,17 +392,121 @@ async fn recording_media(
 ) -> ApiResult<Response> {
     session(ext)?;
     let row = st.store.call(move |db| db.segment(id)).await?.ok_or_else(|| err(ErrorKind::NotFound, "no such recording"))?;
-    let path = st.store.data_dir().join(&row.segment.path);
-    let resp = tower_http::services::ServeFile::new_with_mime(&path, &"video/mp4".parse().expect("mime"))
+    serve_file(&st, &row.segment.path, "video/mp4", req).await
+}
+
+async fn get_motion(
+    State(st): State<AppState>,
+    ext: Option<axum::Extension<Session>>,
+    UrlPath(id): UrlPath<i64>,
+) -> ApiResult<Json<serde_json::Value>> {
+    session(ext)?;
+    let json = st.store.call(move |db| db.camera_motion(id)).await?.ok_or_else(|| err(ErrorKind::NotFound, "no such camera"))?;
+    let cfg: DetectorConfig = serde_json::from_str(&json).unwrap_or_default();
+    Ok(Json(serde_json::to_value(cfg).map_err(|e| ApiError(Error::internal(e.to_string())))?))
+}
+
+/// Sets a camera's motion sensitivity and zones; they apply from the hub's next start.
+async fn put_motion(
+    State(st): State<AppState>,
+    ext: Option<axum::Extension<Session>>,
+    UrlPath(id): UrlPath<i64>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let s = session(ext)?;
+    require(&s, Role::Owner)?;
+    let cfg: DetectorConfig = serde_json::from_slice(&body).map_err(|e| err(ErrorKind::Invalid, &format!("body: {e}")))?;
+    cfg.validate().map_err(|e| err(ErrorKind::Invalid, &e.to_string()))?;
+    let json = serde_json::to_string(&cfg).map_err(|e| ApiError(Error::internal(e.to_string())))?;
+    let who = s.user.email.clone();
+    st.store
+        .call(move |db| {
+            db.set_camera_motion(id, &json)?;
+            db.audit(&who, "camera.motion", &format!("camera {id}"))
+        })
+        .await?;
+    Ok(Json(serde_json::to_value(cfg).map_err(|e| ApiError(Error::internal(e.to_string())))?))
+}
+
+#[derive(Serialize)]
+struct EventInfo {
+    id: i64,
+    camera_id: i64,
+    start: String,
+    end: Option<String>,
+    score: f64,
+    zones: serde_json::Value,
+    clip_url: Option<String>,
+    thumbnail_url: Option<String>,
+}
+
+async fn list_events(
+    State(st): State<AppState>,
+    ext: Option<axum::Extension<Session>>,
+    q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Items<EventInfo>>> {
+    session(ext)?;
+    let Query(q) = q.map_err(|e| err(ErrorKind::Invalid, &e.body_text()))?;
+    let query = SegmentQuery {
+        camera_id: q.camera,
+        since_ms: parse_time("since", &q.since)?,
+        until_ms: parse_time("until", &q.until)?,
+        limit: Some(10_000),
+    };
+    let rows = st.store.call(move |db| db.events(&query)).await?;
+    let items = rows
+        .into_iter()
+        .map(|e: EventRow| EventInfo {
+            id: e.id,
+            camera_id: e.camera_id,
+            start: rfc3339(e.start_ms),
+            end: e.end_ms.map(rfc3339),
+            score: (e.peak_score * 1000.0).round() / 1000.0,
+            zones: serde_json::from_str(&e.zones_json).unwrap_or_default(),
+            clip_url: e.clip_path.as_ref().map(|_| format!("/api/events/{}/clip", e.id)),
+            thumbnail_url: e.thumb_path.as_ref().map(|_| format!("/api/events/{}/thumbnail", e.id)),
+        })
+        .collect();
+    Ok(Json(Items { items }))
+}
+
+async fn event_clip(
+    State(st): State<AppState>,
+    ext: Option<axum::Extension<Session>>,
+    UrlPath(id): UrlPath<i64>,
+    req: Request,
+) -> ApiResult<Response> {
+    session(ext)?;
+    let row = st.store.call(move |db| db.event(id)).await?;
+    let path = row.and_then(|e| e.clip_path).ok_or_else(|| err(ErrorKind::NotFound, "no clip for this event"))?;
+    serve_file(&st, &path, "video/mp4", req).await
+}
+
+async fn event_thumbnail(
+    State(st): State<AppState>,
+    ext: Option<axum::Extension<Session>>,
+    UrlPath(id): UrlPath<i64>,
+    req: Request,
+) -> ApiResult<Response> {
+    session(ext)?;
+    let row = st.store.call(move |db| db.event(id)).await?;
+    let path = row.and_then(|e| e.thumb_path).ok_or_else(|| err(ErrorKind::NotFound, "no thumbnail for this event"))?;
+    serve_file(&st, &path, "image/jpeg", req).await
+}
+
+/// Serves a file under the data dir with HTTP Range support.
+async fn serve_file(st: &AppState, rel: &str, mime: &str, req: Request) -> ApiResult<Response> {
+    let path = st.store.data_dir().join(rel);
+    let resp = tower_http::services::ServeFile::new_with_mime(&path, &mime.parse().expect("mime"))
         .oneshot(req)
         .await
-        .map_err(|e| ApiError(Error::internal(format!("serving {}: {e}", row.segment.path))))?;
+        .map_err(|e| ApiError(Error::internal(format!("serving {rel}: {e}"))))?;
     Ok(resp.into_response())
 }
 
 async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
     let cams = st.cameras.cameras();
-    let bytes = st.store.call(|db| db.segment_bytes_total()).await?;
+    let (bytes, events) = st.store.call(|db| Ok((db.segment_bytes_total()?, db.event_count()?))).await?;
     let mut out = String::new();
     out.push_str("# HELP homehub_camera_streaming 1 if the camera is streaming.\n# TYPE homehub_camera_streaming gauge\n");
     for c in &cams {
@@ -389,6 +516,16 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
     for c in &cams {
         out.push_str(&format!("homehub_camera_decoded_fps{{camera_id=\"{}\"}} {}\n", c.id, c.decoded_fps));
     }
+    out.push_str("# HELP homehub_camera_motion 1 while motion is going on.\n# TYPE homehub_camera_motion gauge\n");
+    for c in &cams {
+        out.push_str(&format!("homehub_camera_motion{{camera_id=\"{}\"}} {}\n", c.id, u8::from(c.motion)));
+    }
+    out.push_str("# HELP homehub_preroll_bytes Encoded stream held in memory for clip pre-roll.\n# TYPE homehub_preroll_bytes gauge\n");
+    for c in &cams {
+        out.push_str(&format!("homehub_preroll_bytes{{camera_id=\"{}\"}} {}\n", c.id, c.preroll_bytes));
+    }
+    out.push_str("# HELP homehub_events_total Motion events recorded.\n# TYPE homehub_events_total counter\n");
+    out.push_str(&format!("homehub_events_total {events}\n"));
     out.push_str("# HELP homehub_recordings_bytes Bytes of indexed recordings.\n# TYPE homehub_recordings_bytes gauge\n");
     out.push_str(&format!("homehub_recordings_bytes {bytes}\n"));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())

@@ -1,0 +1,304 @@
+//! Motion events: from grey frames to stored events with clips and thumbnails.
+//!
+//! Owns: one [`Detector`] per camera, the event lifecycle (start, post-roll, end), the
+//! event rows, the clip and thumbnail files of events (files before rows), and the
+//! motion ON/OFF broadcast other subsystems (MQTT, the cloud relay) listen to.
+//! Input: [`Frame`]s from the cameras over a channel. Clips are cut by the camera
+//! module through the narrow [`ClipSink`] trait. May not touch: GStreamer directly.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::camera::{ClipSink, Frame};
+use crate::error::{Error, Result, ResultExt};
+use crate::motion::{Detector, DetectorConfig, Transition};
+use crate::recorder::{mp4, sync_dir};
+use crate::store::{FinishedEvent, Store};
+
+pub const CLIPS_DIR: &str = "clips";
+
+/// Where a camera's clips go.
+pub fn clip_dir(data_dir: &Path, camera_id: i64) -> PathBuf {
+    data_dir.join(CLIPS_DIR).join(camera_id.to_string())
+}
+
+/// A camera's motion state changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MotionChange {
+    pub camera_id: i64,
+    pub event_id: i64,
+    pub on: bool,
+    pub at_ms: i64,
+}
+
+/// What the events thread needs to know.
+pub struct Settings {
+    pub pre_roll_ms: i64,
+    pub post_roll_ms: i64,
+    pub detectors: HashMap<i64, DetectorConfig>,
+    pub clips: HashMap<i64, Arc<dyn ClipSink>>,
+    pub jpeg: fn(&[u8], u32, u32) -> Result<Vec<u8>>,
+}
+
+/// Live motion state per camera, for the API and metrics.
+#[derive(Default)]
+pub struct MotionState {
+    moving: Mutex<HashMap<i64, bool>>,
+}
+
+impl MotionState {
+    pub fn moving(&self, camera_id: i64) -> bool {
+        self.moving.lock().expect("motion lock").get(&camera_id).copied().unwrap_or(false)
+    }
+    fn set(&self, camera_id: i64, on: bool) {
+        self.moving.lock().expect("motion lock").insert(camera_id, on);
+    }
+}
+
+struct Open {
+    id: i64,
+    start_ms: i64,
+    /// Set once the detector saw the movement stop: the event ends here unless it starts again.
+    ending_at: Option<i64>,
+    peak: f32,
+    zones: Vec<String>,
+    clip: bool,
+}
+
+struct Cam {
+    detector: Detector,
+    open: Option<Open>,
+    /// The grey frame with the highest score of the current event (thumbnail).
+    peak_frame: Option<(f32, Vec<u8>, u32, u32)>,
+}
+
+pub fn spawn(
+    store: Store,
+    settings: Settings,
+    frames: Receiver<Frame>,
+    state: Arc<MotionState>,
+    changes: tokio::sync::broadcast::Sender<MotionChange>,
+) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("events".into())
+        .spawn(move || {
+            let mut ev = Events { store, settings, cams: HashMap::new(), state, changes };
+            loop {
+                match frames.recv_timeout(Duration::from_millis(500)) {
+                    Ok(f) => ev.frame(f),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                ev.finish_due(chrono::Utc::now().timestamp_millis());
+            }
+            ev.finish_all();
+        })
+        .expect("spawn events thread")
+}
+
+struct Events {
+    store: Store,
+    settings: Settings,
+    cams: HashMap<i64, Cam>,
+    state: Arc<MotionState>,
+    changes: tokio::sync::broadcast::Sender<MotionChange>,
+}
+
+impl Events {
+    fn frame(&mut self, f: Frame) {
+        let cfg = self.settings.detectors.get(&f.camera_id).cloned().unwrap_or_default();
+        let cam = self.cams.entry(f.camera_id).or_insert_with(|| Cam { detector: Detector::new(cfg), open: None, peak_frame: None });
+        let obs = cam.detector.feed_strided(&f.data, f.width, f.height, f.stride, f.at_ms);
+        if obs.new_peak && cam.peak_frame.as_ref().is_none_or(|p| obs.score >= p.0) {
+            cam.peak_frame = Some((obs.score, f.data.clone(), f.width, f.height));
+        }
+        match obs.transition {
+            Some(Transition::Started { at_ms, zones_hit }) => {
+                if let Some(open) = cam.open.as_mut() {
+                    // Moving again within the post-roll: the same event goes on.
+                    open.ending_at = None;
+                    merge(&mut open.zones, zones_hit);
+                } else {
+                    self.start(f.camera_id, at_ms, zones_hit);
+                }
+            }
+            Some(Transition::Ended { at_ms, peak_score, zones_hit, .. }) => {
+                let post = self.settings.post_roll_ms;
+                if let Some(open) = self.cams.get_mut(&f.camera_id).and_then(|c| c.open.as_mut()) {
+                    open.ending_at = Some(at_ms + post);
+                    open.peak = open.peak.max(peak_score);
+                    merge(&mut open.zones, zones_hit);
+                }
+            }
+            None => {}
+        }
+        self.finish_due(f.at_ms);
+    }
+
+    fn start(&mut self, camera_id: i64, at_ms: i64, zones: Vec<String>) {
+        let id = match self.store.call_blocking(move |db| db.insert_event(camera_id, at_ms)) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store event");
+                return;
+            }
+        };
+        tracing::info!(camera_id, event = id, "motion started");
+        let mut clip = false;
+        if let Some(sink) = self.settings.clips.get(&camera_id) {
+            let dir = clip_dir(self.store.data_dir(), camera_id);
+            let r = std::fs::create_dir_all(&dir)
+                .ctx(format!("creating {}", dir.display()))
+                .and_then(|_| sink.begin(&dir.join(format!("{id}.mp4")), at_ms - self.settings.pre_roll_ms));
+            match r {
+                Ok(first_ms) => {
+                    clip = true;
+                    let _ = self.store.call_blocking(move |db| db.set_event_clip_start(id, first_ms));
+                }
+                Err(e) => tracing::error!(error = %e, event = id, "cannot start clip"),
+            }
+        }
+        let cam = self.cams.get_mut(&camera_id).expect("camera state");
+        cam.open = Some(Open { id, start_ms: at_ms, ending_at: None, peak: 0.0, zones, clip });
+        self.state.set(camera_id, true);
+        let _ = self.changes.send(MotionChange { camera_id, event_id: id, on: true, at_ms });
+    }
+
+    /// Ends the events whose post-roll is over.
+    fn finish_due(&mut self, now_ms: i64) {
+        let due: Vec<i64> = self
+            .cams
+            .iter()
+            .filter(|(_, c)| c.open.as_ref().and_then(|o| o.ending_at).is_some_and(|t| t <= now_ms))
+            .map(|(id, _)| *id)
+            .collect();
+        for camera_id in due {
+            self.finish(camera_id, None);
+        }
+    }
+
+    fn finish_all(&mut self) {
+        let now = chrono::Utc::now().timestamp_millis();
+        let ids: Vec<i64> = self.cams.keys().copied().collect();
+        for camera_id in ids {
+            self.finish(camera_id, Some(now));
+        }
+    }
+
+    fn finish(&mut self, camera_id: i64, end_override: Option<i64>) {
+        let Some(cam) = self.cams.get_mut(&camera_id) else { return };
+        let Some(open) = cam.open.take() else { return };
+        let peak_frame = cam.peak_frame.take();
+        let end_ms = end_override.or(open.ending_at).unwrap_or(open.start_ms).max(open.start_ms);
+        let data_dir = self.store.data_dir().to_path_buf();
+        let dir = clip_dir(&data_dir, camera_id);
+        let mut done = FinishedEvent {
+            id: open.id,
+            end_ms,
+            peak_score: f64::from(open.peak.max(peak_frame.as_ref().map_or(0.0, |p| p.0))),
+            zones_json: serde_json::to_string(&open.zones).unwrap_or_else(|_| "[]".into()),
+            ..Default::default()
+        };
+        if open.clip {
+            let path = dir.join(format!("{}.mp4", open.id));
+            let r = self.settings.clips[&camera_id].end().and_then(|_| make_durable(&path));
+            match r {
+                Ok(bytes) => {
+                    done.clip_path = Some(rel(&data_dir, &path));
+                    done.clip_bytes = Some(bytes);
+                }
+                Err(e) => tracing::error!(error = %e, event = open.id, "clip failed"),
+            }
+        }
+        if let Some((_, data, w, h)) = peak_frame {
+            let path = dir.join(format!("{}.jpg", open.id));
+            match (self.settings.jpeg)(&data, w, h).and_then(|jpeg| write_durable(&path, &jpeg)) {
+                Ok(()) => done.thumb_path = Some(rel(&data_dir, &path)),
+                Err(e) => tracing::error!(error = %e, event = open.id, "thumbnail failed"),
+            }
+        }
+        let id = open.id;
+        tracing::info!(camera_id, event = id, end_ms, "motion ended");
+        if let Err(e) = self.store.call_blocking(move |db| db.finish_event(&done)) {
+            tracing::error!(error = %e, event = id, "cannot finish event");
+        }
+        self.state.set(camera_id, false);
+        let _ = self.changes.send(MotionChange { camera_id, event_id: id, on: false, at_ms: end_ms });
+    }
+}
+
+fn merge(into: &mut Vec<String>, more: Vec<String>) {
+    for z in more {
+        if !into.contains(&z) {
+            into.push(z);
+        }
+    }
+}
+
+fn rel(data_dir: &Path, p: &Path) -> String {
+    p.strip_prefix(data_dir).unwrap_or(p).to_string_lossy().to_string()
+}
+
+/// fsync a finished clip and its directory; its size.
+fn make_durable(path: &Path) -> Result<u64> {
+    let f = std::fs::File::open(path).ctx(format!("opening {}", path.display()))?;
+    f.sync_all().ctx(format!("fsync {}", path.display()))?;
+    let n = f.metadata().ctx(format!("stat {}", path.display()))?.len();
+    sync_dir(path.parent().unwrap_or(Path::new("/")))?;
+    Ok(n)
+}
+
+fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).ctx(format!("creating {}", path.display()))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).ctx(format!("writing {}", path.display()))?;
+    sync_dir(path.parent().unwrap_or(Path::new("/")))
+}
+
+/// After a crash: events without an end get one, from what their clip holds (cut back
+/// to its last complete fragment), or their start if there is no clip.
+pub fn recover(store: &Store) -> Result<usize> {
+    let data_dir = store.data_dir().to_path_buf();
+    let open = store.call_blocking(|db| db.open_events())?;
+    let n = open.len();
+    for e in open {
+        let path = clip_dir(&data_dir, e.camera_id).join(format!("{}.mp4", e.id));
+        let mut done = FinishedEvent { id: e.id, end_ms: e.start_ms, peak_score: e.peak_score, zones_json: e.zones_json.clone(), ..Default::default() };
+        if path.exists() {
+            match index_partial_clip(&path) {
+                Ok((bytes, ms)) => {
+                    done.end_ms = (e.clip_start_ms.unwrap_or(e.start_ms) + ms).max(e.start_ms);
+                    done.clip_path = Some(rel(&data_dir, &path));
+                    done.clip_bytes = Some(bytes);
+                }
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), error = %err, "removing unplayable clip");
+                    std::fs::remove_file(&path).ctx(format!("removing {}", path.display()))?;
+                }
+            }
+        }
+        tracing::info!(event = e.id, end_ms = done.end_ms, "closed an event left open by a crash");
+        store.call_blocking(move |db| db.finish_event(&done))?;
+    }
+    Ok(n)
+}
+
+fn index_partial_clip(path: &Path) -> Result<(u64, i64)> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).ctx(format!("opening {}", path.display()))?;
+    let len = f.metadata().ctx(format!("stat {}", path.display()))?.len();
+    let scan = mp4::scan(len, |off, buf| f.read_exact_at(buf, off)).map_err(Error::invalid)?;
+    if scan.fragments == 0 {
+        return Err(Error::invalid("no complete fragment"));
+    }
+    if scan.complete_end < len {
+        f.set_len(scan.complete_end).ctx(format!("truncating {}", path.display()))?;
+    }
+    f.sync_all().ctx(format!("fsync {}", path.display()))?;
+    sync_dir(path.parent().unwrap_or(Path::new("/")))?;
+    Ok((scan.complete_end.min(len), scan.duration_ms()))
+}
