@@ -353,6 +353,13 @@ fn a_stalled_stream_is_restarted_and_a_malformed_one_is_an_error_on_that_camera_
     assert_eq!(broken["status"], "error", "{broken}");
     assert!(!broken["reason"].as_str().unwrap_or("").is_empty());
     wait_until("the camera with credentials streaming", Duration::from_secs(20), || camera_status(&hub, &cookie, 3)["status"] == "streaming");
+    // A member may look but not change motion settings.
+    let (st, _, _) = hub.curl(&[
+        "-X", "PUT", "-H", &format!("cookie: {cookie}"), "-H", "content-type: application/json", "--data", "{}",
+        &hub.url("/api/cameras/1/motion"),
+    ]);
+    assert_eq!(st, 403);
+    assert_eq!(hub.get("/api/cameras/1/motion", Some(&cookie)).0, 200);
     let wrong = camera_status(&hub, &cookie, 4);
     assert_eq!(wrong["status"], "error", "{wrong}");
     // The password never shows in the API.

@@ -50,6 +50,16 @@ pub fn has_element(name: &str) -> bool {
     gst::ElementFactory::find(name).is_some()
 }
 
+/// Frames are scaled down before anything else touches them: by the Pi's hardware
+/// converter when the decoder is the V4L2 one (its frames stay in that memory), in
+/// software otherwise.
+fn scaler(decoder: Option<&str>, has: impl Fn(&str) -> bool) -> &'static str {
+    match decoder {
+        Some(d) if d.starts_with("v4l2") && has("v4l2convert") => "v4l2convert",
+        _ => "videoscale",
+    }
+}
+
 /// The decoder a camera would get here.
 pub fn pick_decoder(prefer: &[String]) -> Option<String> {
     decoder::choose_with_fallback(prefer, has_element)
@@ -478,10 +488,11 @@ fn describe(spec: &Spec) -> String {
     let decode = spec.decoder.as_ref().map(|dec| {
         format!(
             "queue leaky=downstream max-size-buffers=60 max-size-bytes=0 max-size-time=0 ! {dec} ! \
-             videorate drop-only=true skip-to-first=true ! videoscale ! videoconvert ! \
+             videorate drop-only=true skip-to-first=true ! {scale} ! videoconvert ! \
              video/x-raw,format=GRAY8,width={FRAME_WIDTH},height={FRAME_HEIGHT},framerate={}/1 ! \
              appsink name=frames max-buffers=2 drop=true sync=false emit-signals=false",
-            spec.motion_fps
+            spec.motion_fps,
+            scale = scaler(spec.decoder.as_deref(), |n| gst::init().is_ok() && has_element(n))
         )
     });
     let record = spec.record_dir.as_ref().map(|_| {
@@ -683,6 +694,14 @@ mod tests {
         let (main, sub) = d.split_once("name=subsrc").unwrap();
         assert!(main.contains("appsink name=enc") && !main.contains("tee"));
         assert!(sub.contains("avdec_h264"));
+    }
+
+    #[test]
+    fn the_pi_scales_in_hardware() {
+        let pi = |n: &str| n == "v4l2convert";
+        assert_eq!(scaler(Some("v4l2h264dec"), pi), "v4l2convert");
+        assert_eq!(scaler(Some("avdec_h264"), pi), "videoscale");
+        assert_eq!(scaler(Some("v4l2h264dec"), |_| false), "videoscale");
     }
 
     #[test]

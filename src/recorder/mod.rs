@@ -173,14 +173,14 @@ impl Recorder {
             d => now - i64::from(d) * 86_400_000,
         };
         let need = if self.retention.max_bytes > 0 {
-            let total = self.store.call_blocking(|db| db.segment_bytes_total())?;
+            let total = self.store.call_blocking(|db| db.media_bytes_total())?;
             total.saturating_sub(self.retention.max_bytes)
         } else {
             let (size, avail) = disk_space(self.data_dir())?;
             let want = (size as f64 * self.retention.min_free_percent / 100.0) as u64;
             want.saturating_sub(avail)
         };
-        let victims = self.store.call_blocking(move |db| db.collect_old_segments(before_ms, need, 1000))?;
+        let victims = self.store.call_blocking(move |db| db.collect_old_media(before_ms, need, 1000))?;
         if victims.is_empty() {
             return Ok(0);
         }
@@ -390,7 +390,7 @@ mod tests {
         let rec = Recorder::new(store.clone(), retention(0));
         rec.index(cam, &f, false).unwrap();
         // Rows moved to the garbage list, then "power cut" before unlink.
-        store.call_blocking(|db| db.collect_old_segments(i64::MAX, 0, 10)).unwrap();
+        store.call_blocking(|db| db.collect_old_media(i64::MAX, 0, 10)).unwrap();
         assert!(f.exists());
         let report = rec.recover().unwrap();
         assert_eq!(report.garbage, 1);

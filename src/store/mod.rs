@@ -354,40 +354,69 @@ impl Db {
         rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing paths"))
     }
 
-    pub fn segment_bytes_total(&mut self) -> Result<u64> {
+    /// Bytes of everything retention manages: segments and finished events' clips.
+    pub fn media_bytes_total(&mut self) -> Result<u64> {
         let n: i64 = self
             .conn
-            .query_row("SELECT COALESCE(SUM(bytes), 0) FROM segments", [], |r| r.get(0))
-            .map_err(db_err("summing segments"))?;
+            .query_row(
+                "SELECT (SELECT COALESCE(SUM(bytes), 0) FROM segments) + (SELECT COALESCE(SUM(clip_bytes), 0) FROM events)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err("summing media"))?;
         Ok(n as u64)
     }
 
-    /// Moves the oldest segments to the garbage list, in one step: their rows are gone
-    /// and their paths are listed for deletion. Picks segments that ended before
-    /// `before_ms`, then more (oldest first) until `free_bytes` are covered.
-    pub fn collect_old_segments(&mut self, before_ms: i64, free_bytes: u64, cap: usize) -> Result<Vec<String>> {
+    /// Moves the oldest media to the garbage list, in one step: segment rows go, events
+    /// keep their row but lose their clip and thumbnail; the paths are listed for
+    /// deletion. Picks what ended before `before_ms`, then more (oldest first) until
+    /// `free_bytes` are covered. Clips of events still going on are never picked.
+    pub fn collect_old_media(&mut self, before_ms: i64, free_bytes: u64, cap: usize) -> Result<Vec<String>> {
         let mut st = self
             .conn
-            .prepare_cached("SELECT id, path, bytes, end_ms FROM segments ORDER BY start_ms, id LIMIT ?1")
-            .map_err(db_err("choosing old segments"))?;
-        let rows: Vec<(i64, String, i64, i64)> = st
-            .query_map(params![cap as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .map_err(db_err("choosing old segments"))?
+            .prepare_cached(
+                "SELECT 0, id, start_ms, end_ms, bytes FROM segments
+                 UNION ALL
+                 SELECT 1, id, COALESCE(clip_start_ms, start_ms), end_ms, clip_bytes FROM events
+                   WHERE clip_path IS NOT NULL AND end_ms IS NOT NULL
+                 ORDER BY 3, 1, 2 LIMIT ?1",
+            )
+            .map_err(db_err("choosing old media"))?;
+        let rows: Vec<(i64, i64, i64, i64)> = st
+            .query_map(params![cap as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(3)?, r.get::<_, Option<i64>>(4)?.unwrap_or(0))))
+            .map_err(db_err("choosing old media"))?
             .collect::<std::result::Result<_, _>>()
-            .map_err(db_err("choosing old segments"))?;
+            .map_err(db_err("choosing old media"))?;
         drop(st);
         let mut freed = 0u64;
         let mut paths = Vec::new();
-        for (id, path, bytes, end_ms) in rows {
+        for (kind, id, end_ms, bytes) in rows {
             if end_ms >= before_ms && freed >= free_bytes {
                 break;
             }
             freed += bytes as u64;
-            self.conn.execute("DELETE FROM segments WHERE id = ?1", params![id]).map_err(db_err("deleting segment"))?;
-            self.conn
-                .execute("INSERT OR IGNORE INTO garbage (path) VALUES (?1)", params![path])
-                .map_err(db_err("listing garbage"))?;
-            paths.push(path);
+            let gone: Vec<String> = if kind == 0 {
+                let p: String = self
+                    .conn
+                    .query_row("DELETE FROM segments WHERE id = ?1 RETURNING path", params![id], |r| r.get(0))
+                    .map_err(db_err("deleting segment"))?;
+                vec![p]
+            } else {
+                let (clip, thumb): (Option<String>, Option<String>) = self
+                    .conn
+                    .query_row("SELECT clip_path, thumb_path FROM events WHERE id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(db_err("reading clip"))?;
+                self.conn
+                    .execute("UPDATE events SET clip_path = NULL, clip_bytes = NULL, thumb_path = NULL WHERE id = ?1", params![id])
+                    .map_err(db_err("dropping clip"))?;
+                [clip, thumb].into_iter().flatten().collect()
+            };
+            for p in gone {
+                self.conn
+                    .execute("INSERT OR IGNORE INTO garbage (path) VALUES (?1)", params![p])
+                    .map_err(db_err("listing garbage"))?;
+                paths.push(p);
+            }
         }
         Ok(paths)
     }
@@ -738,17 +767,49 @@ mod tests {
             })
             .unwrap();
         }
-        assert_eq!(db.segment_bytes_total().unwrap(), 500);
+        assert_eq!(db.media_bytes_total().unwrap(), 500);
         // Everything that ended before 25 s, and nothing more.
-        let gone = db.collect_old_segments(25_000, 0, 1000).unwrap();
+        let gone = db.collect_old_media(25_000, 0, 1000).unwrap();
         assert_eq!(gone, vec![format!("recordings/{cam}/0.mp4"), format!("recordings/{cam}/1.mp4")]);
         // Then enough to free 150 bytes more: two more segments.
-        let gone = db.collect_old_segments(0, 150, 1000).unwrap();
+        let gone = db.collect_old_media(0, 150, 1000).unwrap();
         assert_eq!(gone.len(), 2);
         assert_eq!(db.garbage().unwrap().len(), 4);
         assert_eq!(db.segments(&SegmentQuery::default()).unwrap().len(), 1);
         db.garbage_done(&gone).unwrap();
         assert_eq!(db.garbage().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn retention_takes_clips_and_segments_oldest_first_but_not_open_events() {
+        let mut db = Db::open_in_memory_at(LATEST_VERSION);
+        let cam = db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())]).unwrap()[0].id;
+        let seg = |db: &mut Db, start: i64| {
+            db.insert_segment(&Segment { camera_id: cam, path: format!("s{start}"), start_ms: start, end_ms: start + 10, bytes: 100, partial: false })
+                .unwrap();
+        };
+        seg(&mut db, 0);
+        let old_event = db.insert_event(cam, 5).unwrap();
+        db.set_event_clip_start(old_event, 1).unwrap();
+        db.finish_event(&FinishedEvent {
+            id: old_event,
+            end_ms: 20,
+            clip_path: Some("c1.mp4".into()),
+            clip_bytes: Some(100),
+            thumb_path: Some("c1.jpg".into()),
+            zones_json: "[]".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        seg(&mut db, 30);
+        let open = db.insert_event(cam, 2).unwrap(); // still going on: untouchable
+        assert_eq!(db.media_bytes_total().unwrap(), 300);
+        let gone = db.collect_old_media(i64::MIN, 150, 100).unwrap();
+        assert_eq!(gone, vec!["s0".to_string(), "c1.mp4".to_string(), "c1.jpg".to_string()]);
+        let e = db.event(old_event).unwrap().unwrap();
+        assert!(e.clip_path.is_none() && e.thumb_path.is_none(), "the event stays, its clip goes");
+        assert_eq!(db.media_bytes_total().unwrap(), 100);
+        assert!(db.event(open).unwrap().unwrap().end_ms.is_none());
     }
 
     #[test]

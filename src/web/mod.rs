@@ -506,7 +506,7 @@ async fn serve_file(st: &AppState, rel: &str, mime: &str, req: Request) -> ApiRe
 
 async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
     let cams = st.cameras.cameras();
-    let (bytes, events) = st.store.call(|db| Ok((db.segment_bytes_total()?, db.event_count()?))).await?;
+    let (bytes, events) = st.store.call(|db| Ok((db.media_bytes_total()?, db.event_count()?))).await?;
     let mut out = String::new();
     out.push_str("# HELP homehub_camera_streaming 1 if the camera is streaming.\n# TYPE homehub_camera_streaming gauge\n");
     for c in &cams {
