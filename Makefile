@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: deps build demo test test-rust arm64 bench-record clean
+.PHONY: deps build demo test test-rust arm64 bench-record bench-motion clean
 
 deps:
 	@bash packaging/deps.sh
@@ -27,6 +27,9 @@ arm64: deps
 
 bench-record: build
 	bash tests/bench/record.sh
+
+bench-motion: build
+	bash tests/bench/motion.sh
 
 clean:
 	$(CARGO) clean

@@ -59,6 +59,4 @@ ratio=$(python3 -c "print(round(($h1-$h0)/max($f1-$f0,1),3))")
 hub_bytes=$(du -sb "$work/data/recordings" | cut -f1); ff_bytes=$(du -scb "$work"/ff*/ | tail -1 | cut -f1)
 line="| $(date -u +%F) | record | K=$K ${SIZE}@${FPS} ${KBPS} kbit/s, ${DUR} s | hub ${hub_cpu} % of a core | ffmpeg -c copy ${ff_cpu} % | **${ratio}×** | hub wrote ${hub_bytes} B, ffmpeg ${ff_bytes} B |"
 echo "$line"
-f=tests/bench/RESULTS.md
-[ -f $f ] || printf '# Benchmark results\n\nEach row: one run, the hub beside its peer on the same input, on this project'"'"'s 2-core x86_64 machine (shared, noisy: compare ratios, not absolutes).\n\n| date | bench | load | homehub | peer | ratio (hub/peer) | notes |\n| --- | --- | --- | --- | --- | --- | --- |\n' > $f
-echo "$line" >> $f
+bash tests/bench/add-result.sh "$line"
