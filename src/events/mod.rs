@@ -284,7 +284,67 @@ pub fn recover(store: &Store) -> Result<usize> {
         tracing::info!(event = e.id, end_ms = done.end_ms, "closed an event left open by a crash");
         store.call_blocking(move |db| db.finish_event(&done))?;
     }
+    remove_orphans(store)?;
     Ok(n)
+}
+
+/// Files under clips/ that no event points at (a thumbnail written just before a crash,
+/// a clip whose event was lost) would never be deleted: remove them.
+fn remove_orphans(store: &Store) -> Result<()> {
+    let data_dir = store.data_dir().to_path_buf();
+    let known: std::collections::HashSet<String> = store.call_blocking(|db| db.clip_paths())?.into_iter().collect();
+    let Ok(cams) = std::fs::read_dir(data_dir.join(CLIPS_DIR)) else { return Ok(()) };
+    for cam in cams.flatten() {
+        let Ok(files) = std::fs::read_dir(cam.path()) else { continue };
+        let mut removed = false;
+        for f in files.flatten() {
+            let p = f.path();
+            if !known.contains(&rel(&data_dir, &p)) {
+                tracing::warn!(path = %p.display(), "removing a clip file no event refers to");
+                std::fs::remove_file(&p).ctx(format!("removing {}", p.display()))?;
+                removed = true;
+            }
+        }
+        if removed {
+            sync_dir(&cam.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_closes_open_events_and_sweeps_orphans() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cam = store
+            .call_blocking(|db| db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())]))
+            .unwrap()[0]
+            .id;
+        let open_with_clip = store.call_blocking(move |db| db.insert_event(cam, 2_000)).unwrap();
+        store.call_blocking(move |db| db.set_event_clip_start(open_with_clip, 1_000)).unwrap();
+        let open_without = store.call_blocking(move |db| db.insert_event(cam, 20_000)).unwrap();
+        let cdir = clip_dir(dir.path(), cam);
+        std::fs::create_dir_all(&cdir).unwrap();
+        // Two complete one-second fragments and a cut third one.
+        let mut clip = crate::recorder::mp4::tests::synthetic_file(3);
+        clip.truncate(clip.len() - 10);
+        std::fs::write(cdir.join(format!("{open_with_clip}.mp4")), &clip).unwrap();
+        std::fs::write(cdir.join(format!("{open_without}.jpg")), b"\xff\xd8").unwrap();
+        std::fs::write(cdir.join("999.mp4"), b"stray").unwrap();
+        assert_eq!(recover(&store).unwrap(), 2);
+        let e = store.call_blocking(move |db| db.event(open_with_clip)).unwrap().unwrap();
+        assert_eq!(e.end_ms, Some(3_000), "clip start + 2 s of complete fragments");
+        assert_eq!(e.clip_path.as_deref(), Some(format!("clips/{cam}/{open_with_clip}.mp4").as_str()));
+        let e = store.call_blocking(move |db| db.event(open_without)).unwrap().unwrap();
+        assert_eq!(e.end_ms, Some(20_000));
+        assert!(e.clip_path.is_none());
+        let left: Vec<_> = std::fs::read_dir(&cdir).unwrap().flatten().map(|f| f.file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from(format!("{open_with_clip}.mp4"))]);
+    }
 }
 
 fn index_partial_clip(path: &Path) -> Result<(u64, i64)> {
