@@ -330,6 +330,19 @@ struct RangeQuery {
     until: Option<String>,
 }
 
+type RangeParams = Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>;
+
+/// `?camera=&since=&until=` as a store query; a bad value is a 400 naming it.
+fn range_query(q: RangeParams) -> ApiResult<SegmentQuery> {
+    let Query(q) = q.map_err(|e| err(ErrorKind::Invalid, &e.body_text()))?;
+    Ok(SegmentQuery {
+        camera_id: q.camera,
+        since_ms: parse_time("since", &q.since)?,
+        until_ms: parse_time("until", &q.until)?,
+        limit: Some(10_000),
+    })
+}
+
 fn parse_time(key: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
     v.as_deref()
         .map(|s| {
@@ -358,16 +371,10 @@ struct RecordingInfo {
 async fn list_recordings(
     State(st): State<AppState>,
     ext: Option<axum::Extension<Session>>,
-    q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+    q: RangeParams,
 ) -> ApiResult<Json<Items<RecordingInfo>>> {
     session(ext)?;
-    let Query(q) = q.map_err(|e| err(ErrorKind::Invalid, &e.body_text()))?;
-    let query = SegmentQuery {
-        camera_id: q.camera,
-        since_ms: parse_time("since", &q.since)?,
-        until_ms: parse_time("until", &q.until)?,
-        limit: Some(10_000),
-    };
+    let query = range_query(q)?;
     let rows = st.store.call(move |db| db.segments(&query)).await?;
     let items = rows
         .into_iter()
@@ -443,16 +450,10 @@ struct EventInfo {
 async fn list_events(
     State(st): State<AppState>,
     ext: Option<axum::Extension<Session>>,
-    q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+    q: RangeParams,
 ) -> ApiResult<Json<Items<EventInfo>>> {
     session(ext)?;
-    let Query(q) = q.map_err(|e| err(ErrorKind::Invalid, &e.body_text()))?;
-    let query = SegmentQuery {
-        camera_id: q.camera,
-        since_ms: parse_time("since", &q.since)?,
-        until_ms: parse_time("until", &q.until)?,
-        limit: Some(10_000),
-    };
+    let query = range_query(q)?;
     let rows = st.store.call(move |db| db.events(&query)).await?;
     let items = rows
         .into_iter()

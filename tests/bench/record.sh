@@ -8,25 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 K=${K:-2}; DUR=${DUR:-60}; SIZE=${SIZE:-1280x720}; FPS=${FPS:-15}; KBPS=${KBPS:-2000}
-BIN=target/release
-[ -x $BIN/homehub ] && [ -x $BIN/homehub-camsim ] || cargo build --release --bins
-work=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ticks() { # utime+stime of a pid, in clock ticks
-  awk '{print $14+$15}' "/proc/$1/stat"
-}
-cams=""; urls=()
-for i in $(seq 1 "$K"); do
-  p=$(port)
-  # Constant motion: a still scene would need only a few kbit/s and measure nothing.
-  $BIN/homehub-camsim --rtsp 127.0.0.1:$p --size "$SIZE" --fps "$FPS" --bitrate "$KBPS" --motion 0-100000 > "$work/camsim$i.log" 2>&1 &
-  pids+=($!)
-  urls+=("rtsp://127.0.0.1:$p/main")
-  cams+=$'[[camera]]\n'"name = \"Bench $i\""$'\n'"url = \"rtsp://127.0.0.1:$p/main\""$'\n'
-done
-sleep 2
+. tests/bench/lib.sh
+start_camsims main
 web=$(port)
 cat > "$work/hub.toml" <<TOML
 data_dir = "$work/data"
@@ -52,9 +35,8 @@ sleep 8   # connect and settle
 h0=$(ticks $hub); f0=0; for p in "${ff[@]}"; do f0=$((f0 + $(ticks $p))); done
 sleep "$DUR"
 h1=$(ticks $hub); f1=0; for p in "${ff[@]}"; do f1=$((f1 + $(ticks $p))); done
-hz=$(getconf CLK_TCK)
-hub_cpu=$(python3 -c "print(round(($h1-$h0)/$hz/$DUR*100,2))")
-ff_cpu=$(python3 -c "print(round(($f1-$f0)/$hz/$DUR*100,2))")
+hub_cpu=$(pct $((h1-h0)))
+ff_cpu=$(pct $((f1-f0)))
 ratio=$(python3 -c "print(round(($h1-$h0)/max($f1-$f0,1),3))")
 hub_bytes=$(du -sb "$work/data/recordings" | cut -f1); ff_bytes=$(du -scb "$work"/ff*/ | tail -1 | cut -f1)
 line="| $(date -u +%F) | record | K=$K ${SIZE}@${FPS} ${KBPS} kbit/s, ${DUR} s | hub ${hub_cpu} % of a core | ffmpeg -c copy ${ff_cpu} % | **${ratio}×** | hub wrote ${hub_bytes} B, ffmpeg ${ff_bytes} B |"

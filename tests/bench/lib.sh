@@ -1,0 +1,27 @@
+# Shared by the benchmark scripts (sourced, not run). Expects to be in the repo root.
+# Gives: $BIN, $work (a temp dir removed on exit), pids (killed on exit), port, ticks,
+# start_camsims MOUNT (K camsims with constant motion; fills $cams with [[camera]]
+# entries and urls with their rtsp://…/MOUNT URLs), pct TICKS (percent of one core over DUR).
+BIN=target/release
+# Build when missing or older than the sources.
+[ -x $BIN/homehub ] && [ -x $BIN/homehub-camsim ] \
+  && [ -z "$(find src web Cargo.toml Cargo.lock -newer $BIN/homehub -print -quit 2>/dev/null)" ] \
+  || cargo build --release --bins
+work=$(mktemp -d); pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }   # utime+stime of a pid, in clock ticks
+pct() { python3 -c "print(round($1/$(getconf CLK_TCK)/$DUR*100,2))"; }
+start_camsims() {
+  cams=""; urls=()
+  for i in $(seq 1 "$K"); do
+    local p; p=$(port)
+    # Constant motion: a still scene needs only a few kbit/s and gives detection nothing to do.
+    $BIN/homehub-camsim --rtsp 127.0.0.1:$p --size "$SIZE" --fps "$FPS" --bitrate "$KBPS" --motion 0-100000 > "$work/camsim$i.log" 2>&1 &
+    pids+=($!)
+    urls+=("rtsp://127.0.0.1:$p/$1")
+    cams+=$'[[camera]]\n'"name = \"Bench $i\""$'\n'"url = \"rtsp://127.0.0.1:$p/$1\""$'\n'
+  done
+  sleep 2
+}
