@@ -312,6 +312,22 @@ fn remove_orphans(store: &Store) -> Result<()> {
     Ok(())
 }
 
+fn index_partial_clip(path: &Path) -> Result<(u64, i64)> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).ctx(format!("opening {}", path.display()))?;
+    let len = f.metadata().ctx(format!("stat {}", path.display()))?.len();
+    let scan = mp4::scan(len, |off, buf| f.read_exact_at(buf, off)).map_err(Error::invalid)?;
+    if scan.fragments == 0 {
+        return Err(Error::invalid("no complete fragment"));
+    }
+    if scan.complete_end < len {
+        f.set_len(scan.complete_end).ctx(format!("truncating {}", path.display()))?;
+    }
+    f.sync_all().ctx(format!("fsync {}", path.display()))?;
+    sync_dir(path.parent().unwrap_or(Path::new("/")))?;
+    Ok((scan.complete_end.min(len), scan.duration_ms()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,20 +361,4 @@ mod tests {
         let left: Vec<_> = std::fs::read_dir(&cdir).unwrap().flatten().map(|f| f.file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from(format!("{open_with_clip}.mp4"))]);
     }
-}
-
-fn index_partial_clip(path: &Path) -> Result<(u64, i64)> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).ctx(format!("opening {}", path.display()))?;
-    let len = f.metadata().ctx(format!("stat {}", path.display()))?.len();
-    let scan = mp4::scan(len, |off, buf| f.read_exact_at(buf, off)).map_err(Error::invalid)?;
-    if scan.fragments == 0 {
-        return Err(Error::invalid("no complete fragment"));
-    }
-    if scan.complete_end < len {
-        f.set_len(scan.complete_end).ctx(format!("truncating {}", path.display()))?;
-    }
-    f.sync_all().ctx(format!("fsync {}", path.display()))?;
-    sync_dir(path.parent().unwrap_or(Path::new("/")))?;
-    Ok((scan.complete_end.min(len), scan.duration_ms()))
 }
