@@ -119,8 +119,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/api/cameras/{id}/motion", get(get_motion).put(put_motion))
         .route("/api/events", get(list_events))
-        .route("/api/events/{id}/clip", get(event_clip))
-        .route("/api/events/{id}/thumbnail", get(event_thumbnail))
+        .route("/api/events/{id}/{media}", get(event_media))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -471,28 +470,22 @@ async fn list_events(
     Ok(Json(Items { items }))
 }
 
-async fn event_clip(
+/// `/api/events/{id}/clip` (MP4) and `/api/events/{id}/thumbnail` (JPEG).
+async fn event_media(
     State(st): State<AppState>,
     ext: Option<axum::Extension<Session>>,
-    UrlPath(id): UrlPath<i64>,
+    UrlPath((id, media)): UrlPath<(i64, String)>,
     req: Request,
 ) -> ApiResult<Response> {
     session(ext)?;
     let row = st.store.call(move |db| db.event(id)).await?;
-    let path = row.and_then(|e| e.clip_path).ok_or_else(|| err(ErrorKind::NotFound, "no clip for this event"))?;
-    serve_file(&st, &path, "video/mp4", req).await
-}
-
-async fn event_thumbnail(
-    State(st): State<AppState>,
-    ext: Option<axum::Extension<Session>>,
-    UrlPath(id): UrlPath<i64>,
-    req: Request,
-) -> ApiResult<Response> {
-    session(ext)?;
-    let row = st.store.call(move |db| db.event(id)).await?;
-    let path = row.and_then(|e| e.thumb_path).ok_or_else(|| err(ErrorKind::NotFound, "no thumbnail for this event"))?;
-    serve_file(&st, &path, "image/jpeg", req).await
+    let (path, mime) = match media.as_str() {
+        "clip" => (row.and_then(|e| e.clip_path), "video/mp4"),
+        "thumbnail" => (row.and_then(|e| e.thumb_path), "image/jpeg"),
+        _ => return Err(err(ErrorKind::NotFound, "no such route")),
+    };
+    let path = path.ok_or_else(|| err(ErrorKind::NotFound, &format!("no {media} for this event")))?;
+    serve_file(&st, &path, mime, req).await
 }
 
 /// Serves a file under the data dir with HTTP Range support.

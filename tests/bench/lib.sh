@@ -25,3 +25,16 @@ start_camsims() {
   done
   sleep 2
 }
+sum_ticks() { local s=0 p; for p in "$@"; do s=$((s + $(ticks "$p"))); done; echo $s; }
+# measure HUBPID PEERPID…: settles 8 s, then counts CPU over DUR seconds. Sets hub_ticks,
+# peer_ticks, hub_cpu, peer_cpu (percent of one core) and ratio (hub/peer).
+measure() {
+  local hub=$1; shift
+  sleep 8
+  local h0 f0
+  h0=$(ticks "$hub"); f0=$(sum_ticks "$@")
+  sleep "$DUR"
+  hub_ticks=$(( $(ticks "$hub") - h0 )); peer_ticks=$(( $(sum_ticks "$@") - f0 ))
+  hub_cpu=$(pct $hub_ticks); peer_cpu=$(pct $peer_ticks)
+  ratio=$(python3 -c "print(round($hub_ticks/max($peer_ticks,1),3))")
+}

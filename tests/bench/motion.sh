@@ -33,17 +33,11 @@ for i in $(seq 1 "$K"); do
     -vf "fps=$MFPS,scale=320:180,format=gray" -f null - &
   ff+=($!); pids+=($!)
 done
-sleep 8   # connect and settle
-h0=$(ticks $hub); f0=0; for p in "${ff[@]}"; do f0=$((f0 + $(ticks $p))); done
-sleep "$DUR"
-h1=$(ticks $hub); f1=0; for p in "${ff[@]}"; do f1=$((f1 + $(ticks $p))); done
+measure "$hub" "${ff[@]}"
 # The hub really decoded? /metrics is open to loopback without a session.
 fps=$(curl -k -s "https://127.0.0.1:$web/metrics" | awk '/^homehub_camera_decoded_fps/ {print $2}' | paste -sd/ -)
 dec=$(sed 's/\x1b\[[0-9;]*m//g' "$work/hub.log" | grep -o 'decoder=[^ ]*' | head -1 | cut -d= -f2 || true)
-hub_cpu=$(pct $((h1-h0)))
-ff_cpu=$(pct $((f1-f0)))
-ratio=$(python3 -c "print(round(($h1-$h0)/max($f1-$f0,1),3))")
-line="| $(date -u +%F) | motion | K=$K sub 640x360@${FPS} (main ${SIZE} ${KBPS} kbit/s), detect ${MFPS} fps, ${DUR} s | hub ${hub_cpu} % of a core | ffmpeg decode+fps+scale+gray ${ff_cpu} % | **${ratio}×** | hub decoded_fps ${fps:-none} (${dec:-decoder ?}); ticks hub $((h1-h0)), ffmpeg $((f1-f0)) |"
+line="| $(date -u +%F) | motion | K=$K sub 640x360@${FPS} (main ${SIZE} ${KBPS} kbit/s), detect ${MFPS} fps, ${DUR} s | hub ${hub_cpu} % of a core | ffmpeg decode+fps+scale+gray ${peer_cpu} % | **${ratio}×** | hub decoded_fps ${fps:-none} (${dec:-decoder ?}); ticks hub ${hub_ticks}, ffmpeg ${peer_ticks} |"
 echo "$line"
 [ -n "$fps" ] || { echo "warning: no homehub_camera_decoded_fps in /metrics; hub log:" >&2; tail -20 "$work/hub.log" >&2; }
 bash tests/bench/add-result.sh "$line"

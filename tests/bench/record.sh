@@ -31,14 +31,8 @@ for i in $(seq 1 "$K"); do
     -segment_time 10 -reset_timestamps 1 "$work/ff$i/%05d.mp4" &
   ff+=($!); pids+=($!)
 done
-sleep 8   # connect and settle
-h0=$(ticks $hub); f0=0; for p in "${ff[@]}"; do f0=$((f0 + $(ticks $p))); done
-sleep "$DUR"
-h1=$(ticks $hub); f1=0; for p in "${ff[@]}"; do f1=$((f1 + $(ticks $p))); done
-hub_cpu=$(pct $((h1-h0)))
-ff_cpu=$(pct $((f1-f0)))
-ratio=$(python3 -c "print(round(($h1-$h0)/max($f1-$f0,1),3))")
+measure "$hub" "${ff[@]}"
 hub_bytes=$(du -sb "$work/data/recordings" | cut -f1); ff_bytes=$(du -scb "$work"/ff*/ | tail -1 | cut -f1)
-line="| $(date -u +%F) | record | K=$K ${SIZE}@${FPS} ${KBPS} kbit/s, ${DUR} s | hub ${hub_cpu} % of a core | ffmpeg -c copy ${ff_cpu} % | **${ratio}×** | hub wrote ${hub_bytes} B, ffmpeg ${ff_bytes} B |"
+line="| $(date -u +%F) | record | K=$K ${SIZE}@${FPS} ${KBPS} kbit/s, ${DUR} s | hub ${hub_cpu} % of a core | ffmpeg -c copy ${peer_cpu} % | **${ratio}×** | hub wrote ${hub_bytes} B, ffmpeg ${ff_bytes} B |"
 echo "$line"
 bash tests/bench/add-result.sh "$line"
