@@ -1,0 +1,1 @@
+//! Pairing protocol v1 (SPEC): payloads, proofs, sealing; pure, no I/O.
