@@ -1,1 +1,220 @@
-//! MQTT edge: authorising front end (TLS, ACL per client) relaying to an embedded rumqttd on loopback.
+//! MQTT edge: an authorising front end (TLS with rustls, ACL per login) that relays to an
+//! embedded rumqttd listening on loopback only.
+//!
+//! rumqttd has no per-topic ACLs, drops refused logins without a CONNACK and cannot serve
+//! TLS to clients that connect by IP address, so the hub puts its own edge in front of it.
+//!
+//! What this module owns:
+//! - [`broker`]: the embedded rumqttd on 127.0.0.1 with one login, `homehub-internal`, whose
+//!   password is a random secret made at every start and kept only in memory;
+//! - [`front`]/[`login`]/[`relay`]: the listeners on `mqtt.listen_tls` / `mqtt.listen_plain`,
+//!   the login of each client through an [`Authenticator`], and the packet-by-packet relay;
+//! - [`acl`]: which topics a login may publish and subscribe to (pure);
+//! - revocation ([`Mqtt::revoke`]) and the counters ([`Mqtt::stats`]).
+//!
+//! Invariants:
+//! - Only the front end faces the network. rumqttd listens on loopback only and requires
+//!   the in-memory secret; the front end never lets a client log in as the internal user.
+//! - Every PUBLISH and SUBSCRIBE from a client, and every PUBLISH towards it, is checked
+//!   against the login's [`Grants`]; denied ones are dropped and acknowledged as MQTT 3.1.1
+//!   allows (SUBACK 0x80 per denied filter).
+//! - A refused login always gets a CONNACK with a return code before the close.
+//! - A client's session at the broker is keyed by both its username and its client id, so
+//!   one login can never take over another's session.
+//! - Any end of a connection other than the client's DISCONNECT closes the broker side
+//!   without a DISCONNECT, so the client's will is published.
+//!
+//! It may not: run SQL or touch the store (who may log in, and to which topics, is the
+//! [`Authenticator`]'s business), or parse message payloads.
+
+mod acl;
+mod broker;
+mod front;
+mod login;
+mod relay;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+pub use acl::{Grants, may_publish, may_subscribe};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Who a client logged in as, and the topics that login may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub username: String,
+    pub grants: Grants,
+}
+
+/// Why a login is refused; each is sent to the client as a CONNACK return code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 0x02: identifier rejected.
+    BadClientId,
+    /// 0x03: server unavailable (e.g. the store could not be asked).
+    Unavailable,
+    /// 0x04: bad user name or password.
+    BadCredentials,
+    /// 0x05: not authorised.
+    NotAuthorized,
+}
+
+/// Decides who may log in. Implemented by the hub on top of the store.
+///
+/// The front end checks the rest itself: MQTT 3.1.1 only, a client id of 1–256 bytes, a
+/// username present (anonymous logins get 0x05 without a call, so `username` is `Some`
+/// today), the returned identity not being the broker's internal login, and the will
+/// topic being inside the publish grants. Calls taking over 10 s count as `Unavailable`.
+pub trait Authenticator: Send + Sync + 'static {
+    /// Called once per CONNECT, after the codec parsed it. username/password None when absent.
+    fn authenticate<'a>(
+        &'a self,
+        client_id: &'a str,
+        username: Option<&'a str>,
+        password: Option<&'a [u8]>,
+        peer: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = std::result::Result<Identity, Refusal>> + Send + 'a>>;
+}
+
+/// Where the front end listens and how big a packet may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// MQTT over TLS (`mqtt.listen_tls`); `None` = no TLS listener.
+    pub listen_tls: Option<SocketAddr>,
+    /// Plaintext MQTT (`mqtt.listen_plain`); `None` = no plaintext listener.
+    pub listen_plain: Option<SocketAddr>,
+    /// Largest packet a client may send or receive (remaining length, bytes).
+    pub max_packet_bytes: usize,
+}
+
+/// Default largest packet: 256 KiB.
+pub const DEFAULT_MAX_PACKET_BYTES: usize = 256 * 1024;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen_tls: Some(SocketAddr::from(([0, 0, 0, 0], 8883))),
+            listen_plain: Some(SocketAddr::from(([127, 0, 0, 1], 1883))),
+            max_packet_bytes: DEFAULT_MAX_PACKET_BYTES,
+        }
+    }
+}
+
+/// Counters since start (and `live`, the logins connected now).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections accepted on either listener.
+    pub connections_total: u64,
+    /// Logins refused with a CONNACK code.
+    pub refused_total: u64,
+    /// Logged-in connections now.
+    pub live: u64,
+    /// PUBLISH packets from clients dropped by the ACL.
+    pub denied_publish_total: u64,
+    /// SUBSCRIBE filters answered 0x80 by the ACL.
+    pub denied_subscribe_total: u64,
+    /// Connections closed for bytes that were not acceptable MQTT (incl. oversized packets).
+    pub malformed_total: u64,
+}
+
+/// The running MQTT edge: listeners, relays and the embedded broker.
+pub struct Mqtt {
+    tls_addr: Option<SocketAddr>,
+    plain_addr: Option<SocketAddr>,
+    shared: Arc<front::Shared>,
+}
+
+impl Mqtt {
+    /// Binds both listeners (port 0 allowed) before returning; error (crate::error::Error, kind Unavailable) names the key "mqtt.listen_tls"/"mqtt.listen_plain" and the address when a bind fails.
+    ///
+    /// Starts the embedded broker too. Listeners and connections end when `stop` becomes
+    /// true (or its sender is dropped); the broker thread lives until the process ends.
+    pub async fn start(
+        settings: Settings,
+        auth: Arc<dyn Authenticator>,
+        tls: Arc<rustls::ServerConfig>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Mqtt> {
+        if settings.max_packet_bytes == 0 {
+            return Err(Error::invalid("mqtt: max_packet_bytes must be more than 0"));
+        }
+        let tls_listener = bind("mqtt.listen_tls", settings.listen_tls).await?;
+        let plain_listener = bind("mqtt.listen_plain", settings.listen_plain).await?;
+        let broker = broker::Broker::start(settings.max_packet_bytes).await?;
+        let shared = Arc::new(front::Shared::new(broker, auth, settings.max_packet_bytes));
+        let mut mqtt = Mqtt { tls_addr: None, plain_addr: None, shared: shared.clone() };
+        if let Some(l) = tls_listener {
+            mqtt.tls_addr = l.local_addr().ok();
+            tokio::spawn(front::serve(l, Some(acceptor(&tls)), shared.clone(), stop.clone()));
+        }
+        if let Some(l) = plain_listener {
+            mqtt.plain_addr = l.local_addr().ok();
+            tokio::spawn(front::serve(l, None, shared, stop));
+        }
+        tracing::info!(tls = ?mqtt.tls_addr, plain = ?mqtt.plain_addr, "MQTT listening");
+        Ok(mqtt)
+    }
+
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain_addr
+    }
+
+    /// Options for a trusted in-hub client straight to rumqttd (internal credentials, loopback port); caller builds rumqttc::AsyncClient from it.
+    ///
+    /// Such a client is not checked against any grants. Its broker-side client id is
+    /// `homehub-internal:<client_id>` (escaped), which no device login can produce.
+    pub fn internal_options(&self, client_id: &str) -> rumqttc::MqttOptions {
+        let broker = &self.shared.broker;
+        let id = wire::broker_client_id(broker::INTERNAL_USER, client_id);
+        let mut o = rumqttc::MqttOptions::new(id, broker.addr().ip().to_string(), broker.addr().port());
+        o.set_credentials(broker::INTERNAL_USER, broker.secret());
+        o.set_max_packet_size(self.shared.max_packet_bytes, self.shared.max_packet_bytes);
+        o
+    }
+
+    /// Drops every live connection logged in as `username` at once (revocation). Returns how many.
+    ///
+    /// The connections end without a DISCONNECT towards the broker, so their wills fire.
+    pub fn revoke(&self, username: &str) -> usize {
+        let n = self.shared.registry.revoke(username);
+        if n > 0 {
+            tracing::info!(user = username, connections = n, "MQTT login revoked");
+        }
+        n
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+}
+
+async fn bind(key: &str, addr: Option<SocketAddr>) -> Result<Option<TcpListener>> {
+    let Some(addr) = addr else { return Ok(None) };
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("{key}: cannot listen on {addr}: {e}")))
+}
+
+/// The hub's TLS settings without ALPN: the web's `http/1.1` would make rustls refuse MQTT
+/// clients that offer `mqtt`, and clients that offer nothing do not care.
+fn acceptor(tls: &Arc<rustls::ServerConfig>) -> TlsAcceptor {
+    let mut cfg = (**tls).clone();
+    cfg.alpn_protocols.clear();
+    TlsAcceptor::from(Arc::new(cfg))
+}
