@@ -11,6 +11,7 @@
 //! only itself. A closure's result is delivered after the commit: when a caller hears
 //! "ok", the row is durable.
 
+mod devices;
 mod schema;
 
 use std::fs::{self, File, OpenOptions};
@@ -24,6 +25,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub use devices::{
+    AuditRow, DeviceRow, LOCKOUT_MS, MAX_WRONG_CODES, MqttUserRow, PAIRING_TTL_MS, PendingRequest, WrongCode,
+};
 pub use schema::LATEST_VERSION;
 
 pub const DB_FILE: &str = "homehub.db";

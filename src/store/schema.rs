@@ -73,6 +73,49 @@ const STEPS: &[&str] = &[
         CHECK (end_ms IS NULL OR end_ms >= start_ms)
     ) STRICT;
     CREATE INDEX events_by_camera_start ON events (camera_id, start_ms);",
+    // 3 -> 4: paired devices and their MQTT credentials, broker users for integrations,
+    // pending pairing requests, wrong-code counters and seen nonces.
+    "CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        model TEXT NOT NULL DEFAULT '',
+        firmware TEXT NOT NULL DEFAULT '',
+        password_hash BLOB,
+        paired_ms INTEGER NOT NULL,
+        unpaired_ms INTEGER,
+        last_seen_ms INTEGER,
+        availability TEXT NOT NULL DEFAULT 'unknown' CHECK (availability IN ('unknown', 'online', 'offline')),
+        connections INTEGER NOT NULL DEFAULT 0,
+        failed_connections INTEGER NOT NULL DEFAULT 0,
+        CHECK ((password_hash IS NULL) = (unpaired_ms IS NOT NULL))
+    ) STRICT;
+    ALTER TABLE cameras ADD COLUMN device_id TEXT REFERENCES devices (id);
+    CREATE UNIQUE INDEX cameras_by_device ON cameras (device_id) WHERE device_id IS NOT NULL;
+    CREATE TABLE mqtt_users (
+        name TEXT PRIMARY KEY,
+        password_hash BLOB NOT NULL,
+        read_only INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE pairing_requests (
+        device_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        model TEXT NOT NULL,
+        firmware TEXT NOT NULL,
+        nonce BLOB NOT NULL,
+        recipient TEXT NOT NULL,
+        proof BLOB NOT NULL,
+        received_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE pairing_nonces (
+        nonce BLOB PRIMARY KEY,
+        seen_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE pairing_failures (
+        device_id TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        locked_until_ms INTEGER
+    ) STRICT;",
 ];
 
 pub const LATEST_VERSION: u32 = STEPS.len() as u32;
@@ -146,7 +189,10 @@ mod tests {
         upgrade(&mut old, LATEST_VERSION).unwrap();
         let names = |c: &Connection| schema_of(c).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
         assert_eq!(names(&fresh), names(&old));
-        for table in ["cameras", "segments", "users", "sessions", "audit", "garbage", "meta", "events"] {
+        for table in [
+            "cameras", "segments", "users", "sessions", "audit", "garbage", "meta", "events", "devices", "mqtt_users",
+            "pairing_requests", "pairing_nonces", "pairing_failures",
+        ] {
             assert_eq!(columns(&fresh, table), columns(&old, table), "table {table}");
         }
     }

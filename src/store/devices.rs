@@ -1,0 +1,480 @@
+//! Rows of paired devices, broker users, pairing requests and the audit trail.
+//!
+//! Secrets never arrive here in the clear: callers hand in SHA-256 digests of the
+//! random passwords they issued (high-entropy secrets need no slow hash).
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{CameraRow, Db, db_err};
+use crate::error::{Error, ErrorKind, Result};
+
+/// How long a pairing request waits for the owner.
+pub const PAIRING_TTL_MS: i64 = 10 * 60 * 1000;
+/// Wrong setup codes in a row before a device id is locked out.
+pub const MAX_WRONG_CODES: i64 = 5;
+/// How long a lock-out lasts.
+pub const LOCKOUT_MS: i64 = 15 * 60 * 1000;
+/// Nonces are remembered this long (replays of older requests fail the TTL anyway).
+const NONCE_MEMORY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// A request waiting for the owner to type the setup code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingRequest {
+    pub device_id: String,
+    pub kind: String,
+    pub model: String,
+    pub firmware: String,
+    pub nonce: Vec<u8>,
+    pub recipient: String,
+    pub proof: Vec<u8>,
+    pub received_ms: i64,
+}
+
+impl PendingRequest {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(PendingRequest {
+            device_id: r.get(0)?,
+            kind: r.get(1)?,
+            model: r.get(2)?,
+            firmware: r.get(3)?,
+            nonce: r.get(4)?,
+            recipient: r.get(5)?,
+            proof: r.get(6)?,
+            received_ms: r.get(7)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRow {
+    pub id: String,
+    pub kind: String,
+    pub model: String,
+    pub firmware: String,
+    pub paired_ms: i64,
+    pub unpaired_ms: Option<i64>,
+    pub last_seen_ms: Option<i64>,
+    pub availability: String,
+    pub connections: i64,
+    pub failed_connections: i64,
+    pub camera_id: Option<i64>,
+}
+
+impl DeviceRow {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(DeviceRow {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            model: r.get(2)?,
+            firmware: r.get(3)?,
+            paired_ms: r.get(4)?,
+            unpaired_ms: r.get(5)?,
+            last_seen_ms: r.get(6)?,
+            availability: r.get(7)?,
+            connections: r.get(8)?,
+            failed_connections: r.get(9)?,
+            camera_id: r.get(10)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttUserRow {
+    pub name: String,
+    pub password_hash: Vec<u8>,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+}
+
+/// What a wrong setup code did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrongCode {
+    /// This many wrong codes in a row so far.
+    Counted(i64),
+    /// The limit was reached: the id is locked until then and its request is gone.
+    Locked { until_ms: i64 },
+}
+
+const DEVICE_COLUMNS: &str = "d.id, d.kind, d.model, d.firmware, d.paired_ms, d.unpaired_ms, d.last_seen_ms, d.availability,
+     d.connections, d.failed_connections, c.id";
+
+impl Db {
+    // ---- pairing ----
+
+    /// Until when `device_id` is locked out, if it is.
+    pub fn pairing_lock(&mut self, device_id: &str, now_ms: i64) -> Result<Option<i64>> {
+        let until: Option<Option<i64>> = self
+            .conn
+            .query_row("SELECT locked_until_ms FROM pairing_failures WHERE device_id = ?1", params![device_id], |r| r.get(0))
+            .optional()
+            .map_err(db_err("reading pairing lock"))?;
+        Ok(until.flatten().filter(|&u| u > now_ms))
+    }
+
+    /// Stores a new request, replacing an older one from the same device. Refuses a
+    /// nonce seen before (replay), a locked-out id and an id that is paired already.
+    pub fn put_pairing_request(&mut self, req: &PendingRequest) -> Result<()> {
+        let now = req.received_ms;
+        self.conn
+            .execute("DELETE FROM pairing_nonces WHERE seen_ms < ?1", params![now - NONCE_MEMORY_MS])
+            .map_err(db_err("pruning nonces"))?;
+        let seen = self
+            .conn
+            .execute("INSERT OR IGNORE INTO pairing_nonces (nonce, seen_ms) VALUES (?1, ?2)", params![req.nonce, now])
+            .map_err(db_err("remembering nonce"))?;
+        if seen == 0 {
+            return Err(Error::new(ErrorKind::Conflict, "replayed nonce"));
+        }
+        if let Some(until) = self.pairing_lock(&req.device_id, now)? {
+            let mins = (until - now + 59_999) / 60_000;
+            return Err(Error::new(ErrorKind::Forbidden, format!("too many wrong setup codes; locked for {mins} more minutes")));
+        }
+        if self.device_password_hash(&req.device_id)?.is_some() {
+            return Err(Error::new(ErrorKind::Conflict, "already paired; unpair it first"));
+        }
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO pairing_requests (device_id, kind, model, firmware, nonce, recipient, proof, received_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![req.device_id, req.kind, req.model, req.firmware, req.nonce, req.recipient, req.proof, now],
+            )
+            .map_err(db_err("saving pairing request"))?;
+        Ok(())
+    }
+
+    /// Requests still waiting (younger than [`PAIRING_TTL_MS`]); expired ones are dropped.
+    pub fn pending_requests(&mut self, now_ms: i64) -> Result<Vec<PendingRequest>> {
+        self.conn
+            .execute("DELETE FROM pairing_requests WHERE received_ms <= ?1", params![now_ms - PAIRING_TTL_MS])
+            .map_err(db_err("expiring pairing requests"))?;
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT device_id, kind, model, firmware, nonce, recipient, proof, received_ms
+                 FROM pairing_requests ORDER BY received_ms",
+            )
+            .map_err(db_err("listing pairing requests"))?;
+        let rows = st.query_map([], PendingRequest::from_row).map_err(db_err("listing pairing requests"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing pairing requests"))
+    }
+
+    pub fn pending_request(&mut self, device_id: &str, now_ms: i64) -> Result<Option<PendingRequest>> {
+        Ok(self.pending_requests(now_ms)?.into_iter().find(|r| r.device_id == device_id))
+    }
+
+    /// Counts a wrong setup code; the fifth in a row locks the id and drops its request.
+    pub fn wrong_setup_code(&mut self, device_id: &str, now_ms: i64) -> Result<WrongCode> {
+        self.conn
+            .execute(
+                "INSERT INTO pairing_failures (device_id, failures) VALUES (?1, 1)
+                 ON CONFLICT(device_id) DO UPDATE SET failures = failures + 1",
+                params![device_id],
+            )
+            .map_err(db_err("counting wrong code"))?;
+        let failures: i64 = self
+            .conn
+            .query_row("SELECT failures FROM pairing_failures WHERE device_id = ?1", params![device_id], |r| r.get(0))
+            .map_err(db_err("counting wrong code"))?;
+        if failures < MAX_WRONG_CODES {
+            return Ok(WrongCode::Counted(failures));
+        }
+        let until = now_ms + LOCKOUT_MS;
+        self.conn
+            .execute("UPDATE pairing_failures SET failures = 0, locked_until_ms = ?2 WHERE device_id = ?1", params![device_id, until])
+            .and_then(|_| self.conn.execute("DELETE FROM pairing_requests WHERE device_id = ?1", params![device_id]))
+            .map_err(db_err("locking device id"))?;
+        Ok(WrongCode::Locked { until_ms: until })
+    }
+
+    /// Drops a pending request (the device was told "rejected").
+    pub fn drop_pairing_request(&mut self, device_id: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM pairing_requests WHERE device_id = ?1", params![device_id])
+            .map_err(db_err("dropping pairing request"))?;
+        Ok(())
+    }
+
+    /// The request was confirmed: the device is paired with this password digest.
+    /// Pairing again after an unpairing reuses the row (its counters stay).
+    pub fn complete_pairing(&mut self, req: &PendingRequest, password_hash: &[u8], now_ms: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO devices (id, kind, model, firmware, password_hash, paired_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, model = excluded.model, firmware = excluded.firmware,
+                    password_hash = excluded.password_hash, paired_ms = excluded.paired_ms, unpaired_ms = NULL,
+                    availability = 'unknown'",
+                params![req.device_id, req.kind, req.model, req.firmware, password_hash, now_ms],
+            )
+            .and_then(|_| self.conn.execute("DELETE FROM pairing_requests WHERE device_id = ?1", params![req.device_id]))
+            .and_then(|_| self.conn.execute("DELETE FROM pairing_failures WHERE device_id = ?1", params![req.device_id]))
+            .map_err(db_err("saving paired device"))?;
+        Ok(())
+    }
+
+    // ---- devices ----
+
+    /// The password digest of a paired device; None when unknown or unpaired.
+    pub fn device_password_hash(&mut self, device_id: &str) -> Result<Option<Vec<u8>>> {
+        let h: Option<Option<Vec<u8>>> = self
+            .conn
+            .query_row("SELECT password_hash FROM devices WHERE id = ?1", params![device_id], |r| r.get(0))
+            .optional()
+            .map_err(db_err("reading device"))?;
+        Ok(h.flatten())
+    }
+
+    /// Counts a connection attempt of a known device.
+    pub fn count_device_connection(&mut self, device_id: &str, ok: bool, now_ms: i64) -> Result<()> {
+        let r = if ok {
+            self.conn.execute(
+                "UPDATE devices SET connections = connections + 1, last_seen_ms = ?2 WHERE id = ?1",
+                params![device_id, now_ms],
+            )
+        } else {
+            self.conn.execute("UPDATE devices SET failed_connections = failed_connections + 1 WHERE id = ?1", params![device_id])
+        };
+        r.map_err(db_err("counting connection"))?;
+        Ok(())
+    }
+
+    /// A message from the device: it was seen now, and maybe told its availability.
+    pub fn device_seen(&mut self, device_id: &str, now_ms: i64, online: Option<bool>) -> Result<()> {
+        let avail = online.map(|o| if o { "online" } else { "offline" });
+        self.conn
+            .execute(
+                "UPDATE devices SET last_seen_ms = ?2, availability = COALESCE(?3, availability)
+                 WHERE id = ?1 AND password_hash IS NOT NULL",
+                params![device_id, now_ms, avail],
+            )
+            .map_err(db_err("updating device"))?;
+        Ok(())
+    }
+
+    pub fn devices(&mut self) -> Result<Vec<DeviceRow>> {
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices d LEFT JOIN cameras c ON c.device_id = d.id ORDER BY d.paired_ms");
+        let mut st = self.conn.prepare_cached(&sql).map_err(db_err("listing devices"))?;
+        let rows = st.query_map([], DeviceRow::from_row).map_err(db_err("listing devices"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing devices"))
+    }
+
+    pub fn device(&mut self, device_id: &str) -> Result<Option<DeviceRow>> {
+        Ok(self.devices()?.into_iter().find(|d| d.id == device_id))
+    }
+
+    /// Revokes a device's credentials. Its camera row stays (recordings keep their
+    /// camera) but is no longer started. Returns the camera id, if it had one.
+    pub fn unpair_device(&mut self, device_id: &str, now_ms: i64) -> Result<Option<i64>> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE devices SET password_hash = NULL, unpaired_ms = ?2, availability = 'unknown'
+                 WHERE id = ?1 AND password_hash IS NOT NULL",
+                params![device_id, now_ms],
+            )
+            .map_err(db_err("unpairing device"))?;
+        if n == 0 {
+            return Err(Error::not_found(format!("no paired device {device_id:?}")));
+        }
+        self.conn
+            .query_row("SELECT id FROM cameras WHERE device_id = ?1", params![device_id], |r| r.get(0))
+            .optional()
+            .map_err(db_err("reading device camera"))
+    }
+
+    /// The camera a paired device offers, created or updated from its `config`. A name
+    /// another camera has already gets the device id appended.
+    pub fn put_paired_camera(&mut self, device_id: &str, name: &str, url: &str, sub: &str, now_ms: i64) -> Result<CameraRow> {
+        let existing: Option<i64> = self
+            .conn
+            .query_row("SELECT id FROM cameras WHERE device_id = ?1", params![device_id], |r| r.get(0))
+            .optional()
+            .map_err(db_err("reading device camera"))?;
+        let id = match existing {
+            Some(id) => {
+                self.conn
+                    .execute("UPDATE cameras SET url = ?2, substream_url = ?3 WHERE id = ?1", params![id, url, sub])
+                    .map_err(db_err("updating device camera"))?;
+                id
+            }
+            None => {
+                let taken = self.camera_by_name(name)?.is_some();
+                let name = if taken { format!("{name} ({device_id})") } else { name.to_string() };
+                self.conn
+                    .execute(
+                        "INSERT INTO cameras (name, source, url, substream_url, created_ms, device_id)
+                         VALUES (?1, 'paired', ?2, ?3, ?4, ?5)",
+                        params![name, url, sub, now_ms, device_id],
+                    )
+                    .map_err(db_err("saving device camera"))?;
+                self.conn.last_insert_rowid()
+            }
+        };
+        self.camera(id)?.ok_or_else(|| Error::internal("camera row vanished"))
+    }
+
+    pub fn camera(&mut self, id: i64) -> Result<Option<CameraRow>> {
+        self.conn
+            .query_row("SELECT id, name, source, url, substream_url FROM cameras WHERE id = ?1", params![id], CameraRow::from_row)
+            .optional()
+            .map_err(db_err("reading camera"))
+    }
+
+    /// Cameras of devices that are paired now.
+    pub fn paired_cameras(&mut self) -> Result<Vec<CameraRow>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT c.id, c.name, c.source, c.url, c.substream_url FROM cameras c
+                 JOIN devices d ON d.id = c.device_id WHERE d.password_hash IS NOT NULL ORDER BY c.id",
+            )
+            .map_err(db_err("listing paired cameras"))?;
+        let rows = st.query_map([], CameraRow::from_row).map_err(db_err("listing paired cameras"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing paired cameras"))
+    }
+
+    // ---- broker users ----
+
+    pub fn add_mqtt_user(&mut self, name: &str, password_hash: &[u8], read_only: bool, now_ms: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO mqtt_users (name, password_hash, read_only, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![name, password_hash, read_only, now_ms],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    Error::new(ErrorKind::Conflict, format!("broker user {name:?} exists already"))
+                }
+                e => db_err("saving broker user")(e),
+            })?;
+        Ok(())
+    }
+
+    pub fn mqtt_user(&mut self, name: &str) -> Result<Option<MqttUserRow>> {
+        self.conn
+            .query_row("SELECT name, password_hash, read_only FROM mqtt_users WHERE name = ?1", params![name], |r| {
+                Ok(MqttUserRow { name: r.get(0)?, password_hash: r.get(1)?, read_only: r.get(2)? })
+            })
+            .optional()
+            .map_err(db_err("reading broker user"))
+    }
+
+    pub fn delete_mqtt_user(&mut self, name: &str) -> Result<bool> {
+        let n = self.conn.execute("DELETE FROM mqtt_users WHERE name = ?1", params![name]).map_err(db_err("deleting broker user"))?;
+        Ok(n > 0)
+    }
+
+    // ---- audit ----
+
+    pub fn audit_entries(&mut self, limit: u32) -> Result<Vec<AuditRow>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, at_ms, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?1")
+            .map_err(db_err("listing audit"))?;
+        let rows = st
+            .query_map(params![limit], |r| {
+                Ok(AuditRow { id: r.get(0)?, at_ms: r.get(1)?, actor: r.get(2)?, action: r.get(3)?, detail: r.get(4)? })
+            })
+            .map_err(db_err("listing audit"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing audit"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(id: &str, nonce: u8, at: i64) -> PendingRequest {
+        PendingRequest {
+            device_id: id.into(),
+            kind: "camera".into(),
+            model: "sim".into(),
+            firmware: "1".into(),
+            nonce: vec![nonce; 16],
+            recipient: "age1x".into(),
+            proof: vec![0; 32],
+            received_ms: at,
+        }
+    }
+
+    #[test]
+    fn a_replayed_nonce_is_refused_and_requests_expire() {
+        let mut db = Db::open_in_memory_at(super::super::LATEST_VERSION);
+        db.put_pairing_request(&req("cam-1", 1, 1000)).unwrap();
+        let e = db.put_pairing_request(&req("cam-1", 1, 2000)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert_eq!(db.pending_requests(2000).unwrap().len(), 1);
+        // A fresh nonce replaces the request.
+        db.put_pairing_request(&req("cam-1", 2, 3000)).unwrap();
+        let p = db.pending_requests(3000).unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].nonce, vec![2; 16]);
+        assert!(db.pending_requests(3000 + PAIRING_TTL_MS).unwrap().is_empty());
+    }
+
+    #[test]
+    fn five_wrong_codes_lock_the_id_for_fifteen_minutes() {
+        let mut db = Db::open_in_memory_at(super::super::LATEST_VERSION);
+        db.put_pairing_request(&req("cam-1", 1, 0)).unwrap();
+        for i in 1..MAX_WRONG_CODES {
+            assert_eq!(db.wrong_setup_code("cam-1", 10).unwrap(), WrongCode::Counted(i));
+        }
+        assert_eq!(db.wrong_setup_code("cam-1", 10).unwrap(), WrongCode::Locked { until_ms: 10 + LOCKOUT_MS });
+        assert!(db.pending_requests(20).unwrap().is_empty(), "the request is dropped");
+        let e = db.put_pairing_request(&req("cam-1", 2, 20)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Forbidden);
+        assert!(e.message().contains("locked"));
+        // Other ids are not affected; after the lock the id may ask again.
+        db.put_pairing_request(&req("cam-2", 3, 20)).unwrap();
+        db.put_pairing_request(&req("cam-1", 4, 11 + LOCKOUT_MS)).unwrap();
+    }
+
+    #[test]
+    fn pairing_unpairing_and_the_camera_of_a_device() {
+        let mut db = Db::open_in_memory_at(super::super::LATEST_VERSION);
+        let r = req("cam-1", 1, 0);
+        db.put_pairing_request(&r).unwrap();
+        db.complete_pairing(&r, b"digest", 5).unwrap();
+        assert_eq!(db.device_password_hash("cam-1").unwrap().as_deref(), Some(&b"digest"[..]));
+        assert_eq!(db.put_pairing_request(&req("cam-1", 2, 6)).unwrap_err().kind(), ErrorKind::Conflict);
+        db.sync_config_cameras(&[("Porch".into(), "rtsp://a/".into(), String::new())]).unwrap();
+        let cam = db.put_paired_camera("cam-1", "Porch", "rtsp://b/main", "rtsp://b/sub", 7).unwrap();
+        assert_eq!(cam.name, "Porch (cam-1)");
+        assert_eq!(cam.source, "paired");
+        let again = db.put_paired_camera("cam-1", "Other", "rtsp://c/main", "", 8).unwrap();
+        assert_eq!((again.id, again.url.as_str()), (cam.id, "rtsp://c/main"));
+        assert_eq!(db.paired_cameras().unwrap().len(), 1);
+        db.count_device_connection("cam-1", true, 9).unwrap();
+        db.count_device_connection("cam-1", false, 9).unwrap();
+        db.device_seen("cam-1", 10, Some(false)).unwrap();
+        let d = db.device("cam-1").unwrap().unwrap();
+        assert_eq!((d.connections, d.failed_connections, d.availability.as_str()), (1, 1, "offline"));
+        assert_eq!(d.camera_id, Some(cam.id));
+        assert_eq!(db.unpair_device("cam-1", 11).unwrap(), Some(cam.id));
+        assert_eq!(db.device_password_hash("cam-1").unwrap(), None);
+        assert!(db.paired_cameras().unwrap().is_empty());
+        assert_eq!(db.unpair_device("cam-1", 12).unwrap_err().kind(), ErrorKind::NotFound);
+        // And it may pair again.
+        let r2 = req("cam-1", 3, 13);
+        db.put_pairing_request(&r2).unwrap();
+        db.complete_pairing(&r2, b"digest2", 14).unwrap();
+        assert_eq!(db.paired_cameras().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn broker_users_are_unique() {
+        let mut db = Db::open_in_memory_at(super::super::LATEST_VERSION);
+        db.add_mqtt_user("ha", b"h", true, 1).unwrap();
+        assert_eq!(db.add_mqtt_user("ha", b"h", true, 1).unwrap_err().kind(), ErrorKind::Conflict);
+        assert!(db.mqtt_user("ha").unwrap().unwrap().read_only);
+        assert!(db.delete_mqtt_user("ha").unwrap());
+        assert!(db.mqtt_user("ha").unwrap().is_none());
+    }
+}
