@@ -1,21 +1,28 @@
 //! The simulated camera behind `homehub-camsim`: an RTSP server with `/main` and `/sub`
-//! (H.264, a still scene with motion only inside the `--motion` spans), plus the identity
-//! flags used for pairing. It is a demo and test tool, not part of the hub: nothing in the hub
-//! depends on it, and it may import gstreamer (and gstreamer-rtsp-server) freely.
+//! (H.264, a still scene with motion only inside the `--motion` spans), and with `--pair` the
+//! device side of pairing (mDNS, MQTT). It is a demo and test tool, not part of the hub:
+//! nothing in the hub depends on it, and it may import gstreamer (and gstreamer-rtsp-server)
+//! freely.
 //!
 //! - [`settings`]: the command-line strings checked into [`settings::Settings`] (pure).
 //! - [`scene`]: what the picture shows and the launch line that draws and encodes it (pure).
 //! - [`server`]: the gst-rtsp-server side: mounts, auth, the motion timer, the main loop.
+//! - [`pair`]: `--pair`, on its own thread: find the hub, pair, publish config and state.
 
+pub mod pair;
 pub mod scene;
 pub mod server;
 pub mod settings;
 
 use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use rand::Rng;
+use tokio::sync::watch;
 
 pub use settings::Settings;
 
@@ -79,7 +86,7 @@ pub struct Args {
     #[arg(long = "setup-code", value_name = "DIGITS")]
     pub setup_code: Option<String>,
 
-    /// Find the hub and pair (not implemented yet).
+    /// Find the hub (mDNS, or --hub), pair with it over MQTT, then publish config and state.
     #[arg(long)]
     pub pair: bool,
 
@@ -95,6 +102,15 @@ pub struct Args {
     #[arg(long = "hub-fp", value_name = "HEX")]
     pub hub_fp: Option<String>,
 
+    /// The hub's id (its mDNS TXT id), with --hub; without it camsim asks mDNS for the hub
+    /// whose fingerprint is --hub-fp, since the pairing proof covers the id.
+    #[arg(long = "hub-id", value_name = "ID")]
+    pub hub_id: Option<String>,
+
+    /// Wi-Fi network name the camera reports in its state.
+    #[arg(long, value_name = "SSID", default_value = "homehub-sim")]
+    pub ssid: String,
+
     /// Require this RTSP user name (with --password; basic and digest auth).
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
@@ -104,15 +120,17 @@ pub struct Args {
     pub password: Option<String>,
 }
 
+/// How long a stopping camsim waits for its MQTT side to say `offline` and disconnect.
+const PAIR_STOP_WAIT: Duration = Duration::from_secs(2);
+
 /// Runs the camera until SIGTERM or SIGINT. Prints
 /// `camsim ready rtsp://ADDR:PORT/main rtsp://ADDR:PORT/sub` on stdout once the RTSP server
-/// listens; errors are returned as one-line messages.
+/// listens (then, with `--pair`, the pairing lines of [`pair`]); errors are returned as
+/// one-line messages.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
     let settings =
         Settings::from_args(&args, random_setup_code, random_suffix).map_err(anyhow::Error::msg)?;
-    if settings.pair {
-        bail!("--pair: pairing is not implemented yet");
-    }
 
     // Block the stop signals before any thread exists (GStreamer starts its own), so that only
     // the waiting thread started by the server ever sees them.
@@ -139,7 +157,81 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     .context("cannot write to stdout")?;
     drop(out);
 
-    running.run_until_signal(signals)
+    let pairing = if settings.pair {
+        Some(start_pairing(&settings, running.address(), started)?)
+    } else {
+        None
+    };
+    let result = running.run_until_signal(signals);
+    if let Some(pairing) = pairing {
+        pairing.stop();
+    }
+    result
+}
+
+/// The `--pair` thread and the means to stop it.
+struct Pairing {
+    stop: watch::Sender<bool>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl Pairing {
+    /// Asks the MQTT side to say `offline` and disconnect; waits a little for it.
+    fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.done.recv_timeout(PAIR_STOP_WAIT);
+    }
+}
+
+fn start_pairing(
+    settings: &Settings,
+    rtsp: SocketAddr,
+    started: Instant,
+) -> anyhow::Result<Pairing> {
+    let device = pair::Device {
+        device_id: settings.device_id.clone(),
+        setup_code: settings.setup_code.clone(),
+        name: settings.name.clone(),
+        ssid: settings.ssid.clone(),
+        rtsp,
+        rtsp_login: settings
+            .credentials
+            .as_ref()
+            .map(|c| (c.user.clone(), c.password.clone())),
+        started,
+    };
+    let locate = match &settings.hub {
+        Some(hub) => pair::Locate::Fixed {
+            host: hub.host.clone(),
+            port: hub.port,
+            fingerprint: hub.fingerprint,
+            hub_id: hub.hub_id.clone(),
+            interface: settings.mdns_interface.clone(),
+        },
+        None => pair::Locate::Mdns {
+            interface: settings.mdns_interface.clone(),
+        },
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let say: pair::Say = Arc::new(say_line);
+    std::thread::Builder::new()
+        .name("camsim-pair".into())
+        .spawn(move || {
+            let end = pair::run(device, locate, say, stop_rx);
+            tracing::debug!(?end, "pairing ended");
+            let _ = done_tx.send(());
+        })
+        .context("cannot start the pairing thread")?;
+    Ok(Pairing { stop, done })
+}
+
+/// One line on stdout, flushed at once (tests and scripts wait for these lines).
+fn say_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+        tracing::warn!("cannot write to stdout: {e}");
+    }
 }
 
 fn random_setup_code() -> String {

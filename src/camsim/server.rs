@@ -148,6 +148,11 @@ impl Running {
         format!("rtsp://{}/{mount}", self.public)
     }
 
+    /// The address and port actually bound.
+    pub fn address(&self) -> SocketAddr {
+        self.public
+    }
+
     /// Runs the GLib main loop until SIGTERM or SIGINT, then drops all clients.
     pub fn run_until_signal(mut self, signals: StopSignals) -> anyhow::Result<()> {
         let main_loop = glib::MainLoop::new(None, false);

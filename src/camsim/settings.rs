@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 
 use super::Args;
+use crate::pairing::{check_device_id, check_setup_code};
 
 /// Size of the `/sub` stream (fixed by SPEC).
 pub const SUB_WIDTH: u32 = 640;
@@ -20,9 +21,7 @@ const MAX_FPS: u32 = 120;
 const MIN_BITRATE: u32 = 50;
 const MAX_BITRATE: u32 = 100_000;
 const MAX_GOP: u32 = 1000;
-const MAX_DEVICE_ID: usize = 64;
 const MAX_NAME: usize = 64;
-const SETUP_CODE_DIGITS: usize = 8;
 
 /// One encoded stream (`/main` or `/sub`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +54,8 @@ pub struct HubTarget {
     pub port: u16,
     /// SHA-256 of the hub's TLS certificate (DER).
     pub fingerprint: [u8; 32],
+    /// The hub's id (`--hub-id`), which the pairing proof covers; asked of mDNS if absent.
+    pub hub_id: Option<String>,
 }
 
 /// RTSP credentials (`--user`, `--password`).
@@ -89,6 +90,8 @@ pub struct Settings {
     pub mdns_interface: String,
     pub hub: Option<HubTarget>,
     pub credentials: Option<Credentials>,
+    /// Wi-Fi network name reported in `state` (`--ssid`).
+    pub ssid: String,
 }
 
 impl Settings {
@@ -149,16 +152,24 @@ impl Settings {
             (Some(h), Some(fp)) => {
                 let (host, port) = parse_host_port(h).map_err(|e| format!("--hub: {e}"))?;
                 let fingerprint = parse_fingerprint(fp).map_err(|e| format!("--hub-fp: {e}"))?;
+                let hub_id = match &args.hub_id {
+                    Some(id) => Some(check_hub_id(id).map_err(|e| format!("--hub-id: {e}"))?),
+                    None => None,
+                };
                 Some(HubTarget {
                     host,
                     port,
                     fingerprint,
+                    hub_id,
                 })
             }
             (None, None) => None,
             (Some(_), None) => return Err("--hub needs --hub-fp as well".into()),
             (None, Some(_)) => return Err("--hub-fp needs --hub as well".into()),
         };
+        if hub.is_none() && args.hub_id.is_some() {
+            return Err("--hub-id needs --hub as well".into());
+        }
         let credentials = match (&args.user, &args.password) {
             (Some(u), Some(p)) => {
                 check_user(u).map_err(|e| format!("--user: {e}"))?;
@@ -187,6 +198,7 @@ impl Settings {
             mdns_interface,
             hub,
             credentials,
+            ssid: check_ssid(&args.ssid).map_err(|e| format!("--ssid: {e}"))?,
         })
     }
 
@@ -290,36 +302,6 @@ fn check_name(s: &str) -> Result<String, String> {
     Ok(t.to_string())
 }
 
-/// `[a-z0-9-]`, 1..=64 characters (SPEC pairing protocol).
-pub fn check_device_id(s: &str) -> Result<(), String> {
-    if s.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if s.len() > MAX_DEVICE_ID {
-        return Err(format!(
-            "at most {MAX_DEVICE_ID} characters, got {}",
-            s.len()
-        ));
-    }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err(format!("only a-z, 0-9 and '-' are allowed, got '{s}'"));
-    }
-    Ok(())
-}
-
-/// Exactly 8 ASCII digits.
-pub fn check_setup_code(s: &str) -> Result<(), String> {
-    if s.len() != SETUP_CODE_DIGITS || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "expected exactly {SETUP_CODE_DIGITS} digits, got '{s}'"
-        ));
-    }
-    Ok(())
-}
-
 /// A plausible network interface name (Linux: at most 15 bytes, no '/' or whitespace).
 fn check_interface_name(s: &str) -> Result<String, String> {
     if s.is_empty()
@@ -370,6 +352,28 @@ pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], String> {
         }
         None => Err(format!("expected 64 hex digits (SHA-256), got '{s}'")),
     }
+}
+
+/// A hub id as the hub advertises it: 1 to 64 letters, digits or '-'.
+fn check_hub_id(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(format!(
+            "expected 1 to 64 letters, digits or '-', got '{}'",
+            s.escape_debug()
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// A Wi-Fi network name: 1 to 32 bytes, no control characters.
+fn check_ssid(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 32 || s.chars().any(char::is_control) {
+        return Err(format!(
+            "expected 1 to 32 bytes without control characters, got '{}'",
+            s.escape_debug()
+        ));
+    }
+    Ok(s.to_string())
 }
 
 fn check_user(s: &str) -> Result<(), String> {
@@ -513,6 +517,7 @@ mod tests {
         assert!(s.hub.is_none());
         assert!(s.credentials.is_none());
         assert!(!s.pair);
+        assert_eq!(s.ssid, "homehub-sim");
     }
 
     #[test]
@@ -613,6 +618,26 @@ mod tests {
         assert_eq!(hub.host, "127.0.0.1");
         assert_eq!(hub.port, 8883);
         assert_eq!(hub.fingerprint, [0xab; 32]);
+        assert_eq!(hub.hub_id, None);
+        let s = settings(&[
+            "--hub",
+            "127.0.0.1:8883",
+            "--hub-fp",
+            &fp,
+            "--hub-id",
+            "0a1b",
+        ])
+        .unwrap();
+        assert_eq!(s.hub.unwrap().hub_id.as_deref(), Some("0a1b"));
+        assert_eq!(
+            settings(&["--hub-id", "0a1b"]).unwrap_err(),
+            "--hub-id needs --hub as well"
+        );
+        assert!(
+            settings(&["--hub", "h:1", "--hub-fp", &fp, "--hub-id", "a b"])
+                .unwrap_err()
+                .starts_with("--hub-id: ")
+        );
         let s = settings(&["--hub", "hub.local:8883", "--hub-fp", &fp.to_uppercase()]).unwrap();
         assert_eq!(s.hub.unwrap().host, "hub.local");
         assert!(settings(&["--hub", "[::1]:8883", "--hub-fp", &fp]).is_ok());
@@ -655,5 +680,18 @@ mod tests {
         );
         assert!(settings(&["--user", "a:b", "--password", "p"]).is_err());
         assert!(settings(&["--user", "u", "--password", ""]).is_err());
+    }
+
+    #[test]
+    fn ssid_flag() {
+        assert_eq!(settings(&["--ssid", "Home 5G"]).unwrap().ssid, "Home 5G");
+        assert!(
+            settings(&["--ssid", ""])
+                .unwrap_err()
+                .starts_with("--ssid: ")
+        );
+        assert!(settings(&["--ssid", &"s".repeat(33)]).is_err());
+        assert!(settings(&["--ssid", "a\nb"]).is_err());
+        assert!(settings(&["--ssid", "a\u{7}b"]).is_err());
     }
 }
