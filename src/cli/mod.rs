@@ -1,4 +1,5 @@
-//! The admin subcommands: `user add`, `doctor`, `demo`.
+//! The admin subcommands: `user add`, `mqtt-user add|remove`, `device add`, `discover`,
+//! `doctor`, `demo`.
 //!
 //! Owns: what each command prints and how it reads its input (passwords from stdin,
 //! never argv). May not touch: SQL or GStreamer directly; it goes through `store`,
@@ -6,9 +7,11 @@
 
 mod demo;
 mod doctor;
+mod mqtt;
 
 pub use demo::{DemoArgs, OWNER_EMAIL, demo};
 pub use doctor::doctor;
+pub use mqtt::{device_add, mqtt_user_add, mqtt_user_remove};
 
 use std::io::BufRead;
 use std::path::Path;
@@ -35,6 +38,26 @@ pub fn user_add(cfg: &Config, email: &str, role: &str) -> Result<()> {
         db.audit("cli", "user.add", &format!("{e} as {}", r.as_str()))
     })?;
     println!("added {email} as {}", role.as_str());
+    Ok(())
+}
+
+/// `homehub discover`: the hubs mDNS finds on one interface, one line each.
+pub fn discover(interface: &str, timeout: std::time::Duration) -> Result<()> {
+    let found = crate::mdns::browse(interface, crate::mdns::HUB_SERVICE, timeout)?;
+    if found.is_empty() {
+        eprintln!("no hub answered on {interface} within {} s", timeout.as_secs());
+    }
+    for (instance, addrs, port, txt) in found {
+        let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        let get = |k: &str| txt.get(k).map(String::as_str).unwrap_or("?").to_string();
+        println!(
+            "{instance} addresses={} web={port} mqtt={} id={} fp={}",
+            addrs.join(","),
+            get("mqtt"),
+            get("id"),
+            get("fp")
+        );
+    }
     Ok(())
 }
 

@@ -296,6 +296,12 @@ impl Config {
     pub fn web_listen(&self) -> SocketAddr {
         self.web.listen.parse().expect("validated")
     }
+    pub fn mqtt_listen_tls(&self) -> SocketAddr {
+        self.mqtt.listen_tls.parse().expect("validated")
+    }
+    pub fn mqtt_listen_plain(&self) -> SocketAddr {
+        self.mqtt.listen_plain.parse().expect("validated")
+    }
 }
 
 fn parse_addr(key: &str, v: &str) -> Result<SocketAddr> {

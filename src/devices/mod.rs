@@ -1,1 +1,518 @@
-//! Devices: the hub side of MQTT (pairing, device config/availability, Home Assistant discovery).
+//! Devices: the hub's side of MQTT.
+//!
+//! Owns: who may log in to the broker ([`auth`]), pairing (pending requests, the owner's
+//! confirmation with the setup code, lock-outs, sealed credentials, unpairing and
+//! revocation), what paired devices report (`config` starts a camera, `availability`,
+//! `state`, last seen), and what the hub publishes (camera motion states, its own status,
+//! Home Assistant discovery). Every pairing, rejection and unpairing is audited.
+//!
+//! Talks to the broker through one trusted in-hub client; starts and stops cameras only
+//! through [`CameraControl`]. May not touch: SQL (the store does), GStreamer, sockets.
+//! Untrusted payloads are parsed only by [`crate::pairing`]; a bad one is logged with
+//! its reason and dropped, and the hub goes on serving.
+
+pub mod auth;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, LastWill, Packet, QoS};
+use serde::Serialize;
+use tokio::sync::{broadcast, watch};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::MotionChange;
+use crate::mqtt::Mqtt;
+use crate::pairing::{self, Credentials, Response};
+use crate::store::{CameraRow, PendingRequest, Store, WrongCode};
+use crate::web::CameraView;
+
+/// Device messages update `last_seen` in the database at most this often (SD cards wear).
+const SEEN_WRITE_EVERY_MS: i64 = 30_000;
+/// The in-hub client reads device payloads up to the front end's cap, so an oversized
+/// one is refused by the parser instead of breaking the client.
+const INTERNAL_MAX_PACKET: usize = 512 * 1024;
+
+/// Starting and stopping cameras, as the hub provides it.
+pub trait CameraControl: Send + Sync + 'static {
+    /// Starts (or restarts) a camera; returns at once.
+    fn start(&self, row: CameraRow);
+    /// Stops a camera; returns at once.
+    fn stop(&self, camera_id: i64);
+    fn running(&self, camera_id: i64) -> bool;
+}
+
+/// A paired (or once paired) device as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceInfo {
+    pub id: String,
+    pub kind: String,
+    pub model: String,
+    pub firmware: String,
+    pub paired: bool,
+    pub paired_at: String,
+    pub unpaired_at: Option<String>,
+    pub last_seen: Option<String>,
+    /// "online" | "offline" | "unknown"
+    pub availability: String,
+    pub connections: i64,
+    pub failed_connections: i64,
+    pub camera_id: Option<i64>,
+    /// The device's last retained `state`, as it sent it.
+    pub state: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A request waiting for the owner.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingInfo {
+    pub device_id: String,
+    pub kind: String,
+    pub model: String,
+    pub firmware: String,
+    pub received_at: String,
+    pub expires_at: String,
+}
+
+#[derive(Default)]
+struct Live {
+    states: HashMap<String, serde_json::Map<String, serde_json::Value>>,
+    seen_written: HashMap<String, i64>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Counters {
+    pub payloads_rejected: AtomicU64,
+    pub pairings_accepted: AtomicU64,
+    pub pairings_rejected: AtomicU64,
+}
+
+pub struct Devices {
+    store: Store,
+    hub_id: String,
+    client: AsyncClient,
+    mqtt: Arc<Mqtt>,
+    cameras: Box<dyn CameraControl>,
+    live: Mutex<Live>,
+    pub counters: Counters,
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Devices {
+    /// Connects the in-hub client and starts the task that serves it. The task ends when
+    /// `stop` turns true, after telling the broker the hub is offline.
+    pub fn start(
+        store: Store,
+        hub_id: String,
+        mqtt: Arc<Mqtt>,
+        cameras: Box<dyn CameraControl>,
+        view: Arc<dyn CameraView>,
+        changes: broadcast::Receiver<MotionChange>,
+        stop: watch::Receiver<bool>,
+    ) -> (Arc<Devices>, tokio::task::JoinHandle<()>) {
+        let mut opts = mqtt.internal_options("hub");
+        opts.set_keep_alive(Duration::from_secs(10));
+        opts.set_max_packet_size(INTERNAL_MAX_PACKET, INTERNAL_MAX_PACKET);
+        opts.set_last_will(LastWill::new(auth::STATUS_TOPIC, "offline", QoS::AtLeastOnce, true));
+        let (client, eventloop) = AsyncClient::new(opts, 1024);
+        let devices = Arc::new(Devices {
+            store,
+            hub_id,
+            client,
+            mqtt,
+            cameras,
+            live: Mutex::new(Live::default()),
+            counters: Counters::default(),
+        });
+        let task = tokio::spawn(devices.clone().serve(eventloop, view, changes, stop));
+        (devices, task)
+    }
+
+    async fn serve(
+        self: Arc<Self>,
+        mut eventloop: rumqttc::EventLoop,
+        view: Arc<dyn CameraView>,
+        mut changes: broadcast::Receiver<MotionChange>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut announced: HashMap<i64, String> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                ev = eventloop.poll() => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        tracing::info!("hub connected to its broker");
+                        self.subscribe_all();
+                        self.publish(auth::STATUS_TOPIC, true, "online");
+                        announced.clear();
+                        self.announce(&*view, &mut announced);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => self.on_publish(&p.topic, &p.payload).await,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "hub broker client: reconnecting");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                },
+                change = changes.recv() => match change {
+                    Ok(c) => self.publish(&motion_topic(c.camera_id), true, if c.on { "ON" } else { "OFF" }),
+                    Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!(missed = n, "motion changes lagged"),
+                    Err(broadcast::error::RecvError::Closed) => {}
+                },
+                _ = tick.tick() => self.announce(&*view, &mut announced),
+                _ = stop.changed() => break,
+            }
+        }
+        self.publish(auth::STATUS_TOPIC, true, "offline");
+        let _ = self.client.try_disconnect();
+        // Let the last packets out.
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while let Ok(ev) = eventloop.poll().await {
+                if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// The in-memory state; a panic elsewhere never takes the devices down with it.
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn subscribe_all(&self) {
+        for filter in ["homehub/pair/+/request", "homehub/dev/+/config", "homehub/dev/+/availability", "homehub/dev/+/state"] {
+            if let Err(e) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
+                tracing::error!(filter, error = %e, "hub broker client: cannot subscribe");
+            }
+        }
+    }
+
+    /// Never waits: the task that would drain the queue is the caller.
+    fn publish(&self, topic: &str, retain: bool, payload: impl Into<Vec<u8>>) {
+        if let Err(e) = self.client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
+            tracing::warn!(topic, error = %e, "hub broker client: cannot publish");
+        }
+    }
+
+    /// Home Assistant discovery for each running camera's motion sensor; a camera gone
+    /// gets an empty retained config, which removes the entity.
+    fn announce(&self, view: &dyn CameraView, announced: &mut HashMap<i64, String>) {
+        let cams = view.cameras();
+        let now: HashSet<i64> = cams.iter().map(|c| c.id).collect();
+        for c in &cams {
+            if announced.get(&c.id) == Some(&c.name) {
+                continue;
+            }
+            let cfg = discovery_config(&self.hub_id, c.id, &c.name);
+            self.publish(&discovery_topic(&self.hub_id, c.id), true, cfg.to_string());
+            self.publish(&motion_topic(c.id), true, if c.motion { "ON" } else { "OFF" });
+            announced.insert(c.id, c.name.clone());
+        }
+        let gone: Vec<i64> = announced.keys().filter(|id| !now.contains(id)).copied().collect();
+        for id in gone {
+            self.publish(&discovery_topic(&self.hub_id, id), true, Vec::new());
+            announced.remove(&id);
+        }
+    }
+
+    async fn on_publish(&self, topic: &str, payload: &[u8]) {
+        if payload.is_empty() {
+            return; // a retained message being cleared
+        }
+        let parts: Vec<&str> = topic.split('/').collect();
+        match parts.as_slice() {
+            ["homehub", "pair", id, "request"] => self.on_pair_request(id, payload).await,
+            ["homehub", "dev", id, leaf] => {
+                if let Err(e) = self.on_device_message(id, leaf, payload).await {
+                    self.counters.payloads_rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(device = %id, topic, reason = %e, "device message refused");
+                }
+            }
+            _ => tracing::debug!(topic, "ignored"),
+        }
+    }
+
+    async fn on_pair_request(&self, topic_id: &str, payload: &[u8]) {
+        let outcome = match pairing::parse_request(payload) {
+            Err(r) => Err(Error::invalid(format!("bad request: {r}"))),
+            Ok(req) if req.device_id != topic_id => Err(Error::invalid("bad request: device_id is not the client id")),
+            Ok(req) if req.device_id == pairing::PAIR_USERNAME => Err(Error::invalid("bad request: device id is reserved")),
+            Ok(req) => {
+                let pending = PendingRequest {
+                    device_id: req.device_id.clone(),
+                    kind: req.kind.clone(),
+                    model: req.model.clone(),
+                    firmware: req.firmware.clone(),
+                    nonce: req.nonce.to_vec(),
+                    recipient: req.recipient.clone(),
+                    proof: req.proof.to_vec(),
+                    received_ms: now_ms(),
+                };
+                self.store.call(move |db| db.put_pairing_request(&pending)).await.map(|_| req)
+            }
+        };
+        match outcome {
+            Ok(req) => {
+                tracing::info!(device = %req.device_id, model = %req.model, "pairing request waits for the owner");
+                self.audit("device", "pairing.requested", format!("{} ({} {})", req.device_id, req.kind, req.model)).await;
+            }
+            Err(e) => {
+                self.counters.payloads_rejected.fetch_add(1, Ordering::Relaxed);
+                self.counters.pairings_rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(device = %topic_id, reason = %e.message(), "pairing request refused");
+                self.respond(topic_id, &Response::Rejected { reason: e.message().to_string() });
+                self.audit("device", "pairing.rejected", format!("{topic_id}: {}", e.message())).await;
+            }
+        }
+    }
+
+    fn respond(&self, device_id: &str, r: &Response) {
+        self.publish(&pairing::response_topic(device_id), false, r.to_json());
+    }
+
+    async fn audit(&self, actor: &str, action: &'static str, detail: String) {
+        let actor = actor.to_string();
+        if let Err(e) = self.store.call(move |db| db.audit(&actor, action, &detail)).await {
+            tracing::error!(error = %e, action, "cannot write audit");
+        }
+    }
+
+    async fn on_device_message(&self, id: &str, leaf: &str, payload: &[u8]) -> Result<()> {
+        let device = id.to_string();
+        let paired = self.store.call(move |db| db.device_password_hash(&device)).await?.is_some();
+        if !paired {
+            tracing::debug!(device = %id, leaf, "message of a device that is not paired: ignored");
+            return Ok(());
+        }
+        let now = now_ms();
+        match leaf {
+            "config" => {
+                let cfg = pairing::parse_config(payload)?;
+                self.camera_from_config(id, cfg).await?;
+                self.seen(id, now, None).await
+            }
+            "availability" => {
+                let online = pairing::parse_availability(payload)?;
+                tracing::info!(device = %id, online, "device availability");
+                self.seen(id, now, Some(online)).await
+            }
+            "state" => {
+                let state = pairing::parse_state(payload)?;
+                self.live().states.insert(id.to_string(), state);
+                self.seen(id, now, None).await
+            }
+            _ => Ok(()), // cmd and the like: the hub's own or not ours to read
+        }
+    }
+
+    async fn camera_from_config(&self, id: &str, cfg: pairing::DeviceConfig) -> Result<()> {
+        let device = id.to_string();
+        let name = cfg.name.clone().unwrap_or_else(|| id.to_string());
+        let sub = cfg.substream_url.clone().unwrap_or_default();
+        let url = cfg.rtsp_url.clone();
+        let (before, row) = self
+            .store
+            .call(move |db| {
+                let before = db.devices()?.into_iter().find(|d| d.id == device).and_then(|d| d.camera_id);
+                let before = match before {
+                    Some(cid) => db.camera(cid)?,
+                    None => None,
+                };
+                let row = db.put_paired_camera(&device, &name, &url, &sub, now_ms())?;
+                Ok((before, row))
+            })
+            .await?;
+        let same = before.is_some_and(|b| b.url == row.url && b.substream_url == row.substream_url);
+        if !same || !self.cameras.running(row.id) {
+            tracing::info!(device = %id, camera = %row.name, "starting the camera of a paired device");
+            self.cameras.start(row);
+        }
+        Ok(())
+    }
+
+    /// Notes that a device spoke. Availability changes are written at once, the rest
+    /// at most every [`SEEN_WRITE_EVERY_MS`].
+    async fn seen(&self, id: &str, now: i64, online: Option<bool>) -> Result<()> {
+        {
+            let mut live = self.live();
+            let last = live.seen_written.get(id).copied().unwrap_or(i64::MIN);
+            if online.is_none() && now.saturating_sub(last) < SEEN_WRITE_EVERY_MS {
+                return Ok(());
+            }
+            live.seen_written.insert(id.to_string(), now);
+        }
+        let device = id.to_string();
+        self.store.call(move |db| db.device_seen(&device, now, online)).await
+    }
+
+    // ---- what the owner does (web API) ----
+
+    pub async fn pending(&self) -> Result<Vec<PendingInfo>> {
+        let now = now_ms();
+        let rows = self.store.call(move |db| db.pending_requests(now)).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PendingInfo {
+                received_at: rfc3339(r.received_ms),
+                expires_at: rfc3339(r.received_ms + crate::store::PAIRING_TTL_MS),
+                device_id: r.device_id,
+                kind: r.kind,
+                model: r.model,
+                firmware: r.firmware,
+            })
+            .collect())
+    }
+
+    /// The owner typed the setup code for `device_id`'s request.
+    pub async fn confirm(&self, device_id: &str, setup_code: &str, actor: &str) -> Result<()> {
+        pairing::check_setup_code(setup_code).map_err(|e| Error::invalid(format!("setup_code: {e}")))?;
+        let now = now_ms();
+        let id = device_id.to_string();
+        let (lock, pending) = self.store.call(move |db| Ok((db.pairing_lock(&id, now)?, db.pending_request(&id, now)?))).await?;
+        if lock.is_some() {
+            return Err(Error::new(ErrorKind::Forbidden, format!("{device_id}: too many wrong setup codes; try again later")));
+        }
+        let Some(p) = pending else {
+            return Err(Error::not_found(format!("no pending pairing request from {device_id:?} (they expire after 10 minutes)")));
+        };
+        let req = pairing::Request {
+            device_id: p.device_id.clone(),
+            kind: p.kind.clone(),
+            model: p.model.clone(),
+            firmware: p.firmware.clone(),
+            nonce: p.nonce.as_slice().try_into().map_err(|_| Error::internal("stored nonce has a wrong length"))?,
+            recipient: p.recipient.clone(),
+            proof: p.proof.as_slice().try_into().map_err(|_| Error::internal("stored proof has a wrong length"))?,
+        };
+        if !pairing::verify_proof(&req, setup_code, &self.hub_id) {
+            return Err(self.wrong_code(device_id, actor, now).await);
+        }
+        let password = pairing::new_password();
+        let creds = Credentials { username: device_id.to_string(), password: password.clone() };
+        let sealed = pairing::seal(&p.recipient, &creds)?;
+        let hash = auth::digest(password.as_bytes());
+        self.store.call(move |db| db.complete_pairing(&p, &hash, now)).await?;
+        self.respond(device_id, &Response::Accepted { sealed });
+        self.counters.pairings_accepted.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(device = %device_id, by = %actor, "device paired");
+        self.audit(actor, "pairing.accepted", device_id.to_string()).await;
+        Ok(())
+    }
+
+    async fn wrong_code(&self, device_id: &str, actor: &str, now: i64) -> Error {
+        let id = device_id.to_string();
+        let counted = self.store.call(move |db| db.wrong_setup_code(&id, now)).await;
+        match counted {
+            Ok(WrongCode::Counted(n)) => {
+                self.audit(actor, "pairing.wrong_code", format!("{device_id} ({n} of {})", crate::store::MAX_WRONG_CODES)).await;
+                Error::new(ErrorKind::Forbidden, format!("wrong setup code for {device_id} ({n} of {})", crate::store::MAX_WRONG_CODES))
+            }
+            Ok(WrongCode::Locked { .. }) => {
+                let minutes = crate::store::LOCKOUT_MS / 60_000;
+                self.counters.pairings_rejected.fetch_add(1, Ordering::Relaxed);
+                self.respond(device_id, &Response::Rejected { reason: "too many wrong setup codes".into() });
+                self.audit(actor, "pairing.locked", format!("{device_id} for {minutes} minutes")).await;
+                tracing::warn!(device = %device_id, "too many wrong setup codes: device id locked");
+                Error::new(ErrorKind::Forbidden, format!("wrong setup code; {device_id} is locked for {minutes} minutes"))
+            }
+            Err(e) => e,
+        }
+    }
+
+    /// Revokes a device at once: its camera stops, its live connection is dropped and its
+    /// password no longer works.
+    pub async fn unpair(&self, device_id: &str, actor: &str) -> Result<()> {
+        let id = device_id.to_string();
+        let camera = self.store.call(move |db| db.unpair_device(&id, now_ms())).await?;
+        let dropped = self.mqtt.revoke(device_id);
+        if let Some(cid) = camera {
+            self.cameras.stop(cid);
+        }
+        // Its retained config (camera URL with credentials) and state go too.
+        for leaf in ["config", "state"] {
+            self.publish(&pairing::device_topic(device_id, leaf), true, Vec::new());
+        }
+        self.live().states.remove(device_id);
+        tracing::info!(device = %device_id, by = %actor, connections_dropped = dropped, "device unpaired");
+        self.audit(actor, "device.unpaired", device_id.to_string()).await;
+        Ok(())
+    }
+
+    pub async fn list(&self) -> Result<Vec<DeviceInfo>> {
+        let rows = self.store.call(|db| db.devices()).await?;
+        let live = self.live();
+        Ok(rows
+            .into_iter()
+            .map(|d| DeviceInfo {
+                state: live.states.get(&d.id).cloned(),
+                paired: d.unpaired_ms.is_none(),
+                paired_at: rfc3339(d.paired_ms),
+                unpaired_at: d.unpaired_ms.map(rfc3339),
+                last_seen: d.last_seen_ms.map(rfc3339),
+                id: d.id,
+                kind: d.kind,
+                model: d.model,
+                firmware: d.firmware,
+                availability: d.availability,
+                connections: d.connections,
+                failed_connections: d.failed_connections,
+                camera_id: d.camera_id,
+            })
+            .collect())
+    }
+}
+
+pub fn motion_topic(camera_id: i64) -> String {
+    format!("homehub/camera/{camera_id}/motion")
+}
+
+fn discovery_topic(hub_id: &str, camera_id: i64) -> String {
+    format!("homeassistant/binary_sensor/homehub_{hub_id}_camera_{camera_id}/motion/config")
+}
+
+/// Home Assistant MQTT discovery for a camera's motion sensor.
+fn discovery_config(hub_id: &str, camera_id: i64, name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": "Motion",
+        "unique_id": format!("homehub_{hub_id}_camera_{camera_id}_motion"),
+        "device_class": "motion",
+        "state_topic": motion_topic(camera_id),
+        "payload_on": "ON",
+        "payload_off": "OFF",
+        "availability_topic": auth::STATUS_TOPIC,
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "device": {
+            "identifiers": [format!("homehub_{hub_id}_camera_{camera_id}")],
+            "name": name,
+            "manufacturer": "homehub",
+            "model": "camera",
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_points_at_the_motion_topic_and_hub_status() {
+        let c = discovery_config("abc", 7, "Porch");
+        assert_eq!(c["state_topic"], "homehub/camera/7/motion");
+        assert_eq!(c["availability_topic"], "homehub/status");
+        assert_eq!(c["device"]["name"], "Porch");
+        assert_eq!(c["unique_id"], "homehub_abc_camera_7_motion");
+        assert_eq!(discovery_topic("abc", 7), "homeassistant/binary_sensor/homehub_abc_camera_7/motion/config");
+    }
+}

@@ -39,10 +39,35 @@ pub struct MotionChange {
 pub struct Settings {
     pub pre_roll_ms: i64,
     pub post_roll_ms: i64,
-    pub detectors: HashMap<i64, DetectorConfig>,
-    pub clips: HashMap<i64, Arc<dyn ClipSink>>,
+    /// The cameras: shared, so cameras paired at run time join in.
+    pub cameras: Arc<Registry>,
     pub jpeg: fn(&[u8], u32, u32) -> Result<Vec<u8>>,
 }
+
+/// Detector settings and clip sinks per camera. A camera registered again (a device
+/// paired anew) replaces its entry; an event already open keeps the sink it began with.
+#[derive(Default)]
+pub struct Registry {
+    cams: Mutex<HashMap<i64, Registered>>,
+}
+
+type Registered = (DetectorConfig, Option<Arc<dyn ClipSink>>);
+
+impl Registry {
+    pub fn register(&self, camera_id: i64, detector: DetectorConfig, clips: Option<Arc<dyn ClipSink>>) {
+        self.cams.lock().expect("registry lock").insert(camera_id, (detector, clips));
+    }
+    fn detector(&self, camera_id: i64) -> DetectorConfig {
+        self.cams.lock().expect("registry lock").get(&camera_id).map(|c| c.0.clone()).unwrap_or_default()
+    }
+    fn clips(&self, camera_id: i64) -> Option<Arc<dyn ClipSink>> {
+        self.cams.lock().expect("registry lock").get(&camera_id).and_then(|c| c.1.clone())
+    }
+}
+
+/// An event whose camera sends no frames for this long ends at its last frame (the
+/// camera died or was unpaired mid-event).
+const SILENT_CAMERA_MS: i64 = 10_000;
 
 /// Live motion state per camera, for the API and metrics.
 #[derive(Default)]
@@ -66,12 +91,14 @@ struct Open {
     ending_at: Option<i64>,
     peak: f32,
     zones: Vec<String>,
-    clip: bool,
+    clip: Option<Arc<dyn ClipSink>>,
 }
 
 struct Cam {
     detector: Detector,
     open: Option<Open>,
+    /// Time of the last frame.
+    last_ms: i64,
     /// The grey frame with the highest score of the current event (thumbnail).
     peak_frame: Option<(f32, Vec<u8>, u32, u32)>,
 }
@@ -110,8 +137,14 @@ struct Events {
 
 impl Events {
     fn frame(&mut self, f: Frame) {
-        let cfg = self.settings.detectors.get(&f.camera_id).cloned().unwrap_or_default();
-        let cam = self.cams.entry(f.camera_id).or_insert_with(|| Cam { detector: Detector::new(cfg), open: None, peak_frame: None });
+        let registry = &self.settings.cameras;
+        let cam = self.cams.entry(f.camera_id).or_insert_with(|| Cam {
+            detector: Detector::new(registry.detector(f.camera_id)),
+            open: None,
+            last_ms: f.at_ms,
+            peak_frame: None,
+        });
+        cam.last_ms = f.at_ms;
         let obs = cam.detector.feed_strided(&f.data, f.width, f.height, f.stride, f.at_ms);
         if obs.new_peak && cam.peak_frame.as_ref().is_none_or(|p| obs.score >= p.0) {
             cam.peak_frame = Some((obs.score, f.data.clone(), f.width, f.height));
@@ -148,15 +181,15 @@ impl Events {
             }
         };
         tracing::info!(camera_id, event = id, "motion started");
-        let mut clip = false;
-        if let Some(sink) = self.settings.clips.get(&camera_id) {
+        let mut clip = None;
+        if let Some(sink) = self.settings.cameras.clips(camera_id) {
             let dir = clip_dir(self.store.data_dir(), camera_id);
             let r = std::fs::create_dir_all(&dir)
                 .ctx(format!("creating {}", dir.display()))
                 .and_then(|_| sink.begin(&dir.join(format!("{id}.mp4")), at_ms - self.settings.pre_roll_ms));
             match r {
                 Ok(first_ms) => {
-                    clip = true;
+                    clip = Some(sink.clone());
                     let _ = self.store.call_blocking(move |db| db.set_event_clip_start(id, first_ms));
                 }
                 Err(e) => tracing::error!(error = %e, event = id, "cannot start clip"),
@@ -170,6 +203,12 @@ impl Events {
 
     /// Ends the events whose post-roll is over.
     fn finish_due(&mut self, now_ms: i64) {
+        for cam in self.cams.values_mut() {
+            if let Some(open) = cam.open.as_mut().filter(|o| o.ending_at.is_none() && now_ms - cam.last_ms > SILENT_CAMERA_MS) {
+                tracing::warn!(event = open.id, "camera sends no frames: ending its event");
+                open.ending_at = Some(cam.last_ms);
+            }
+        }
         let due: Vec<i64> = self
             .cams
             .iter()
@@ -203,9 +242,9 @@ impl Events {
             zones_json: serde_json::to_string(&open.zones).unwrap_or_else(|_| "[]".into()),
             ..Default::default()
         };
-        if open.clip {
+        if let Some(sink) = &open.clip {
             let path = dir.join(format!("{}.mp4", open.id));
-            let r = self.settings.clips[&camera_id].end().and_then(|_| make_durable(&path));
+            let r = sink.end().and_then(|_| make_durable(&path));
             match r {
                 Ok(bytes) => {
                     done.clip_path = Some(rel(&data_dir, &path));

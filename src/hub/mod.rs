@@ -4,61 +4,48 @@
 //! listens to, and the readiness notice to systemd. May not touch: SQL, GStreamer
 //! elements, HTTP details; it wires the subsystems together and nothing more.
 //!
-//! Start: data dir and lock → database → TLS → web listener (fail fast if the port is
-//! taken) → recovery of half-written segments → recorder → cameras → web → READY=1.
-//! Stop (first SIGTERM/SIGINT): web stops accepting → cameras finish their segments →
-//! recorder indexes them → database closes. A second signal exits at once.
+//! Start: data dir and lock → database → TLS → web and MQTT listeners (fail fast if a
+//! port is taken) → recovery of half-written segments → recorder → events → cameras
+//! (config and paired) → devices (the hub's broker client) → mDNS → web → READY=1.
+//! Stop (first SIGTERM/SIGINT): mDNS goodbye → web, broker front end and devices stop →
+//! cameras finish their segments → events and recorder drain → database closes. A
+//! second signal exits at once.
 
-use std::collections::HashMap;
+mod fleet;
+
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::camera::{self, Camera, ClipSink};
-use crate::events::{self, MotionState};
-use crate::motion::DetectorConfig;
+use crate::camera;
 use crate::config::{Config, RecordingMode};
+use crate::devices::{self, Devices};
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{self, MotionState, Registry};
+use crate::mdns;
+use crate::mqtt::{self, Mqtt};
 use crate::recorder::{self, Recorder, Retention};
 use crate::store::{self, DirLock, Store};
-use crate::web::{self, CameraInfo, CameraView};
+use crate::web;
+
+use fleet::{Fleet, Template};
 
 /// Pre-roll kept beyond `pre_roll_seconds`, for the detector's persistence delay.
 const PRE_ROLL_MARGIN_MS: i64 = 2000;
 
-/// The cameras as the web sees them.
-struct Cameras {
-    running: Mutex<Vec<(Camera, String)>>,
-    motion: Arc<MotionState>,
+/// What the hub tells its starter once it serves (the demo prints it and plays the owner).
+pub struct Ready {
+    pub hub_id: String,
+    pub web: std::net::SocketAddr,
+    pub mqtt_tls: Option<std::net::SocketAddr>,
+    /// Hex SHA-256 of the certificate, as devices pin it.
+    pub fingerprint: String,
+    pub devices: Arc<Devices>,
 }
 
-impl CameraView for Cameras {
-    fn cameras(&self) -> Vec<CameraInfo> {
-        let running = self.running.lock().expect("cameras lock");
-        running
-            .iter()
-            .map(|(c, source)| {
-                let s = c.status();
-                CameraInfo {
-                    id: c.id,
-                    name: c.name.clone(),
-                    status: s.state.as_str().to_string(),
-                    reason: s.reason,
-                    decoder: s.decoder,
-                    decoded_fps: s.decoded_fps,
-                    source: source.clone(),
-                    motion: self.motion.moving(c.id),
-                    preroll_bytes: c.clips().map_or(0, |cl| cl.bytes() as u64),
-                }
-            })
-            .collect()
-    }
-}
-
-/// Runs the hub until SIGTERM or SIGINT. `ready` is told the web address once the hub
-/// serves (the demo prints it).
-pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>) -> Result<()> {
+/// Runs the hub until SIGTERM or SIGINT. `ready` is told once the hub serves.
+pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>) -> Result<()> {
     let data_dir = cfg.data_dir.clone();
     store::prepare_data_dir(&data_dir)?;
     let _lock = DirLock::acquire(&data_dir)?;
@@ -71,10 +58,26 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<std::ne
         Error::new(ErrorKind::Unavailable, format!("web.listen {listen}: cannot listen: {e}"))
     })?;
     let web_addr = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // The broker's listeners are bound before anything starts, so a taken port fails fast.
+    let mqtt = Arc::new(
+        Mqtt::start(
+            mqtt::Settings {
+                listen_tls: Some(cfg.mqtt_listen_tls()),
+                listen_plain: Some(cfg.mqtt_listen_plain()),
+                ..mqtt::Settings::default()
+            },
+            Arc::new(devices::auth::HubAuth { store: store.clone() }),
+            tls.clone(),
+            stop_rx.clone(),
+        )
+        .await?,
+    );
 
     let config_cams: Vec<(String, String, String)> =
         cfg.camera.iter().map(|c| (c.name.clone(), c.url.clone(), c.substream_url.clone())).collect();
-    let rows = store.call(move |db| db.sync_config_cameras(&config_cams)).await?;
+    let mut rows = store.call(move |db| db.sync_config_cameras(&config_cams)).await?;
+    rows.extend(store.call(|db| db.paired_cameras()).await?);
 
     let retention = Retention::from(&cfg.recording);
     let report = {
@@ -101,61 +104,88 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<std::ne
     // has no time for rather than waiting.
     let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel(32);
     let clips_on = cfg.recording.mode != RecordingMode::Off;
-    let mut detectors = HashMap::new();
-    let mut clip_sinks: HashMap<i64, Arc<dyn ClipSink>> = HashMap::new();
-    let mut running = Vec::new();
-    for row in rows {
-        let id = row.id;
-        let json = store.call(move |db| db.camera_motion(id)).await?.unwrap_or_default();
-        let det: DetectorConfig = serde_json::from_str(&json).unwrap_or_else(|e| {
-            tracing::warn!(camera = %row.name, error = %e, "motion settings unreadable; using defaults");
-            DetectorConfig::default()
-        });
-        detectors.insert(id, det);
-        let spec = camera::Spec {
-            id: row.id,
-            name: row.name.clone(),
-            url: row.url.clone(),
-            substream_url: row.substream_url.clone(),
-            record_dir: (cfg.recording.mode == RecordingMode::Continuous).then(|| recorder::camera_dir(&data_dir, row.id)),
-            segment_seconds: cfg.recording.segment_seconds,
-            motion_fps: cfg.motion.fps,
-            decoder: decoder.clone(),
-            // Events are reported a few frames after the movement began: keep a margin.
-            pre_roll_ms: clips_on.then(|| i64::from(cfg.motion.pre_roll_seconds) * 1000 + PRE_ROLL_MARGIN_MS),
-        };
-        let cam = Camera::start(spec, seg_tx.clone(), decoder.is_some().then(|| frame_tx.clone()))?;
-        if let Some(c) = cam.clips() {
-            clip_sinks.insert(id, c);
-        }
-        running.push((cam, row.source));
-    }
-    drop(seg_tx);
-    drop(frame_tx);
     let motion = Arc::new(MotionState::default());
+    let registry = Arc::new(Registry::default());
     let (changes, _) = tokio::sync::broadcast::channel(64);
     let events_thread = events::spawn(
         store.clone(),
         events::Settings {
             pre_roll_ms: i64::from(cfg.motion.pre_roll_seconds) * 1000,
             post_roll_ms: i64::from(cfg.motion.post_roll_seconds) * 1000,
-            detectors,
-            clips: clip_sinks,
+            cameras: registry.clone(),
             jpeg: camera::encode_jpeg,
         },
         frame_rx,
         motion.clone(),
         changes.clone(),
     );
-    let cameras = Arc::new(Cameras { running: Mutex::new(running), motion });
+    let fleet = Arc::new(Fleet::new(
+        Template {
+            data_dir: data_dir.clone(),
+            mode: cfg.recording.mode,
+            segment_seconds: cfg.recording.segment_seconds,
+            motion_fps: cfg.motion.fps,
+            decoder: decoder.clone(),
+            // Events are reported a few frames after the movement began: keep a margin.
+            pre_roll_ms: clips_on.then(|| i64::from(cfg.motion.pre_roll_seconds) * 1000 + PRE_ROLL_MARGIN_MS),
+        },
+        store.clone(),
+        seg_tx,
+        decoder.is_some().then_some(frame_tx),
+        motion,
+        registry,
+    ));
+    {
+        let fleet = fleet.clone();
+        tokio::task::spawn_blocking(move || rows.iter().try_for_each(|row| fleet.start_blocking(row)))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))??;
+    }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let state = web::AppState::new(store.clone(), cameras.clone(), cfg.web.allow_public_clients);
+    let (devices, devices_task) = Devices::start(
+        store.clone(),
+        hub_id.clone(),
+        mqtt.clone(),
+        Box::new(fleet.clone()),
+        fleet.clone(),
+        changes.subscribe(),
+        stop_rx.clone(),
+    );
+    let fingerprint = web::tls::fingerprint(&tls_paths.cert)?;
+    let mdns = if cfg.mdns.enabled {
+        let advert = mdns::HubAdvert {
+            hub_id: hub_id.clone(),
+            web_port: web_addr.port(),
+            mqtt_port: mqtt.tls_addr().map_or(0, |a| a.port()),
+            fp: fingerprint.clone(),
+        };
+        // mDNS is a convenience: without it devices can still be pointed at the hub.
+        match mdns::Mdns::start(&cfg.mdns.interfaces).and_then(|m| m.advertise_hub(&advert).map(|_| m)) {
+            Ok(m) => Some(Arc::new(m)),
+            Err(e) => {
+                tracing::warn!(error = %e, "mDNS unavailable: devices must be given the hub's address");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let mut state = web::AppState::new(store.clone(), fleet.clone(), cfg.web.allow_public_clients);
+    state.devices = Some(devices.clone());
+    state.mqtt = Some(mqtt.clone());
+    state.mdns = mdns.clone();
     let web_task = tokio::spawn(web::serve(listener, tls, web::router(state), stop_rx));
-    tracing::info!(hub_id = %hub_id, url = %format!("https://{web_addr}"), "homehub serving");
+    tracing::info!(
+        hub_id = %hub_id,
+        url = %format!("https://{web_addr}"),
+        mqtt_tls = ?mqtt.tls_addr(),
+        mqtt_plain = ?mqtt.plain_addr(),
+        "homehub serving"
+    );
     sd_notify("READY=1");
     if let Some(r) = ready {
-        let _ = r.send(web_addr);
+        let _ = r.send(Ready { hub_id: hub_id.clone(), web: web_addr, mqtt_tls: mqtt.tls_addr(), fingerprint, devices: devices.clone() });
     }
 
     wait_for_signal().await;
@@ -169,14 +199,14 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<std::ne
 
     let _ = stop_tx.send(true);
     let _ = web_task.await;
-    let cams: Vec<Camera> = std::mem::take(&mut *cameras.running.lock().expect("cameras lock")).into_iter().map(|(c, _)| c).collect();
+    // The web's state held the other handle; now mDNS says goodbye.
+    if let Some(m) = mdns.and_then(|m| Arc::try_unwrap(m).ok()) {
+        m.shutdown();
+    }
+    let _ = devices_task.await;
+    drop(devices);
     tokio::task::spawn_blocking(move || {
-        for c in &cams {
-            c.request_stop();
-        }
-        for c in cams {
-            c.join();
-        }
+        fleet.shutdown_blocking();
         // Every camera has dropped its senders: events close (with their clips), the
         // recorder indexes what is queued, and both end.
         let _ = events_thread.join();

@@ -7,6 +7,7 @@
 //! [`CameraView`] and the database through the [`Store`].
 
 pub mod auth;
+mod devices;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
@@ -62,6 +63,10 @@ pub struct AppState {
     pub store: Store,
     pub cameras: Arc<dyn CameraView>,
     pub allow_public_clients: bool,
+    /// Pairing and paired devices; None in a hub without a broker.
+    pub devices: Option<Arc<crate::devices::Devices>>,
+    pub mqtt: Option<Arc<crate::mqtt::Mqtt>>,
+    pub mdns: Option<Arc<crate::mdns::Mdns>>,
     throttle: Arc<auth::Throttle>,
 }
 
@@ -71,6 +76,9 @@ impl AppState {
             store,
             cameras,
             allow_public_clients,
+            devices: None,
+            mqtt: None,
+            mdns: None,
             throttle: Arc::new(auth::Throttle::new(10, Duration::from_secs(300))),
         }
     }
@@ -120,6 +128,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/cameras/{id}/motion", get(get_motion).put(put_motion))
         .route("/api/events", get(list_events))
         .route("/api/events/{id}/{media}", get(event_media))
+        .route("/api/devices", get(devices::list_devices))
+        .route("/api/devices/{id}", axum::routing::delete(devices::unpair))
+        .route("/api/pairing", get(devices::list_pairing))
+        .route("/api/pairing/{device_id}", post(devices::confirm))
+        .route("/api/discovery", get(devices::discovery))
+        .route("/api/audit", get(devices::audit))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -522,6 +536,7 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
     out.push_str(&format!("homehub_events_total {events}\n"));
     out.push_str("# HELP homehub_recordings_bytes Bytes of indexed recordings.\n# TYPE homehub_recordings_bytes gauge\n");
     out.push_str(&format!("homehub_recordings_bytes {bytes}\n"));
+    devices::metrics(&st, &mut out).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 

@@ -1,0 +1,155 @@
+//! The running cameras: started at boot from config and paired devices, and at run time
+//! when a device is paired or unpaired. Holds the senders every camera feeds, so the
+//! recorder and the events thread end only after the last camera has stopped.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+
+use crate::camera::{self, Camera, Frame, SegmentEvent};
+use crate::config::RecordingMode;
+use crate::devices::CameraControl;
+use crate::error::Result;
+use crate::events::{MotionState, Registry};
+use crate::motion::DetectorConfig;
+use crate::recorder;
+use crate::store::{CameraRow, Store};
+use crate::web::{CameraInfo, CameraView};
+
+/// What every camera of this hub shares.
+pub struct Template {
+    pub data_dir: PathBuf,
+    pub mode: RecordingMode,
+    pub segment_seconds: u32,
+    pub motion_fps: u32,
+    pub decoder: Option<String>,
+    pub pre_roll_ms: Option<i64>,
+}
+
+/// What every camera sends into: segments for the recorder, frames for motion detection.
+type Senders = (Sender<SegmentEvent>, Option<SyncSender<Frame>>);
+
+pub struct Fleet {
+    running: Mutex<Vec<(Camera, String)>>,
+    senders: Mutex<Option<Senders>>,
+    template: Template,
+    store: Store,
+    pub motion: Arc<MotionState>,
+    pub registry: Arc<Registry>,
+}
+
+impl Fleet {
+    pub fn new(
+        template: Template,
+        store: Store,
+        segments: Sender<SegmentEvent>,
+        frames: Option<SyncSender<Frame>>,
+        motion: Arc<MotionState>,
+        registry: Arc<Registry>,
+    ) -> Fleet {
+        Fleet { running: Mutex::new(Vec::new()), senders: Mutex::new(Some((segments, frames))), template, store, motion, registry }
+    }
+
+    /// Starts a camera (blocking: reads its motion settings and builds its pipeline).
+    /// A camera already running under the same id is stopped first.
+    pub fn start_blocking(&self, row: &CameraRow) -> Result<()> {
+        self.stop_blocking(row.id);
+        let id = row.id;
+        let json = self.store.call_blocking(move |db| db.camera_motion(id))?.unwrap_or_default();
+        let det: DetectorConfig = serde_json::from_str(&json).unwrap_or_else(|e| {
+            tracing::warn!(camera = %row.name, error = %e, "motion settings unreadable; using defaults");
+            DetectorConfig::default()
+        });
+        let t = &self.template;
+        let spec = camera::Spec {
+            id: row.id,
+            name: row.name.clone(),
+            url: row.url.clone(),
+            substream_url: row.substream_url.clone(),
+            record_dir: (t.mode == RecordingMode::Continuous).then(|| recorder::camera_dir(&t.data_dir, row.id)),
+            segment_seconds: t.segment_seconds,
+            motion_fps: t.motion_fps,
+            decoder: t.decoder.clone(),
+            pre_roll_ms: t.pre_roll_ms,
+        };
+        let (seg, frames) = match &*self.senders.lock().expect("fleet lock") {
+            Some((s, f)) => (s.clone(), f.clone()),
+            None => return Ok(()), // shutting down
+        };
+        let cam = Camera::start(spec, seg, frames)?;
+        self.registry.register(row.id, det, cam.clips().map(|c| c as Arc<dyn crate::camera::ClipSink>));
+        tracing::info!(camera = %row.name, id = row.id, source = %row.source, "camera started");
+        self.running.lock().expect("fleet lock").push((cam, row.source.clone()));
+        Ok(())
+    }
+
+    /// Stops one camera and waits for its last segment (blocking).
+    pub fn stop_blocking(&self, camera_id: i64) {
+        let cam = {
+            let mut running = self.running.lock().expect("fleet lock");
+            running.iter().position(|(c, _)| c.id == camera_id).map(|i| running.remove(i).0)
+        };
+        if let Some(c) = cam {
+            c.request_stop();
+            c.join();
+            tracing::info!(id = camera_id, "camera stopped");
+        }
+    }
+
+    /// Stops every camera and lets go of the senders (blocking): afterwards the
+    /// recorder and the events thread drain their queues and end.
+    pub fn shutdown_blocking(&self) {
+        *self.senders.lock().expect("fleet lock") = None;
+        let cams: Vec<Camera> = std::mem::take(&mut *self.running.lock().expect("fleet lock")).into_iter().map(|(c, _)| c).collect();
+        for c in &cams {
+            c.request_stop();
+        }
+        for c in cams {
+            c.join();
+        }
+    }
+}
+
+/// Pairing starts and stops cameras from async code: the blocking work runs on its own thread.
+impl CameraControl for Arc<Fleet> {
+    fn start(&self, row: CameraRow) {
+        let fleet = self.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = fleet.start_blocking(&row) {
+                tracing::error!(camera = %row.name, error = %e, "cannot start camera");
+            }
+        });
+    }
+    fn stop(&self, camera_id: i64) {
+        let fleet = self.clone();
+        std::thread::spawn(move || fleet.stop_blocking(camera_id));
+    }
+    fn running(&self, camera_id: i64) -> bool {
+        self.running.lock().expect("fleet lock").iter().any(|(c, _)| c.id == camera_id)
+    }
+}
+
+impl CameraView for Fleet {
+    fn cameras(&self) -> Vec<CameraInfo> {
+        let running = self.running.lock().expect("fleet lock");
+        let mut out: Vec<CameraInfo> = running
+            .iter()
+            .map(|(c, source)| {
+                let s = c.status();
+                CameraInfo {
+                    id: c.id,
+                    name: c.name.clone(),
+                    status: s.state.as_str().to_string(),
+                    reason: s.reason,
+                    decoder: s.decoder,
+                    decoded_fps: s.decoded_fps,
+                    source: source.clone(),
+                    motion: self.motion.moving(c.id),
+                    preroll_bytes: c.clips().map_or(0, |cl| cl.bytes() as u64),
+                }
+            })
+            .collect();
+        out.sort_by_key(|c| c.id);
+        out
+    }
+}
