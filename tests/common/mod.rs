@@ -50,6 +50,11 @@ impl Drop for Proc {
 
 /// Starts a simulated camera and waits for its ready line.
 pub fn camsim(port: u16, extra: &[&str]) -> Proc {
+    camsim_lines(port, extra).0
+}
+
+/// Like [`camsim`], and hands on every stdout line after the ready line.
+pub fn camsim_lines(port: u16, extra: &[&str]) -> (Proc, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(CAMSIM)
         .args(["--rtsp", &format!("127.0.0.1:{port}"), "--size", "640x360", "--fps", "15", "--bitrate", "500"])
         .args(extra)
@@ -59,6 +64,7 @@ pub fn camsim(port: u16, extra: &[&str]) -> Proc {
         .expect("start camsim");
     let out = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(out).lines();
         for l in lines.by_ref().map_while(|l| l.ok()) {
@@ -67,10 +73,25 @@ pub fn camsim(port: u16, extra: &[&str]) -> Proc {
                 break;
             }
         }
-        for _ in lines {}
+        for l in lines.map_while(|l| l.ok()) {
+            let _ = line_tx.send(l);
+        }
     });
     rx.recv_timeout(Duration::from_secs(20)).expect("camsim ready line");
-    Proc { child, name: format!("camsim:{port}") }
+    (Proc { child, name: format!("camsim:{port}") }, line_rx)
+}
+
+/// Waits for a line containing `needle`; returns it.
+pub fn wait_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(needle) => return l,
+            Ok(_) => {}
+            Err(_) => panic!("no line containing {needle:?} within {timeout:?}"),
+        }
+    }
 }
 
 pub struct Hub {
@@ -78,6 +99,8 @@ pub struct Hub {
     pub dir: PathBuf,
     pub config: PathBuf,
     pub port: u16,
+    pub mqtt_tls: u16,
+    pub mqtt_plain: u16,
     pub log: PathBuf,
 }
 
@@ -92,15 +115,16 @@ pub fn cameras_toml(ports: &[u16]) -> String {
 impl Hub {
     /// Writes a config (`extra` is appended) into a fresh data dir and starts the hub.
     pub fn start(dir: &Path, extra: &str) -> Hub {
-        let port = free_port();
+        let (port, mqtt_tls, mqtt_plain) = (free_port(), free_port(), free_port());
         let data = dir.join("data");
         let config = dir.join("homehub.toml");
         let text = format!(
-            "data_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:{port}\"\n[mdns]\ninterfaces = [\"lo\"]\n{extra}",
+            "data_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:{port}\"\n[mqtt]\nlisten_tls = \"127.0.0.1:{mqtt_tls}\"\n\
+             listen_plain = \"127.0.0.1:{mqtt_plain}\"\n[mdns]\ninterfaces = [\"lo\"]\n{extra}",
             data.display()
         );
         std::fs::write(&config, text).unwrap();
-        let mut hub = Hub { proc: None, dir: data, config, port, log: dir.join("hub.log") };
+        let mut hub = Hub { proc: None, dir: data, config, port, mqtt_tls, mqtt_plain, log: dir.join("hub.log") };
         hub.restart();
         hub
     }
@@ -109,7 +133,7 @@ impl Hub {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(HUB)
             .args(["serve", "--config", self.config.to_str().unwrap()])
-            .env("HOMEHUB_LOG", "info,homehub=debug")
+            .env("HOMEHUB_LOG", "info,homehub=debug,rumqttd=warn")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -192,6 +216,36 @@ impl Hub {
                 (v.split(';').next().unwrap().to_string(), v)
             });
         (st, cookie)
+    }
+
+    /// Hex SHA-256 of the served certificate (DER), as devices pin it.
+    pub fn fingerprint(&self) -> String {
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "der", "-in"])
+            .arg(self.dir.join("tls/cert.pem"))
+            .output()
+            .expect("openssl");
+        assert!(der.status.success());
+        let out = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        let mut out = out;
+        out.stdin.take().unwrap().write_all(&der.stdout).unwrap();
+        let o = out.wait_with_output().unwrap();
+        String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap().to_string()
+    }
+
+    /// Runs a homehub admin command against this hub's config; returns (ok, stdout, stderr).
+    pub fn admin(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(HUB).args(args).args(["--config", self.config.to_str().unwrap()]).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    }
+
+    /// A JSON request with the session cookie; returns (status, body as JSON or null).
+    pub fn send_json(&self, method: &str, path: &str, cookie: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let (st, _, b) = self.curl(&[
+            "-X", method, "-H", &format!("cookie: {cookie}"), "-H", "content-type: application/json",
+            "--data", &body.to_string(), &self.url(path),
+        ]);
+        (st, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
     }
 
     pub fn db(&self) -> rusqlite::Connection {
