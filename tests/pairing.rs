@@ -51,7 +51,7 @@ fn pair_args<'a>(hub_addr: &'a str, fp: &'a str, id: &'a str, code: &'a str) -> 
 #[test]
 fn a_camera_pairs_with_its_code_gets_its_own_topics_and_is_revoked_at_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let hub = Hub::start(tmp.path(), "[recording]\nmode = \"continuous\"\nsegment_seconds = 4\n");
+    let mut hub = Hub::start(tmp.path(), "[recording]\nmode = \"continuous\"\nsegment_seconds = 4\n");
     let cookie = owner(&hub);
     let fp = hub.fingerprint();
     let hub_addr = format!("127.0.0.1:{}", hub.mqtt_tls);
@@ -91,6 +91,17 @@ fn a_camera_pairs_with_its_code_gets_its_own_topics_and_is_revoked_at_once() {
     });
     let d = device(&hub, &cookie, "cam-a").unwrap();
     assert_eq!((d["paired"].as_bool(), d["camera_id"].as_i64()), (Some(true), Some(cam_id)));
+    // A restart keeps the pairing: the camera comes back from the database and the
+    // device logs in again with its credentials.
+    hub.proc.as_mut().unwrap().term();
+    hub.restart();
+    let streaming = |hub: &Hub| {
+        hub.get_json("/api/cameras", &cookie)["items"].as_array().unwrap().iter().any(|c| c["id"] == cam_id && c["status"] == "streaming")
+    };
+    wait_until("paired camera streaming after a restart", Duration::from_secs(15), || streaming(&hub));
+    wait_until("device online after a restart", Duration::from_secs(15), || {
+        device(&hub, &cookie, "cam-a").is_some_and(|d| d["availability"] == "online" && d["connections"].as_i64() >= Some(2))
+    });
     // The stored secret is a digest, not the password.
     let hash: Vec<u8> = hub.db().query_row("SELECT password_hash FROM devices WHERE id = 'cam-a'", [], |r| r.get(0)).unwrap();
     assert_eq!(hash.len(), 32);
