@@ -23,9 +23,13 @@ pub const INTERNAL_USER: &str = "homehub-internal";
 pub const MAX_CONNECTIONS: usize = super::front::MAX_CLIENTS + 64;
 
 /// Per topic filter rumqttd keeps its recent messages in memory, in segments; the oldest is
-/// dropped once there are this many full ones. Small: a hub's topics carry little data.
-const SEGMENT_BYTES: usize = 32 * 1024;
-const SEGMENT_COUNT: usize = 2;
+/// dropped once there are this many full ones, and a subscriber that has not read them yet
+/// silently skips ahead: messages already acknowledged to their publisher are lost. So
+/// this is the backlog a slow subscriber may have before it loses messages (a burst of
+/// 20 000 device states is about 5 MB). Segments fill as messages come: quiet filters
+/// cost next to nothing.
+const SEGMENT_BYTES: usize = 1024 * 1024;
+const SEGMENT_COUNT: usize = 16;
 
 /// How long the broker may take to come up, and to answer a CONNECT.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
