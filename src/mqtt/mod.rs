@@ -203,10 +203,19 @@ impl Mqtt {
     }
 }
 
+/// Room in the accept queue for a house of devices coming back at once after a power
+/// cut (the default 128 overflowed with 200 simulated devices).
+const LISTEN_BACKLOG: u32 = 1024;
+
 async fn bind(key: &str, addr: Option<SocketAddr>) -> Result<Option<TcpListener>> {
     let Some(addr) = addr else { return Ok(None) };
-    TcpListener::bind(addr)
-        .await
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() };
+    socket
+        .and_then(|s| {
+            s.set_reuseaddr(true)?;
+            s.bind(addr)?;
+            s.listen(LISTEN_BACKLOG)
+        })
         .map(Some)
         .map_err(|e| Error::new(ErrorKind::Unavailable, format!("{key}: cannot listen on {addr}: {e}")))
 }
