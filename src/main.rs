@@ -165,9 +165,10 @@ fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            // rumqttd logs an ERROR for every clean disconnect; the MQTT front end logs logins,
-            // refusals and departures itself.
-            tracing_subscriber::EnvFilter::try_from_env("HOMEHUB_LOG").unwrap_or_else(|_| "info,rumqttd=off".into()),
+            // rumqttd's server logs an ERROR for every clean disconnect (the MQTT front end
+            // logs logins, refusals and departures itself); its other warnings stay.
+            tracing_subscriber::EnvFilter::try_from_env("HOMEHUB_LOG")
+                .unwrap_or_else(|_| "info,rumqttd=warn,rumqttd::server::broker=off".into()),
         )
         .init();
     let code = match run(args) {

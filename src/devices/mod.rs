@@ -79,6 +79,9 @@ pub struct PendingInfo {
 struct Live {
     states: HashMap<String, serde_json::Map<String, serde_json::Value>>,
     seen_written: HashMap<String, i64>,
+    /// Devices known to be paired, so a state message costs no database read. Only
+    /// unpairing (here) takes a device out of the paired set.
+    paired: HashSet<String>,
 }
 
 /// Counters for `/metrics`.
@@ -289,9 +292,7 @@ impl Devices {
     }
 
     async fn on_device_message(&self, id: &str, leaf: &str, payload: &[u8]) -> Result<()> {
-        let device = id.to_string();
-        let paired = self.store.call(move |db| db.device_password_hash(&device)).await?.is_some();
-        if !paired {
+        if !self.is_paired(id).await? {
             tracing::debug!(device = %id, leaf, "message of a device that is not paired: ignored");
             return Ok(());
         }
@@ -314,6 +315,18 @@ impl Devices {
             }
             _ => Ok(()), // cmd and the like: the hub's own or not ours to read
         }
+    }
+
+    async fn is_paired(&self, id: &str) -> Result<bool> {
+        if self.live().paired.contains(id) {
+            return Ok(true);
+        }
+        let device = id.to_string();
+        let paired = self.store.call(move |db| db.device_password_hash(&device)).await?.is_some();
+        if paired {
+            self.live().paired.insert(id.to_string());
+        }
+        Ok(paired)
     }
 
     async fn camera_from_config(&self, id: &str, cfg: pairing::DeviceConfig) -> Result<()> {
@@ -434,7 +447,11 @@ impl Devices {
     /// password no longer works.
     pub async fn unpair(&self, device_id: &str, actor: &str) -> Result<()> {
         let id = device_id.to_string();
+        // Out of the paired set before and after the write, so no message racing this
+        // one is taken for a paired device's.
+        self.live().paired.remove(device_id);
         let camera = self.store.call(move |db| db.unpair_device(&id, now_ms())).await?;
+        self.live().paired.remove(device_id);
         let dropped = self.mqtt.revoke(device_id);
         if let Some(cid) = camera {
             self.cameras.stop(cid);

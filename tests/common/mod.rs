@@ -133,7 +133,7 @@ impl Hub {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(HUB)
             .args(["serve", "--config", self.config.to_str().unwrap()])
-            .env("HOMEHUB_LOG", "info,homehub=debug,rumqttd=warn")
+            .env("HOMEHUB_LOG", "info,homehub=debug,rumqttd=warn,rumqttd::server::broker=off")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
