@@ -296,7 +296,9 @@ fn malformed_pairing_payloads_are_refused_with_a_reason_and_the_hub_keeps_servin
         "mosquitto_pub",
         &["-p", &plain, "-u", "pair", "-P", "pair", "-i", "cam-m", "-t", "homehub/pair/cam-m/request", "-f", big.to_str().unwrap()],
     );
-    assert!(hub.log_text().contains("malformed") || hub.log_text().contains("too large"), "oversized packet not logged");
+    wait_until("the oversized packet refused and logged", Duration::from_secs(5), || {
+        hub.log_text().lines().any(|l| l.contains("MQTT client dropped") && l.contains("over the limit"))
+    });
     assert_eq!(hub.get("/healthz", None).0, 200);
     let o = mosq("mosquitto_sub", &["-p", &plain, "-u", "pair", "-P", "pair", "-i", "cam-z", "-t", "homehub/pair/cam-z/response", "-W", "1"]);
     assert!(!text(&o).contains("refused") && !text(&o).contains("denied"), "broker still serves: {}", text(&o));
@@ -312,4 +314,48 @@ fn mdns_advertises_the_hub_with_its_certificate_fingerprint() {
     assert!(out.status.success(), "{s}");
     let line = s.lines().find(|l| l.contains(&fp)).unwrap_or_else(|| panic!("no hub with fp {fp} found:\n{s}"));
     assert!(line.contains(&format!("mqtt={}", hub.mqtt_tls)), "{line}");
+}
+
+#[test]
+fn home_assistant_sees_a_paired_cameras_motion_sensor_turn_on_and_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = Hub::start(tmp.path(), "[motion]\npost_roll_seconds = 2\n");
+    let cookie = owner(&hub);
+    let fp = hub.fingerprint();
+    let hub_addr = format!("127.0.0.1:{}", hub.mqtt_tls);
+    let mut args = pair_args(&hub_addr, &fp, "cam-h", CODE);
+    args.extend(["--motion", "14-20"]);
+    let (_cam, lines) = camsim_lines(free_port(), &args);
+    wait_until("pairing request listed", Duration::from_secs(15), || pending_ids(&hub, &cookie) == ["cam-h"]);
+    let (st, body) = hub.send_json("POST", "/api/pairing/cam-h", &cookie, &serde_json::json!({ "setup_code": CODE }));
+    assert_eq!(st, 200, "{body}");
+    wait_line(&lines, "camsim paired cam-h", Duration::from_secs(10));
+    let (ok, out, err) = hub.admin(&["mqtt-user", "add", "home-assistant", "--read-only"]);
+    assert!(ok, "{err}");
+    let (user, pass) = creds(&out);
+    // Home Assistant's view: discovery, then the sensor's state going ON and back OFF.
+    let ha = mosq_spawn(
+        "mosquitto_sub",
+        &["-p", &hub.mqtt_plain.to_string(), "-u", &user, "-P", &pass, "-t", "homeassistant/#", "-t", "homehub/camera/+/motion",
+          "-t", "homehub/status", "-v", "-W", "40"],
+    );
+    let t = Instant::now();
+    wait_until("a motion event", Duration::from_secs(40), || {
+        hub.get_json("/api/events", &cookie)["items"].as_array().is_some_and(|e| e.iter().any(|e| !e["end"].is_null()))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe { libc::kill(ha.id() as i32, libc::SIGTERM) };
+    let seen = text(&ha.wait_with_output().unwrap());
+    eprintln!("event ended {:?} after subscribing", t.elapsed());
+    let cam_id = hub.get_json("/api/cameras", &cookie)["items"][0]["id"].as_i64().unwrap();
+    let topic = format!("homehub/camera/{cam_id}/motion");
+    let states: Vec<&str> = seen.lines().filter_map(|l| l.strip_prefix(&format!("{topic} "))).collect();
+    assert!(seen.contains("homehub/status online"), "{seen}");
+    let config = seen.lines().find(|l| l.contains("/motion/config ")).unwrap_or_else(|| panic!("no discovery: {seen}"));
+    let config: serde_json::Value = serde_json::from_str(config.split_once(' ').unwrap().1).unwrap();
+    assert_eq!(config["state_topic"], topic);
+    assert_eq!(config["device"]["name"], "Garden");
+    assert_eq!(states.first(), Some(&"OFF"), "retained state first: {seen}");
+    let on = states.iter().position(|s| *s == "ON").unwrap_or_else(|| panic!("never ON: {seen}"));
+    assert!(states[on..].contains(&"OFF"), "never back OFF: {seen}");
 }
