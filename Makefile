@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: deps build demo test test-rust arm64 bench-record bench-motion clean
+.PHONY: deps build demo test test-rust arm64 bench-record bench-motion bench-mqtt clean
 
 deps:
 	@bash packaging/deps.sh
@@ -18,9 +18,11 @@ demo: build
 
 test: deps test-rust arm64
 
+# Built with the network, run without it: the tests live in a network namespace of their
+# own (only loopback), see packaging/in-netns.sh.
 test-rust:
-	$(CARGO) build --locked --bins
-	$(CARGO) test --locked -- --test-threads=4
+	$(CARGO) build --locked --bins --tests
+	bash packaging/in-netns.sh $(CARGO) test --locked --offline -- --test-threads=4
 
 arm64: deps
 	bash packaging/arm64.sh
@@ -30,6 +32,9 @@ bench-record: build
 
 bench-motion: build
 	bash tests/bench/motion.sh
+
+bench-mqtt: build
+	bash tests/bench/mqtt.sh
 
 clean:
 	$(CARGO) clean
