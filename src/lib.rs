@@ -12,13 +12,22 @@
 //!   after a crash, retention.
 //! - [`web`]: HTTPS server, sessions, the JSON API.
 //! - [`hub`]: start-up and ordered tear-down of all of the above; the shutdown signal.
-//! - [`cli`]: the admin subcommands (`user`, `doctor`, `demo`, `keys`).
+//! - [`cloud`]: what may leave the LAN, and only as ciphertext: owner keys, padding,
+//!   age encryption (the relay to a bucket comes with the cloud issue).
+//! - [`mqtt`]: the broker edge: an authorising front end (TLS, topic grants, CONNACK
+//!   codes, revocation) before an embedded rumqttd on loopback.
+//! - [`devices`]: broker logins and grants, pairing, paired devices, Home Assistant discovery.
+//! - [`pairing`]: the pairing protocol's wire types and checks; pure.
+//! - [`mdns`]: advertising the hub and browsing for devices and cameras.
+//! - [`cli`]: the admin subcommands (`user`, `mqtt-user`, `device`, `keys`, `discover`,
+//!   `doctor`, `demo`).
 //! - [`camsim`]: the simulated camera (`homehub-camsim`), not part of the hub.
 //! - [`error`]: the one error type, with a kind that maps to an HTTP status and an exit code.
 
 pub mod camera;
 pub mod camsim;
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod devices;
 pub mod error;
