@@ -48,6 +48,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DeviceCmd,
     },
+    /// The owner's recovery key for cloud clips.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
     /// List the hubs that mDNS finds on an interface.
     Discover {
         #[arg(long, default_value = "lo")]
@@ -95,6 +100,12 @@ enum MqttUserCmd {
 }
 
 #[derive(Subcommand)]
+enum KeysCmd {
+    /// Print a new age identity (age-keygen's layout); the hub never keeps it.
+    New,
+}
+
+#[derive(Subcommand)]
 enum DeviceCmd {
     /// Give a device credentials without the pairing protocol; printed once.
     Add {
@@ -138,6 +149,12 @@ fn run(args: Args) -> Result<i32, Error> {
         }
         Cmd::Device { cmd: DeviceCmd::Add { id, kind, config } } => {
             cli::device_add(&load(config)?, &id, &kind)?;
+            Ok(0)
+        }
+        Cmd::Keys { cmd: KeysCmd::New } => {
+            print!("{}", homehub::cloud::keys::keygen_text(chrono::Utc::now()));
+            eprintln!("Keep this key offline: it alone opens your cloud clips, and the hub never stores it.");
+            eprintln!("Put the public key into [cloud] recipients of the hub's config.");
             Ok(0)
         }
         Cmd::Discover { interface, timeout } => {
