@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: deps build demo test test-rust arm64 bench-record bench-motion bench-mqtt clean
+.PHONY: bench-crypto deps build demo test test-rust arm64 bench-record bench-motion bench-mqtt clean
 
 deps:
 	@bash packaging/deps.sh
@@ -32,6 +32,9 @@ bench-record: build
 
 bench-motion: build
 	bash tests/bench/motion.sh
+
+bench-crypto: build
+	bash tests/bench/crypto.sh
 
 bench-mqtt: build
 	bash tests/bench/mqtt.sh
