@@ -337,11 +337,7 @@ impl Devices {
         let (before, row) = self
             .store
             .call(move |db| {
-                let before = db.devices()?.into_iter().find(|d| d.id == device).and_then(|d| d.camera_id);
-                let before = match before {
-                    Some(cid) => db.camera(cid)?,
-                    None => None,
-                };
+                let before = db.device_camera(&device)?;
                 let row = db.put_paired_camera(&device, &name, &url, &sub, now_ms())?;
                 Ok((before, row))
             })

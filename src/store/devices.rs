@@ -266,7 +266,20 @@ impl Db {
     }
 
     pub fn device(&mut self, device_id: &str) -> Result<Option<DeviceRow>> {
-        Ok(self.devices()?.into_iter().find(|d| d.id == device_id))
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices d LEFT JOIN cameras c ON c.device_id = d.id WHERE d.id = ?1");
+        self.conn.query_row(&sql, params![device_id], DeviceRow::from_row).optional().map_err(db_err("reading device"))
+    }
+
+    /// The camera a device offers, if it announced one.
+    pub fn device_camera(&mut self, device_id: &str) -> Result<Option<CameraRow>> {
+        self.conn
+            .query_row(
+                "SELECT id, name, source, url, substream_url FROM cameras WHERE device_id = ?1",
+                params![device_id],
+                CameraRow::from_row,
+            )
+            .optional()
+            .map_err(db_err("reading device camera"))
     }
 
     /// Revokes a device's credentials. Its camera row stays (recordings keep their
@@ -283,21 +296,13 @@ impl Db {
         if n == 0 {
             return Err(Error::not_found(format!("no paired device {device_id:?}")));
         }
-        self.conn
-            .query_row("SELECT id FROM cameras WHERE device_id = ?1", params![device_id], |r| r.get(0))
-            .optional()
-            .map_err(db_err("reading device camera"))
+        Ok(self.device_camera(device_id)?.map(|c| c.id))
     }
 
     /// The camera a paired device offers, created or updated from its `config`. A name
     /// another camera has already gets the device id appended.
     pub fn put_paired_camera(&mut self, device_id: &str, name: &str, url: &str, sub: &str, now_ms: i64) -> Result<CameraRow> {
-        let existing: Option<i64> = self
-            .conn
-            .query_row("SELECT id FROM cameras WHERE device_id = ?1", params![device_id], |r| r.get(0))
-            .optional()
-            .map_err(db_err("reading device camera"))?;
-        let id = match existing {
+        let id = match self.device_camera(device_id)?.map(|c| c.id) {
             Some(id) => {
                 self.conn
                     .execute("UPDATE cameras SET url = ?2, substream_url = ?3 WHERE id = ?1", params![id, url, sub])
