@@ -163,7 +163,8 @@ fn a_camera_pairs_with_its_code_gets_its_own_topics_and_is_revoked_at_once() {
     assert!(text(&o).contains("denied"), "read-only user reading device state: {}", text(&o));
 
     // --- unpairing drops the live connection and the password stops working ---
-    let mut live = mosq_spawn("mosquitto_sub", &["-p", &plain, "-u", &b_user, "-P", &b_pass, "-t", "homehub/dev/dev-b/#"]);
+    // -W: never outlives a failed run.
+    let mut live = mosq_spawn("mosquitto_sub", &["-p", &plain, "-u", &b_user, "-P", &b_pass, "-t", "homehub/dev/dev-b/#", "-W", "30"]);
     std::thread::sleep(Duration::from_millis(800));
     assert!(live.try_wait().unwrap().is_none(), "B's subscriber is connected");
     let (st, body) = hub.send_json("DELETE", "/api/devices/dev-b", &cookie, &serde_json::json!({}));
