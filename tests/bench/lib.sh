@@ -38,3 +38,19 @@ measure() {
   hub_cpu=$(pct $hub_ticks); peer_cpu=$(pct $peer_ticks)
   ratio=$(python3 -c "print(round($hub_ticks/max($peer_ticks,1),3))")
 }
+# hub_toml: the part of a benchmark hub's config every benchmark shares: data in $work,
+# web and MQTT on free loopback ports (sets web, mqtt_tls, mqtt_plain), mDNS off so
+# nothing reaches the machine's network. The caller appends its own sections.
+hub_toml() {
+  web=$(port); mqtt_tls=$(port); mqtt_plain=$(port)
+  cat <<TOML
+data_dir = "$work/data"
+[web]
+listen = "127.0.0.1:$web"
+[mqtt]
+listen_tls = "127.0.0.1:$mqtt_tls"
+listen_plain = "127.0.0.1:$mqtt_plain"
+[mdns]
+enabled = false
+TOML
+}

@@ -14,11 +14,8 @@ K=${K:-1}; DUR=${DUR:-60}; SIZE=${SIZE:-1280x720}; FPS=${FPS:-15}; KBPS=${KBPS:-
 . tests/bench/lib.sh
 # No substream_url: the hub decodes the main url, here the camsim's /sub.
 start_camsims sub
-web=$(port)
-cat > "$work/hub.toml" <<TOML
-data_dir = "$work/data"
-[web]
-listen = "127.0.0.1:$web"
+hub_toml > "$work/hub.toml"
+cat >> "$work/hub.toml" <<TOML
 [recording]
 mode = "off"
 [motion]

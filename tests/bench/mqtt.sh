@@ -42,18 +42,9 @@ mosq=$!; pids+=($mosq)
 wait_tcp "$mport" mosquitto "$mosq"
 
 # --- the hub: no cameras, no mDNS, everything on loopback.
-web=$(port); tls=$(port); plain=$(port)
-cat > "$work/hub.toml" <<TOML
-data_dir = "$work/data"
-[web]
-listen = "127.0.0.1:$web"
-[mqtt]
-listen_tls = "127.0.0.1:$tls"
-listen_plain = "127.0.0.1:$plain"
-[mdns]
-enabled = false
-TOML
-# rumqttd's own warnings are off by default; here they are wanted (it says when it drops).
+hub_toml > "$work/hub.toml"
+plain=$mqtt_plain
+# rumqttd's warnings say when it drops messages; make sure they are in the log.
 NO_COLOR=1 HOMEHUB_LOG=${HOMEHUB_LOG:-info,rumqttd=warn} \
   $BIN/homehub serve --config "$work/hub.toml" 2> "$work/hub.log" &
 hub=$!; pids+=($hub)

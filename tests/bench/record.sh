@@ -10,11 +10,8 @@ cd "$(dirname "$0")/../.."
 K=${K:-2}; DUR=${DUR:-60}; SIZE=${SIZE:-1280x720}; FPS=${FPS:-15}; KBPS=${KBPS:-2000}
 . tests/bench/lib.sh
 start_camsims main
-web=$(port)
-cat > "$work/hub.toml" <<TOML
-data_dir = "$work/data"
-[web]
-listen = "127.0.0.1:$web"
+hub_toml > "$work/hub.toml"
+cat >> "$work/hub.toml" <<TOML
 [recording]
 mode = "continuous"
 segment_seconds = 10
