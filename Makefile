@@ -20,9 +20,14 @@ test: deps test-rust arm64
 
 # Built with the network, run without it: the tests live in a network namespace of their
 # own (only loopback), see packaging/in-netns.sh.
+# The S3 server of the cloud tests (moto, from PyPI) goes into a venv first, while the
+# network is there.
+MOTO_VENV := $(CURDIR)/target/moto-venv
+
 test-rust:
 	$(CARGO) build --locked --bins --tests
-	bash packaging/in-netns.sh $(CARGO) test --locked --offline -- --test-threads=4
+	bash packaging/moto-venv.sh $(MOTO_VENV)
+	HOMEHUB_MOTO_VENV=$(MOTO_VENV) bash packaging/in-netns.sh $(CARGO) test --locked --offline -- --test-threads=4
 
 arm64: deps
 	bash packaging/arm64.sh

@@ -53,6 +53,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: KeysCmd,
     },
+    /// Read the cloud bucket with the owner's key (works without the hub).
+    Cloud {
+        #[command(subcommand)]
+        cmd: CloudCmd,
+    },
     /// List the hubs that mDNS finds on an interface.
     Discover {
         #[arg(long, default_value = "lo")]
@@ -105,6 +110,50 @@ enum KeysCmd {
     New,
 }
 
+#[derive(clap::Args)]
+struct BucketArgs {
+    /// s3://BUCKET/PREFIX or file:///FOLDER (S3 credentials from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY).
+    #[arg(long)]
+    store: String,
+    /// S3-compatible endpoint URL (default: AWS).
+    #[arg(long, default_value = "")]
+    endpoint: String,
+    /// The owner's identity file (from `homehub keys new`).
+    #[arg(long)]
+    identity: PathBuf,
+}
+
+impl BucketArgs {
+    fn into_cli(self) -> cli::cloud::CloudArgs {
+        cli::cloud::CloudArgs { store: self.store, endpoint: self.endpoint, identity: self.identity }
+    }
+}
+
+#[derive(Subcommand)]
+enum CloudCmd {
+    /// List the clips in the bucket, from its encrypted index.
+    List {
+        #[command(flatten)]
+        bucket: BucketArgs,
+        /// Also list the pieces of events whose full clip arrived.
+        #[arg(long)]
+        pieces: bool,
+        /// Print the index entries as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch and decrypt one clip (or piece) by its id.
+    Get {
+        id: String,
+        #[command(flatten)]
+        bucket: BucketArgs,
+        /// Where to write the MP4.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+}
+
 #[derive(Subcommand)]
 enum DeviceCmd {
     /// Give a device credentials without the pairing protocol; printed once.
@@ -155,6 +204,14 @@ fn run(args: Args) -> Result<i32, Error> {
             print!("{}", homehub::cloud::keys::keygen_text(chrono::Utc::now()));
             eprintln!("Keep this key offline: it alone opens your cloud clips, and the hub never stores it.");
             eprintln!("Put the public key into [cloud] recipients of the hub's config.");
+            Ok(0)
+        }
+        Cmd::Cloud { cmd: CloudCmd::List { bucket, pieces, json } } => {
+            cli::cloud::list(&bucket.into_cli(), pieces, json)?;
+            Ok(0)
+        }
+        Cmd::Cloud { cmd: CloudCmd::Get { id, bucket, output } } => {
+            cli::cloud::get(&bucket.into_cli(), &id, &output)?;
             Ok(0)
         }
         Cmd::Discover { interface, timeout } => {

@@ -9,6 +9,7 @@
 
 pub mod clip;
 pub mod decoder;
+pub mod pieces;
 
 use std::collections::HashMap;
 use std::ops::Not;
@@ -93,8 +94,14 @@ pub trait ClipSink: Send + Sync {
     /// Starts writing `path` from the keyframe at or before `from_ms`; returns the
     /// wall-clock time of the clip's first frame.
     fn begin(&self, path: &Path, from_ms: i64) -> Result<i64>;
-    /// Finishes the clip being written.
+    /// Finishes the clip being written (and its pieces, if any).
     fn end(&self) -> Result<()>;
+    /// Also cuts the clip being written, from the keyframe at or before `from_ms`, into
+    /// short pieces that are handed to `spec.sink` as they close (see [`pieces`]).
+    fn begin_pieces(&self, spec: pieces::PieceSpec, from_ms: i64) -> Result<()> {
+        let _ = (spec, from_ms);
+        Ok(())
+    }
 }
 
 /// The pre-roll of one camera and the clip being written from it, if any. Fed by the
@@ -107,11 +114,12 @@ struct ClipsInner {
     preroll: clip::PreRoll,
     caps: Option<gst::Caps>,
     writer: Option<clip::ClipWriter>,
+    pieces: Option<pieces::Pieces>,
 }
 
 impl Clips {
     fn new(pre_roll_ms: i64) -> Clips {
-        Clips { inner: Mutex::new(ClipsInner { preroll: clip::PreRoll::new(pre_roll_ms), caps: None, writer: None }) }
+        Clips { inner: Mutex::new(ClipsInner { preroll: clip::PreRoll::new(pre_roll_ms), caps: None, writer: None, pieces: None }) }
     }
 
     fn push(&self, buf: gst::Buffer, caps: Option<gst::Caps>, at_ms: i64) {
@@ -126,6 +134,12 @@ impl Clips {
             && let Err(e) = w.push(&buf)
         {
             tracing::warn!(error = %e, "clip write failed");
+        }
+        if let Some(p) = g.pieces.as_mut()
+            && let Err(e) = p.push(&buf, at_ms)
+        {
+            tracing::warn!(error = %e, "piece write failed; no more pieces for this event");
+            g.pieces = None;
         }
         g.preroll.push(buf, at_ms);
     }
@@ -157,8 +171,29 @@ impl ClipSink for Clips {
         Ok(first_ms)
     }
 
+    fn begin_pieces(&self, spec: pieces::PieceSpec, from_ms: i64) -> Result<()> {
+        let mut g = self.inner.lock().expect("clips lock");
+        let caps = g.caps.clone().ok_or_else(|| Error::new(ErrorKind::Unavailable, "no stream yet"))?;
+        std::fs::create_dir_all(&spec.dir)
+            .map_err(|e| Error::internal(format!("creating {}: {e}", spec.dir.display())))?;
+        let mut p = pieces::Pieces::new(spec, caps);
+        for (buf, at_ms) in g.preroll.start_from(from_ms) {
+            p.push(&buf, at_ms)?;
+        }
+        if let Some(old) = g.pieces.replace(p) {
+            old.finish();
+        }
+        Ok(())
+    }
+
     fn end(&self) -> Result<()> {
-        let w = self.inner.lock().expect("clips lock").writer.take();
+        let (w, p) = {
+            let mut g = self.inner.lock().expect("clips lock");
+            (g.writer.take(), g.pieces.take())
+        };
+        if let Some(p) = p {
+            p.finish();
+        }
         match w {
             Some(w) => w.finish(),
             None => Ok(()),

@@ -111,6 +111,10 @@ pub struct Args {
     #[arg(long, value_name = "SSID", default_value = "homehub-sim")]
     pub ssid: String,
 
+    /// Device model sent in the pairing request.
+    #[arg(long, value_name = "MODEL", default_value = "homehub-camsim")]
+    pub model: String,
+
     /// Require this RTSP user name (with --password; basic and digest auth).
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
@@ -193,6 +197,7 @@ fn start_pairing(
         setup_code: settings.setup_code.clone(),
         name: settings.name.clone(),
         ssid: settings.ssid.clone(),
+        model: settings.model.clone(),
         rtsp,
         rtsp_login: settings
             .credentials

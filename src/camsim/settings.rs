@@ -92,6 +92,8 @@ pub struct Settings {
     pub credentials: Option<Credentials>,
     /// Wi-Fi network name reported in `state` (`--ssid`).
     pub ssid: String,
+    /// Model sent when pairing (`--model`).
+    pub model: String,
 }
 
 impl Settings {
@@ -199,6 +201,7 @@ impl Settings {
             hub,
             credentials,
             ssid: check_ssid(&args.ssid).map_err(|e| format!("--ssid: {e}"))?,
+            model: check_model(&args.model).map_err(|e| format!("--model: {e}"))?,
         })
     }
 
@@ -361,6 +364,14 @@ fn check_hub_id(s: &str) -> Result<String, String> {
             "expected 1 to 64 letters, digits or '-', got '{}'",
             s.escape_debug()
         ));
+    }
+    Ok(s.to_string())
+}
+
+/// A model name: 1 to 64 bytes, no control characters (the hub refuses longer ones).
+fn check_model(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 64 || s.chars().any(char::is_control) {
+        return Err(format!("expected 1 to 64 bytes without control characters, got '{}'", s.escape_debug()));
     }
     Ok(s.to_string())
 }

@@ -66,6 +66,15 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     cfg.recording.segment_seconds = 30;
     cfg.recording.max_disk_gb = 2.0;
 
+    // The demo's "cloud" is a local folder. A real hub keeps only the public key; the
+    // demo also keeps the owner's key, beside its data, so `homehub cloud list` can be
+    // tried at once.
+    let key_path = data_dir.join("demo-owner.key");
+    let recipient = demo_owner_key(&key_path)?;
+    let bucket = data_dir.join("cloud-bucket");
+    cfg.cloud.store = format!("file://{}", bucket.display());
+    cfg.cloud.recipients = vec![recipient];
+
     let camsim = sibling_binary("homehub-camsim")?;
 
     let password = auth::random_password();
@@ -119,6 +128,12 @@ pub fn demo(args: DemoArgs) -> Result<()> {
                 println!("  password:  (the owner exists already in this data dir; use its password)");
             }
             println!("  data dir:  {}", data_dir.display());
+            println!(
+                "  cloud:     {} (encrypted clips; read them with: homehub cloud list --store file://{} --identity {})",
+                bucket.display(),
+                bucket.display(),
+                key_path.display()
+            );
             if let Some(m) = ready.mqtt_tls {
                 println!("  mqtt:      {m} (TLS, certificate fingerprint {})", ready.fingerprint);
             }
@@ -224,4 +239,25 @@ fn wait_ready(child: &mut Child, i: usize) -> Result<()> {
         }
     }
     Err(Error::new(ErrorKind::Unavailable, format!("simulated camera {i} did not start within 20 s")))
+}
+
+/// The demo owner's key at `path` (made once, mode 0600); its public key.
+fn demo_owner_key(path: &Path) -> Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if !path.exists() {
+        let text = crate::cloud::keys::keygen_text(chrono::Utc::now());
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .ctx(format!("creating {}", path.display()))?;
+        f.write_all(text.as_bytes()).ctx(format!("writing {}", path.display()))?;
+    }
+    let text = std::fs::read_to_string(path).ctx(format!("reading {}", path.display()))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .map(str::to_string)
+        .ok_or_else(|| Error::invalid(format!("{}: no \"# public key:\" line", path.display())))
 }

@@ -5,6 +5,7 @@
 //! never argv). May not touch: SQL or GStreamer directly; it goes through `store`,
 //! `camera` and `hub` like everyone else.
 
+pub mod cloud;
 mod demo;
 mod doctor;
 mod mqtt;

@@ -3,17 +3,25 @@
 //! The promise of homehub is that a full copy of the cloud bucket tells a thief nothing,
 //! so this module is the one place where data is prepared to leave the house, and only
 //! ciphertext ever does: age v1 files (SPEC "Cloud format (v1)") with padded sizes and no
-//! metadata. Once the relay lands, only this module may open outbound connections; that
-//! invariant is to be written into ARCHITECTURE.md and enforced then.
+//! metadata. Only this module may open connections beyond the LAN (ARCHITECTURE.md; a
+//! test scans the sources for it).
 //!
-//! Submodules (all pure or stream-based so far; no network, no S3 yet):
+//! Submodules:
 //!
 //! - [`keys`]: new owner identities in the `age-keygen` layout, parsing the configured
 //!   recipients, reading identity files (for `cloud get`, never stored by the hub).
 //! - [`pad`]: Padmé sizes and padding that keeps the plaintext valid (an MP4 `free` box,
 //!   JSON whitespace).
 //! - [`seal`]: streaming age encryption to all recipients, and decryption.
+//! - [`remote`]: the bucket (S3-compatible or a local folder) — the only outbound
+//!   connection homehub makes (ARCHITECTURE.md, "What may leave the house").
+//! - [`relay`]: the persistent upload queue and the task that drains it.
+//! - [`index`]: index entries, and reading a bucket back with only the owner's key
+//!   (`homehub cloud list/get`).
 
+pub mod index;
 pub mod keys;
 pub mod pad;
+pub mod relay;
+pub mod remote;
 pub mod seal;

@@ -49,26 +49,23 @@ pub fn mp4_free_box(pad: u64) -> crate::Result<Vec<u8>> {
     }
     let len = usize::try_from(pad)
         .map_err(|_| crate::Error::internal(format!("MP4 padding of {pad} bytes is too large")))?;
-    let mut out = Vec::with_capacity(len);
-    match u32::try_from(pad) {
-        Ok(size) if pad >= BOX_HEADER => {
-            out.extend_from_slice(&size.to_be_bytes());
-            out.extend_from_slice(b"free");
-        }
-        Ok(_) => {
-            return Err(crate::Error::internal(format!(
-                "MP4 padding of {pad} bytes is shorter than a box header (8); use mp4_padded_len"
-            )));
-        }
-        Err(_) => {
-            out.extend_from_slice(&1u32.to_be_bytes());
-            out.extend_from_slice(b"free");
-            out.extend_from_slice(&pad.to_be_bytes());
-        }
-    }
+    let mut out = mp4_free_header(pad)?;
     debug_assert!(out.len() as u64 <= LARGE_BOX_HEADER);
     out.resize(len, 0);
     Ok(out)
+}
+
+/// Only the header of [`mp4_free_box`]`(pad)` (8 or 16 bytes, or none for 0): the rest
+/// of the box is zeros, which a caller can stream instead of holding them in memory.
+pub fn mp4_free_header(pad: u64) -> crate::Result<Vec<u8>> {
+    match u32::try_from(pad) {
+        _ if pad == 0 => Ok(Vec::new()),
+        Ok(size) if pad >= BOX_HEADER => Ok([&size.to_be_bytes()[..], b"free"].concat()),
+        Ok(_) => Err(crate::Error::internal(format!(
+            "MP4 padding of {pad} bytes is shorter than a box header (8); use mp4_padded_len"
+        ))),
+        Err(_) => Ok([&1u32.to_be_bytes()[..], b"free", &pad.to_be_bytes()[..]].concat()),
+    }
 }
 
 /// The padded length of a JSON-lines index of `len` bytes written *without* its final

@@ -90,6 +90,8 @@ pub struct Cloud {
     pub recipients: Vec<String>,
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// Upload bandwidth cap in kilobits per second; 0 = no cap.
+    pub max_upload_kbps: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -178,6 +180,7 @@ impl Default for Cloud {
             recipients: Vec::new(),
             access_key_id: String::new(),
             secret_access_key: String::new(),
+            max_upload_kbps: 0,
         }
     }
 }
@@ -274,6 +277,18 @@ impl Config {
         }
         if let Some((i, r)) = c.recipients.iter().enumerate().find(|(_, r)| !r.starts_with("age1")) {
             return Err(bad(&format!("cloud.recipients[{i}]"), format!("not an age recipient (age1…): {r:?}")));
+        }
+        if let Some(rest) = c.store.strip_prefix("s3://") {
+            let bucket = rest.split('/').next().unwrap_or("");
+            if bucket.is_empty() || !bucket.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '.') {
+                return Err(bad("cloud.store", format!("s3://BUCKET/PREFIX needs a bucket name (lowercase letters, digits, '-', '.'), got {:?}", c.store)));
+            }
+        }
+        if c.store == "file:///" {
+            return Err(bad("cloud.store", "file:/// needs a folder, e.g. file:///srv/homehub-cloud"));
+        }
+        if let Err(e) = crate::cloud::keys::parse_recipients(&c.recipients) {
+            return Err(bad("cloud.recipients", e.to_string()));
         }
         if !c.store.is_empty() && c.recipients.is_empty() {
             return Err(bad("cloud.recipients", "cloud.store is set, so at least one recipient is needed"));

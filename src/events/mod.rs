@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::camera::pieces::{PieceSink, PieceSpec};
 use crate::camera::{ClipSink, Frame};
 use crate::error::{Error, Result, ResultExt};
 use crate::motion::{Detector, DetectorConfig, Transition};
@@ -42,6 +43,17 @@ pub struct Settings {
     /// The cameras: shared, so cameras paired at run time join in.
     pub cameras: Arc<Registry>,
     pub jpeg: fn(&[u8], u32, u32) -> Result<Vec<u8>>,
+    /// The cloud relay, when one is configured: it gets pieces while an event goes on
+    /// and the clip when it ends.
+    pub cloud: Option<Arc<dyn CloudRelay>>,
+}
+
+/// What the events thread tells the cloud relay.
+pub trait CloudRelay: PieceSink {
+    /// An event ended and its row is final (with or without a clip).
+    fn event_done(&self, event_id: i64);
+    /// Where piece files go.
+    fn pieces_dir(&self) -> PathBuf;
 }
 
 /// Detector settings and clip sinks per camera. A camera registered again (a device
@@ -191,6 +203,12 @@ impl Events {
                 Ok(first_ms) => {
                     clip = Some(sink.clone());
                     let _ = self.store.call_blocking(move |db| db.set_event_clip_start(id, first_ms));
+                    if let Some(cloud) = &self.settings.cloud {
+                        let spec = PieceSpec { camera_id, event_id: id, dir: cloud.pieces_dir(), sink: cloud.clone() };
+                        if let Err(e) = sink.begin_pieces(spec, at_ms - self.settings.pre_roll_ms) {
+                            tracing::error!(error = %e, event = id, "cannot cut pieces for the cloud; the clip follows when the event ends");
+                        }
+                    }
                 }
                 Err(e) => tracing::error!(error = %e, event = id, "cannot start clip"),
             }
@@ -262,8 +280,13 @@ impl Events {
         }
         let id = open.id;
         tracing::info!(camera_id, event = id, end_ms, "motion ended");
-        if let Err(e) = self.store.call_blocking(move |db| db.finish_event(&done)) {
-            tracing::error!(error = %e, event = id, "cannot finish event");
+        match self.store.call_blocking(move |db| db.finish_event(&done)) {
+            Ok(()) => {
+                if let Some(cloud) = &self.settings.cloud {
+                    cloud.event_done(id);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, event = id, "cannot finish event"),
         }
         self.state.set(camera_id, false);
         let _ = self.changes.send(MotionChange { camera_id, event_id: id, on: false, at_ms: end_ms });

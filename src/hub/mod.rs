@@ -6,7 +6,8 @@
 //!
 //! Start: data dir and lock → database → TLS → web and MQTT listeners (fail fast if a
 //! port is taken) → recovery of half-written segments → recorder → events → cameras
-//! (config and paired) → devices (the hub's broker client) → mDNS → web → READY=1.
+//! (config and paired) → devices (the hub's broker client) → mDNS → web → READY=1. The cloud
+//! relay (when configured) starts before the events thread, which feeds it.
 //! Stop (first SIGTERM/SIGINT): mDNS goodbye → web, broker front end and devices stop →
 //! cameras finish their segments → events and recorder drain → database closes. A
 //! second signal exits at once.
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::camera;
+use crate::cloud;
 use crate::config::{Config, RecordingMode};
 use crate::devices::{self, Devices};
 use crate::error::{Error, ErrorKind, Result};
@@ -104,6 +106,11 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
     // has no time for rather than waiting.
     let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel(32);
     let clips_on = cfg.recording.mode != RecordingMode::Off;
+    let cloud = if cfg.cloud.store.is_empty() {
+        None
+    } else {
+        Some(cloud::relay::Relay::start(&cfg.cloud, store.clone(), hub_id.clone(), stop_rx.clone())?)
+    };
     let motion = Arc::new(MotionState::default());
     let registry = Arc::new(Registry::default());
     let (changes, _) = tokio::sync::broadcast::channel(64);
@@ -114,6 +121,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
             post_roll_ms: i64::from(cfg.motion.post_roll_seconds) * 1000,
             cameras: registry.clone(),
             jpeg: camera::encode_jpeg,
+            cloud: cloud.as_ref().map(|(r, _)| r.clone() as Arc<dyn events::CloudRelay>),
         },
         frame_rx,
         motion.clone(),
@@ -175,6 +183,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
     state.devices = Some(devices.clone());
     state.mqtt = Some(mqtt.clone());
     state.mdns = mdns.clone();
+    state.cloud = cloud.as_ref().map(|(r, _)| r.clone());
     let web_task = tokio::spawn(web::serve(listener, tls, web::router(state), stop_rx));
     tracing::info!(
         hub_id = %hub_id,
@@ -214,6 +223,9 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
     })
     .await
     .map_err(|e| Error::internal(e.to_string()))?;
+    if let Some((_, task)) = cloud {
+        let _ = task.await;
+    }
     drop(store);
     tracing::info!("stopped");
     Ok(())

@@ -181,11 +181,24 @@ impl Recorder {
             want.saturating_sub(avail)
         };
         let victims = self.store.call_blocking(move |db| db.collect_old_media(before_ms, need, 1000))?;
-        if victims.is_empty() {
-            return Ok(0);
+        let mut removed = 0;
+        if !victims.is_empty() {
+            tracing::info!(count = victims.len(), "retention: removing old segments");
+            removed = self.empty_garbage()?;
         }
-        tracing::info!(count = victims.len(), "retention: removing old segments");
-        self.empty_garbage()
+        // Clips still waiting for the cloud are spared, unless the disk itself is about
+        // to fill: then they go too (the store logs each loss as an error).
+        let (size, avail) = disk_space(self.data_dir())?;
+        let floor = (size as f64 * self.retention.min_free_percent / 100.0 / 2.0) as u64;
+        let short = floor.saturating_sub(avail);
+        if short > 0 {
+            let victims = self.store.call_blocking(move |db| db.collect_old_media_with(i64::MIN, short, 1000, true))?;
+            if !victims.is_empty() {
+                tracing::error!(count = victims.len(), free = avail, "retention: the disk is nearly full; removing media not yet uploaded");
+                removed += self.empty_garbage()?;
+            }
+        }
+        Ok(removed)
     }
 
     /// Unlinks every file on the garbage list, syncs their directories, and then

@@ -11,6 +11,7 @@
 //! only itself. A closure's result is delivered after the commit: when a caller hears
 //! "ok", the row is durable.
 
+mod cloud;
 mod devices;
 mod schema;
 
@@ -25,6 +26,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub use cloud::{CloudEvent, NewUpload, QueueStatus, Upload, UploadKind};
 pub use devices::{
     AuditRow, DeviceRow, LOCKOUT_MS, MAX_WRONG_CODES, MqttUserRow, PAIRING_TTL_MS, PendingRequest, WrongCode,
 };
@@ -374,20 +376,28 @@ impl Db {
     /// Moves the oldest media to the garbage list, in one step: segment rows go, events
     /// keep their row but lose their clip and thumbnail; the paths are listed for
     /// deletion. Picks what ended before `before_ms`, then more (oldest first) until
-    /// `free_bytes` are covered. Clips of events still going on are never picked.
+    /// `free_bytes` are covered. Clips of events still going on are never picked, and
+    /// clips still waiting to go to the cloud only when `take_queued` (the disk would
+    /// fill otherwise): their uploads are then given up, and said so loudly.
     pub fn collect_old_media(&mut self, before_ms: i64, free_bytes: u64, cap: usize) -> Result<Vec<String>> {
+        self.collect_old_media_with(before_ms, free_bytes, cap, false)
+    }
+
+    pub fn collect_old_media_with(&mut self, before_ms: i64, free_bytes: u64, cap: usize, take_queued: bool) -> Result<Vec<String>> {
         let mut st = self
             .conn
             .prepare_cached(
                 "SELECT 0, id, start_ms, end_ms, bytes FROM segments
                  UNION ALL
-                 SELECT 1, id, COALESCE(clip_start_ms, start_ms), end_ms, clip_bytes FROM events
+                 SELECT 1, id, COALESCE(clip_start_ms, start_ms), end_ms, clip_bytes FROM events e
                    WHERE clip_path IS NOT NULL AND end_ms IS NOT NULL
+                     AND (?2 OR NOT EXISTS (SELECT 1 FROM cloud_queue q
+                          WHERE q.event_id = e.id AND q.kind = 'clip' AND q.done_ms IS NULL AND q.failed = 0))
                  ORDER BY 3, 1, 2 LIMIT ?1",
             )
             .map_err(db_err("choosing old media"))?;
         let rows: Vec<(i64, i64, i64, i64)> = st
-            .query_map(params![cap as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(3)?, r.get::<_, Option<i64>>(4)?.unwrap_or(0))))
+            .query_map(params![cap as i64, take_queued], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(3)?, r.get::<_, Option<i64>>(4)?.unwrap_or(0))))
             .map_err(db_err("choosing old media"))?
             .collect::<std::result::Result<_, _>>()
             .map_err(db_err("choosing old media"))?;
@@ -413,6 +423,21 @@ impl Db {
                 self.conn
                     .execute("UPDATE events SET clip_path = NULL, clip_bytes = NULL, thumb_path = NULL WHERE id = ?1", params![id])
                     .map_err(db_err("dropping clip"))?;
+                let lost = self
+                    .conn
+                    .execute(
+                        "UPDATE cloud_queue SET failed = 1, last_error = 'deleted locally before upload: the disk was full'
+                         WHERE done_ms IS NULL AND failed = 0 AND (event_id = ?1 AND kind = 'clip'
+                           OR after IN (SELECT id FROM cloud_queue WHERE event_id = ?1 AND kind = 'clip'))",
+                        params![id],
+                    )
+                    .map_err(db_err("dropping an upload"))?;
+                if lost > 0 {
+                    tracing::error!(
+                        event = id,
+                        "DISK FULL: deleting the clip of event {id} before it reached the cloud; it is lost"
+                    );
+                }
                 [clip, thumb].into_iter().flatten().collect()
             };
             for p in gone {

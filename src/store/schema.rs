@@ -116,6 +116,26 @@ const STEPS: &[&str] = &[
         failures INTEGER NOT NULL,
         locked_until_ms INTEGER
     ) STRICT;",
+    // v5: the cloud relay's upload queue. A row is one object to put; its name is chosen
+    // when it is queued, so a retry after an ambiguous failure overwrites, never duplicates.
+    "CREATE TABLE cloud_queue (
+        id INTEGER PRIMARY KEY,
+        object TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('clip', 'piece', 'index')),
+        path TEXT,
+        body TEXT,
+        after INTEGER REFERENCES cloud_queue (id),
+        event_id INTEGER,
+        bytes INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        done_ms INTEGER,
+        failed INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX cloud_queue_open ON cloud_queue (done_ms, failed, next_ms);
+    CREATE INDEX cloud_queue_event ON cloud_queue (event_id, kind);",
 ];
 
 pub const LATEST_VERSION: u32 = STEPS.len() as u32;
@@ -191,7 +211,7 @@ mod tests {
         assert_eq!(names(&fresh), names(&old));
         for table in [
             "cameras", "segments", "users", "sessions", "audit", "garbage", "meta", "events", "devices", "mqtt_users",
-            "pairing_requests", "pairing_nonces", "pairing_failures",
+            "pairing_requests", "pairing_nonces", "pairing_failures", "cloud_queue",
         ] {
             assert_eq!(columns(&fresh, table), columns(&old, table), "table {table}");
         }

@@ -67,6 +67,8 @@ pub struct AppState {
     pub devices: Option<Arc<crate::devices::Devices>>,
     pub mqtt: Option<Arc<crate::mqtt::Mqtt>>,
     pub mdns: Option<Arc<crate::mdns::Mdns>>,
+    /// The cloud relay; None when `cloud.store` is empty.
+    pub cloud: Option<Arc<crate::cloud::relay::Relay>>,
     throttle: Arc<auth::Throttle>,
 }
 
@@ -79,6 +81,7 @@ impl AppState {
             devices: None,
             mqtt: None,
             mdns: None,
+            cloud: None,
             throttle: Arc::new(auth::Throttle::new(10, Duration::from_secs(300))),
         }
     }
@@ -134,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/pairing/{device_id}", post(devices::confirm))
         .route("/api/discovery", get(devices::discovery))
         .route("/api/audit", get(devices::audit))
+        .route("/api/cloud", get(cloud_status))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -502,6 +506,15 @@ async fn event_media(
     serve_file(&st, &path, mime, req).await
 }
 
+/// The cloud relay's state and queue (`{"enabled": false}` when no cloud is set).
+async fn cloud_status(State(st): State<AppState>, ext: Option<axum::Extension<Session>>) -> ApiResult<Json<serde_json::Value>> {
+    let s = session(ext)?;
+    require(&s, Role::Member)?;
+    let Some(cloud) = &st.cloud else { return Ok(Json(serde_json::json!({ "enabled": false }))) };
+    let status = cloud.status().await?;
+    Ok(Json(serde_json::to_value(status).map_err(|e| ApiError(Error::internal(e.to_string())))?))
+}
+
 /// Serves a file under the data dir with HTTP Range support.
 async fn serve_file(st: &AppState, rel: &str, mime: &str, req: Request) -> ApiResult<Response> {
     let path = st.store.data_dir().join(rel);
@@ -537,6 +550,9 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
     out.push_str("# HELP homehub_recordings_bytes Bytes of indexed recordings.\n# TYPE homehub_recordings_bytes gauge\n");
     out.push_str(&format!("homehub_recordings_bytes {bytes}\n"));
     devices::metrics(&st, &mut out).await?;
+    if let Some(cloud) = &st.cloud {
+        out.push_str(&cloud.metrics().await);
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 

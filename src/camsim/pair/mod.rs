@@ -32,6 +32,7 @@ use crate::pairing::{
 };
 
 const KIND: &str = "camera";
+#[cfg(test)]
 const MODEL: &str = "homehub-camsim";
 const FIRMWARE: &str = env!("CARGO_PKG_VERSION");
 /// A fresh request (new nonce) this often while the owner has not answered.
@@ -55,6 +56,8 @@ pub struct Device {
     pub setup_code: String,
     pub name: String,
     pub ssid: String,
+    /// Model sent in the pairing request.
+    pub model: String,
     /// Where the RTSP server listens (port as bound).
     pub rtsp: SocketAddr,
     /// RTSP user and password, put into the URLs the hub is given.
@@ -267,6 +270,7 @@ struct Asker {
     device_id: String,
     setup_code: String,
     hub_id: String,
+    model: String,
     identity: age::x25519::Identity,
 }
 
@@ -276,7 +280,7 @@ impl Asker {
         let (bytes, _nonce) = build_request(
             &self.device_id,
             KIND,
-            MODEL,
+            &self.model,
             FIRMWARE,
             &self.setup_code,
             &self.hub_id,
@@ -299,6 +303,7 @@ async fn pair(
         device_id: id.clone(),
         setup_code: device.setup_code.clone(),
         hub_id: hub.hub_id.clone(),
+        model: device.model.clone(),
         identity: age::x25519::Identity::generate(),
     };
     let opts = options(

@@ -58,6 +58,7 @@ fn device(rtsp: &str) -> Device {
         setup_code: CODE.into(),
         name: "Garden".into(),
         ssid: "homehub-sim".into(),
+        model: MODEL.into(),
         rtsp: rtsp.parse().unwrap(),
         rtsp_login: None,
         started: Instant::now(),
@@ -136,6 +137,7 @@ fn asker() -> Asker {
         device_id: "cam-t".into(),
         setup_code: CODE.into(),
         hub_id: HUB_ID.into(),
+        model: MODEL.into(),
         identity: age::x25519::Identity::generate(),
     }
 }

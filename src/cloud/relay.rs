@@ -1,0 +1,521 @@
+//! The relay: a persistent queue of encrypted uploads, drained by one task.
+//!
+//! Input: closed pieces of events in progress ([`PieceSink`]) and finished events
+//! ([`events::CloudRelay`]). Each becomes two rows of the SQLite queue in one step: the
+//! data object and an index object with its entry, both with names fixed at that moment
+//! (so retries are idempotent). The task uploads due rows, pieces and index entries
+//! before full clips, encrypting each to every recipient on the way out; a failure is
+//! retried with capped exponential backoff, forever while the file exists. Nothing is
+//! lost across restarts: the queue is in the database, piece files stay until they are
+//! up, and at start the relay queues clips of events that finished while it could not.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use age::x25519::Recipient;
+use tokio::sync::{Notify, watch};
+
+use super::index::{Entry, new_object_name, rfc3339};
+use super::pad;
+use super::remote::{Remote, Target};
+use crate::camera::pieces::{Piece, PieceSink};
+use crate::config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::events;
+use crate::store::{NewUpload, QueueStatus, Store, Upload, UploadKind};
+
+/// Piece files wait here (relative to the data dir) until they are up.
+pub const PIECES_DIR: &str = "cloud/pieces";
+/// Encrypted files on their way out.
+const SPOOL_DIR: &str = "cloud/spool";
+/// Retry delays double from the first to the cap.
+const BACKOFF_FIRST_MS: i64 = 1_000;
+const BACKOFF_CAP_MS: i64 = 30_000;
+
+/// Live figures kept in memory (the queue's own are in the database).
+#[derive(Debug, Clone, Default)]
+struct Stats {
+    uploads: u64,
+    failures: u64,
+    bytes_sent: u64,
+    last_success_ms: Option<i64>,
+    last_error: Option<String>,
+    last_error_ms: Option<i64>,
+    /// When the relay last got through: false while the cloud is unreachable.
+    reachable: bool,
+}
+
+/// `GET /api/cloud`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    pub enabled: bool,
+    pub store: String,
+    pub recipients: usize,
+    pub queue_length: u64,
+    pub bytes_pending: u64,
+    pub oldest_pending: Option<String>,
+    pub failed: u64,
+    pub uploaded: u64,
+    pub uploads_since_start: u64,
+    pub failures_since_start: u64,
+    pub bytes_sent_since_start: u64,
+    pub last_success: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    pub reachable: bool,
+    pub max_upload_kbps: u64,
+}
+
+pub struct Relay {
+    store: Store,
+    remote: Remote,
+    recipients: Vec<Recipient>,
+    hub_id: String,
+    data_dir: PathBuf,
+    notify: Notify,
+    max_upload_kbps: u64,
+    stats: Mutex<Stats>,
+}
+
+impl Relay {
+    /// Opens the bucket and starts the upload task. Nothing is sent until there is
+    /// something to send.
+    pub fn start(cfg: &config::Cloud, store: Store, hub_id: String, stop: watch::Receiver<bool>) -> Result<(Arc<Relay>, tokio::task::JoinHandle<()>)> {
+        let recipients = super::keys::parse_recipients(&cfg.recipients)?;
+        if recipients.is_empty() {
+            return Err(Error::invalid("cloud.recipients: at least one recipient is needed to send anything"));
+        }
+        let remote = Remote::open(
+            &Target {
+                store: cfg.store.clone(),
+                endpoint: cfg.endpoint.clone(),
+                region: cfg.region.clone(),
+                access_key_id: cfg.access_key_id.clone(),
+                secret_access_key: cfg.secret_access_key.clone(),
+            }
+            .with_env(),
+        )?;
+        let data_dir = store.data_dir().to_path_buf();
+        for d in [PIECES_DIR, SPOOL_DIR] {
+            let p = data_dir.join(d);
+            std::fs::create_dir_all(&p).map_err(|e| Error::internal(format!("creating {}: {e}", p.display())))?;
+        }
+        let relay = Arc::new(Relay {
+            store,
+            remote,
+            recipients,
+            hub_id,
+            data_dir,
+            notify: Notify::new(),
+            max_upload_kbps: cfg.max_upload_kbps,
+            stats: Mutex::new(Stats { reachable: true, ..Default::default() }),
+        });
+        tracing::info!(store = %relay.remote.describe, recipients = relay.recipients.len(), "cloud relay on");
+        let task = tokio::spawn(relay.clone().run(stop));
+        Ok((relay, task))
+    }
+
+    pub async fn status(&self) -> Result<Status> {
+        let q: QueueStatus = self.store.call(|db| db.cloud_status()).await?;
+        let s = self.stats.lock().expect("stats").clone();
+        Ok(Status {
+            enabled: true,
+            store: self.remote.describe.clone(),
+            recipients: self.recipients.len(),
+            queue_length: q.pending,
+            bytes_pending: q.bytes_pending,
+            oldest_pending: q.oldest_pending_ms.map(rfc3339),
+            failed: q.failed,
+            uploaded: q.uploaded,
+            uploads_since_start: s.uploads,
+            failures_since_start: s.failures,
+            bytes_sent_since_start: s.bytes_sent,
+            last_success: s.last_success_ms.or(q.last_success_ms).map(rfc3339),
+            last_error: s.last_error.or(q.last_error),
+            last_error_at: s.last_error_ms.map(rfc3339),
+            reachable: s.reachable,
+            max_upload_kbps: self.max_upload_kbps,
+        })
+    }
+
+    /// Prometheus lines.
+    pub async fn metrics(&self) -> String {
+        let Ok(st) = self.status().await else { return String::new() };
+        let q = self.store.call(|db| db.cloud_status()).await.unwrap_or_default();
+        let s = self.stats.lock().expect("stats").clone();
+        let mut out = String::new();
+        let mut g = |name: &str, help: &str, kind: &str, v: f64| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+        };
+        g("homehub_cloud_queue_length", "Objects waiting to be uploaded.", "gauge", st.queue_length as f64);
+        g("homehub_cloud_bytes_pending", "Plaintext bytes waiting to be uploaded.", "gauge", st.bytes_pending as f64);
+        g("homehub_cloud_failed_objects", "Objects given up (their file was deleted before upload).", "gauge", st.failed as f64);
+        g("homehub_cloud_uploads_total", "Objects uploaded since the hub started.", "counter", s.uploads as f64);
+        g("homehub_cloud_upload_failures_total", "Failed upload attempts since the hub started.", "counter", s.failures as f64);
+        g("homehub_cloud_sent_bytes_total", "Ciphertext bytes uploaded since the hub started.", "counter", s.bytes_sent as f64);
+        let last = s.last_success_ms.or(q.last_success_ms).map_or(0.0, |ms| ms as f64 / 1000.0);
+        g("homehub_cloud_last_success_timestamp_seconds", "When an upload last succeeded (0 = never).", "gauge", last);
+        g("homehub_cloud_reachable", "1 if the last upload attempt got through.", "gauge", if s.reachable { 1.0 } else { 0.0 });
+        out
+    }
+
+    fn entry(&self, object: &str, camera: String, start_ms: i64, end_ms: i64, bytes: u64, kind: UploadKind, event_id: i64, seq: Option<u32>) -> String {
+        let e = Entry {
+            id: object.to_string(),
+            camera,
+            start: rfc3339(start_ms),
+            end: rfc3339(end_ms),
+            bytes,
+            kind: kind.as_str().to_string(),
+            event: Some(format!("{}/{event_id}", self.hub_id)),
+            seq,
+        };
+        serde_json::to_string(&e).unwrap_or_default()
+    }
+
+    fn queue_piece(&self, p: &Piece) -> Result<()> {
+        let rel = p.path.strip_prefix(&self.data_dir).unwrap_or(&p.path).to_string_lossy().to_string();
+        let bytes = std::fs::metadata(&p.path).map_err(|e| Error::internal(format!("{}: {e}", p.path.display())))?.len();
+        let camera_id = p.camera_id;
+        let camera = self.store.call_blocking(move |db| db.camera_name(camera_id))?.unwrap_or_else(|| format!("camera {camera_id}"));
+        let object = new_object_name();
+        let body = self.entry(&object, camera, p.start_ms, p.end_ms, bytes, UploadKind::Piece, p.event_id, Some(p.seq));
+        let u = NewUpload { object, kind: UploadKind::Piece, path: rel, event_id: p.event_id, bytes, index_object: new_object_name(), index_body: body };
+        let now = now_ms();
+        self.store.call_blocking(move |db| db.cloud_enqueue(&u, now))?;
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Queues the clip of a finished event (nothing if it has none).
+    fn queue_clip(store: &Store, hub_relay: &Relay, event_id: i64) -> Result<bool> {
+        let Some(ev) = store.call_blocking(move |db| db.event_for_cloud(event_id))? else { return Ok(false) };
+        let (Some(path), Some(end_ms)) = (ev.clip_path, ev.end_ms) else { return Ok(false) };
+        let bytes = ev.clip_bytes.unwrap_or(0);
+        let object = new_object_name();
+        let body = hub_relay.entry(&object, ev.camera, ev.clip_start_ms, end_ms, bytes, UploadKind::Clip, event_id, None);
+        let u = NewUpload { object, kind: UploadKind::Clip, path, event_id, bytes, index_object: new_object_name(), index_body: body };
+        let now = now_ms();
+        store.call_blocking(move |db| db.cloud_enqueue(&u, now))?;
+        hub_relay.notify.notify_one();
+        Ok(true)
+    }
+
+    async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        if let Err(e) = self.clone().catch_up().await {
+            tracing::error!(error = %e, "cloud relay: cannot check for clips to send");
+        }
+        let mut throttle = Throttle::new(self.max_upload_kbps);
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let next = match self.store.call(|db| db.cloud_next(now_ms())).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "cloud relay: reading the queue");
+                    None
+                }
+            };
+            let Some(job) = next else {
+                let wait = match self.store.call(|db| db.cloud_next_retry_ms()).await {
+                    Ok(Some(t)) => Duration::from_millis((t - now_ms()).clamp(50, 5_000) as u64),
+                    _ => Duration::from_secs(5),
+                };
+                tokio::select! {
+                    _ = self.notify.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            };
+            let started = Instant::now();
+            let result = tokio::select! {
+                r = self.upload(&job) => r,
+                _ = stop.changed() => break, // the row stays queued; sent after the restart
+            };
+            self.settle(&job, result, started).await;
+            if let Some(pause) = throttle.after(self.last_sent(), started.elapsed()) {
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+        tracing::info!("cloud relay stopped");
+    }
+
+    fn last_sent(&self) -> u64 {
+        self.stats.lock().expect("stats").bytes_sent
+    }
+
+    /// Queues clips of events that finished while the relay was not listening, forgets
+    /// piece files nobody will send, and empties the spool.
+    async fn catch_up(self: Arc<Self>) -> Result<()> {
+        let spool = self.data_dir.join(SPOOL_DIR);
+        if let Ok(rd) = std::fs::read_dir(&spool) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let since = me.store.call_blocking(|db| db.cloud_since_ms(now_ms()))?;
+            let ids = me.store.call_blocking(move |db| db.cloud_unqueued_clips(since))?;
+            for id in &ids {
+                Relay::queue_clip(&me.store, &me, *id)?;
+            }
+            if !ids.is_empty() {
+                tracing::info!(clips = ids.len(), "cloud relay: queued clips of events that ended while it was off");
+            }
+            let keep: std::collections::HashSet<String> = me.store.call_blocking(|db| db.cloud_pending_piece_paths())?.into_iter().collect();
+            if let Ok(rd) = std::fs::read_dir(me.data_dir.join(PIECES_DIR)) {
+                for e in rd.flatten() {
+                    let rel = format!("{PIECES_DIR}/{}", e.file_name().to_string_lossy());
+                    if !keep.contains(&rel) {
+                        // A piece cut short by a crash: the event's clip (recovered) covers it.
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?
+    }
+
+    async fn upload(&self, job: &Upload) -> Result<u64> {
+        let at = self.remote.object(&self.hub_id, &job.object);
+        match job.kind {
+            UploadKind::Index => {
+                let body = job.body.clone().unwrap_or_default();
+                let recipients = self.recipients.clone();
+                let sealed = tokio::task::spawn_blocking(move || seal_index(&recipients, body.trim_end().as_bytes()))
+                    .await
+                    .map_err(|e| Error::internal(e.to_string()))??;
+                let n = sealed.len() as u64;
+                self.remote.put_bytes(&at, sealed).await?;
+                Ok(n)
+            }
+            UploadKind::Clip | UploadKind::Piece => {
+                let rel = job.path.clone().unwrap_or_default();
+                let src = self.data_dir.join(&rel);
+                if !src.exists() {
+                    return Err(Error::not_found(format!("{} was deleted before it was uploaded", src.display())));
+                }
+                let spool = self.data_dir.join(SPOOL_DIR).join(format!("{}.age", job.object));
+                let (recipients, s2, sp2) = (self.recipients.clone(), src.clone(), spool.clone());
+                let sealed = tokio::task::spawn_blocking(move || seal_mp4_file(&recipients, &s2, &sp2))
+                    .await
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                let result = match sealed {
+                    Ok(n) => self.remote.put_file(&at, &spool, async |_| {}).await.map(|_| n),
+                    Err(e) => Err(e),
+                };
+                let _ = std::fs::remove_file(&spool);
+                result
+            }
+        }
+    }
+
+    async fn settle(&self, job: &Upload, result: Result<u64>, started: Instant) {
+        let now = now_ms();
+        let (id, kind) = (job.id, job.kind);
+        match result {
+            Ok(sent) => {
+                if let Err(e) = self.store.call(move |db| db.cloud_done(id, now)).await {
+                    tracing::error!(error = %e, "cloud relay: cannot mark an upload done; it will be sent again");
+                    return;
+                }
+                if kind == UploadKind::Piece
+                    && let Some(rel) = &job.path
+                {
+                    let _ = std::fs::remove_file(self.data_dir.join(rel));
+                }
+                let mut s = self.stats.lock().expect("stats");
+                if !s.reachable {
+                    tracing::info!("cloud relay: the cloud is reachable again");
+                }
+                s.uploads += 1;
+                s.bytes_sent += sent;
+                s.last_success_ms = Some(now);
+                s.reachable = true;
+                tracing::debug!(object = %job.object, kind = kind.as_str(), bytes = sent, ms = started.elapsed().as_millis() as u64, "uploaded");
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound && kind != UploadKind::Index => {
+                tracing::error!(event = ?job.event_id, error = %e, "cloud relay: giving up an upload: its file is gone");
+                let msg = e.to_string();
+                if let Err(e) = self.store.call(move |db| db.cloud_give_up(id, &msg)).await {
+                    tracing::error!(error = %e, "cloud relay: cannot record a lost upload");
+                }
+            }
+            Err(e) => {
+                let attempts = job.attempts + 1;
+                let delay = backoff_ms(attempts);
+                let msg = e.to_string();
+                {
+                    let mut s = self.stats.lock().expect("stats");
+                    if s.reachable || attempts == 1 {
+                        tracing::warn!(error = %msg, retry_in_ms = delay, "cloud relay: upload failed; will retry");
+                    }
+                    s.failures += 1;
+                    s.reachable = false;
+                    s.last_error = Some(msg.clone());
+                    s.last_error_ms = Some(now);
+                }
+                if let Err(e) = self.store.call(move |db| db.cloud_retry(id, &msg, now + delay)).await {
+                    tracing::error!(error = %e, "cloud relay: cannot record a failed upload");
+                }
+            }
+        }
+    }
+}
+
+impl PieceSink for Relay {
+    fn piece_done(&self, piece: Piece) {
+        if let Err(e) = self.queue_piece(&piece) {
+            tracing::error!(error = %e, event = piece.event_id, seq = piece.seq, "cloud relay: cannot queue a piece");
+        }
+    }
+}
+
+impl events::CloudRelay for Relay {
+    fn event_done(&self, event_id: i64) {
+        if let Err(e) = Relay::queue_clip(&self.store, self, event_id) {
+            // Not lost: the next start queues clips that were never queued.
+            tracing::error!(error = %e, event = event_id, "cloud relay: cannot queue a clip");
+        }
+    }
+    fn pieces_dir(&self) -> PathBuf {
+        self.data_dir.join(PIECES_DIR)
+    }
+}
+
+pub fn backoff_ms(attempts: i64) -> i64 {
+    let shift = (attempts - 1).clamp(0, 20) as u32;
+    (BACKOFF_FIRST_MS << shift).min(BACKOFF_CAP_MS)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Pads an MP4 file with a trailing `free` box and encrypts it into `out`; the padded
+/// plaintext length.
+pub fn seal_mp4_file(recipients: &[Recipient], src: &Path, out: &Path) -> Result<u64> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::File::open(src).map_err(|e| Error::not_found(format!("{}: {e}", src.display())))?;
+    let len = f.metadata().map_err(|e| Error::internal(format!("{}: {e}", src.display())))?.len();
+    let padded = pad::mp4_padded_len(len);
+    let header = pad::mp4_free_header(padded - len)?;
+    let zeros = (padded - len).saturating_sub(header.len() as u64);
+    let plain = std::io::BufReader::new(f.take(len)).chain(&header[..]).chain(std::io::repeat(0).take(zeros));
+    let w = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(out)
+        .map_err(|e| Error::internal(format!("{}: {e}", out.display())))?;
+    let mut w = std::io::BufWriter::new(w);
+    let n = super::seal::encrypt_stream(recipients, plain, &mut w)?;
+    use std::io::Write;
+    w.flush().map_err(|e| Error::internal(format!("{}: {e}", out.display())))?;
+    if n != padded {
+        return Err(Error::internal(format!("{}: changed while it was being sealed", src.display())));
+    }
+    Ok(n)
+}
+
+/// Pads JSON lines (given without the final newline) with whitespace and encrypts them.
+pub fn seal_index(recipients: &[Recipient], lines: &[u8]) -> Result<Vec<u8>> {
+    let len = lines.len() as u64;
+    let pad = pad::json_lines_padded_len(len) - len;
+    let mut plain = lines.to_vec();
+    plain.extend_from_slice(&pad::json_lines_pad(pad));
+    let mut out = Vec::with_capacity(plain.len() + 512);
+    super::seal::encrypt_stream(recipients, &plain[..], &mut out)?;
+    Ok(out)
+}
+
+/// Keeps the average upload rate under the cap by pausing after each object.
+struct Throttle {
+    bytes_per_s: u64,
+    last_total: Option<u64>,
+}
+
+impl Throttle {
+    fn new(kbps: u64) -> Throttle {
+        Throttle { bytes_per_s: kbps * 1000 / 8, last_total: None }
+    }
+    /// `total` is the running count of bytes sent; `took` how long the last object took.
+    fn after(&mut self, total: u64, took: Duration) -> Option<Duration> {
+        let prev = self.last_total.replace(total).unwrap_or(0);
+        if self.bytes_per_s == 0 || total <= prev {
+            return None;
+        }
+        let should = Duration::from_secs_f64((total - prev) as f64 / self.bytes_per_s as f64);
+        should.checked_sub(took).filter(|d| !d.is_zero())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let v: Vec<i64> = (1..=7).map(backoff_ms).collect();
+        assert_eq!(v, [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]);
+        assert_eq!(backoff_ms(1_000), 30_000);
+    }
+
+    #[test]
+    fn the_throttle_spaces_objects_to_the_cap() {
+        let mut t = Throttle::new(800); // 100 000 bytes/s
+        assert_eq!(t.after(100_000, Duration::from_millis(200)), Some(Duration::from_millis(800)));
+        assert_eq!(t.after(150_000, Duration::from_secs(1)), None);
+        let mut off = Throttle::new(0);
+        assert_eq!(off.after(1 << 30, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn sealed_index_and_clip_open_with_the_owner_key_and_stay_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let (secret, public) = super::super::keys::new_identity();
+        let id: age::x25519::Identity = secret.parse().unwrap();
+        let r = super::super::keys::parse_recipients(&[public]).unwrap();
+        let lines = br#"{"id":"a","camera":"Porch","start":"x","end":"y","bytes":1}"#;
+        let sealed = seal_index(&r, lines).unwrap();
+        let mut plain = Vec::new();
+        super::super::seal::decrypt_stream(std::slice::from_ref(&id), &sealed[..], &mut plain).unwrap();
+        assert_eq!(plain.len() as u64, pad::json_lines_padded_len(lines.len() as u64));
+        let text = String::from_utf8(plain).unwrap();
+        assert!(text.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(v["camera"], "Porch");
+
+        let src = dir.path().join("c.mp4");
+        std::fs::write(&src, crate::recorder::mp4::tests::synthetic_file(3)).unwrap();
+        let out = dir.path().join("c.age");
+        let n = seal_mp4_file(&r, &src, &out).unwrap();
+        let len = std::fs::metadata(&src).unwrap().len();
+        assert_eq!(n, pad::mp4_padded_len(len));
+        let mut plain = Vec::new();
+        super::super::seal::decrypt_stream(&[id], std::fs::File::open(&out).unwrap(), &mut plain).unwrap();
+        assert_eq!(&plain[..len as usize], &std::fs::read(&src).unwrap()[..]);
+        let scan = crate::recorder::mp4::scan(plain.len() as u64, |at, buf| {
+            buf.copy_from_slice(&plain[at as usize..at as usize + buf.len()]);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(scan.fragments, 3, "the free box keeps the file a valid box sequence");
+        assert_eq!(&plain[len as usize + 4..len as usize + 8], b"free");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+        let e = seal_mp4_file(&r, &dir.path().join("gone.mp4"), &out).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+    }
+}

@@ -1,0 +1,394 @@
+//! The encrypted clip relay end to end: `homehub serve` with real cameras (camsim) and a
+//! real S3 server (moto, behind a proxy that records every byte the hub sends), the
+//! owner's key from `homehub keys new`, Debian's `age` and ffprobe/ffmpeg as judges.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::s3::{self, S3};
+use common::*;
+
+const BUCKET: &str = "homehub-cloud";
+const PREFIX: &str = "home";
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// `homehub keys new` into `dir/owner.key`; (key file, recipient).
+fn owner_key(dir: &Path) -> (PathBuf, String) {
+    let out = Command::new(HUB).args(["keys", "new"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let recipient = text.lines().find_map(|l| l.strip_prefix("# public key: ")).unwrap().to_string();
+    let path = dir.join("owner.key");
+    std::fs::write(&path, &text).unwrap();
+    (path, recipient)
+}
+
+fn cloud_toml(s3: &S3, recipient: &str) -> String {
+    format!(
+        "[cloud]\nstore = \"s3://{BUCKET}/{PREFIX}\"\nendpoint = \"{}\"\nrecipients = [\"{recipient}\"]\n\
+         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+        s3.endpoint(),
+        s3::ACCESS_KEY,
+        s3::SECRET_KEY
+    )
+}
+
+fn hub_id(hub: &Hub) -> String {
+    hub.db().query_row("SELECT value FROM meta WHERE key = 'hub_id'", [], |r| r.get(0)).unwrap()
+}
+
+/// Finished events with a clip: (event id, camera id, clip bytes).
+fn clipped_events(hub: &Hub) -> Vec<(i64, i64, i64)> {
+    let db = hub.db();
+    let mut st = db.prepare("SELECT id, camera_id, clip_bytes FROM events WHERE end_ms IS NOT NULL AND clip_path IS NOT NULL ORDER BY id").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(|r| r.unwrap()).collect()
+}
+
+fn open_events(hub: &Hub) -> i64 {
+    hub.db().query_row("SELECT COUNT(*) FROM events WHERE end_ms IS NULL", [], |r| r.get(0)).unwrap()
+}
+
+/// Debian's age opens `data` with the owner's key.
+fn age_decrypt(key: &Path, data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("age")
+        .args(["-d", "-i"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("age (Debian package age)");
+    let mut stdin = child.stdin.take().unwrap();
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "age -d failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// What the bucket holds, judged object by object.
+struct Bucket {
+    /// key → raw object
+    raw: Vec<(String, Vec<u8>)>,
+    /// Every index line, as found (not merged), with the key of its index object.
+    lines: Vec<(String, serde_json::Value)>,
+    /// Names (last part of the key) of the MP4 objects.
+    media: Vec<String>,
+}
+
+/// Reads every object straight from the S3 server and checks the format: names,
+/// `age-encryption.org/v1`, opened by Debian's age with the owner's key, and each
+/// plaintext either JSON lines or an MP4 that ffmpeg decodes without error.
+fn inspect(s3: &S3, key: &Path, hub_id: &str, scratch: &Path) -> Bucket {
+    let name_ok = |k: &str| {
+        let rest = k.strip_prefix(&format!("{PREFIX}/{hub_id}/"));
+        rest.is_some_and(|n| n.len() == 32 && n.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    };
+    let mut b = Bucket { raw: Vec::new(), lines: Vec::new(), media: Vec::new() };
+    for (k, _) in s3.list(BUCKET) {
+        assert!(name_ok(&k), "object name {k:?} is not {PREFIX}/<hub id>/<32 hex>");
+        let raw = s3.get(BUCKET, &k);
+        assert!(raw.starts_with(b"age-encryption.org/v1\n"), "{k} is not an age v1 file");
+        let plain = age_decrypt(key, &raw);
+        if plain.first() == Some(&b'{') {
+            let text = String::from_utf8(plain).unwrap_or_else(|_| panic!("{k}: index is not UTF-8"));
+            assert!(text.ends_with('\n'));
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{k}: {e}: {line:?}"));
+                for f in ["id", "camera", "start", "end", "bytes"] {
+                    assert!(!v[f].is_null(), "{k}: index line without {f}: {line}");
+                }
+                b.lines.push((k.clone(), v));
+            }
+        } else {
+            let f = scratch.join(format!("{}.mp4", k.rsplit('/').next().unwrap()));
+            std::fs::write(&f, &plain).unwrap();
+            assert!(plays(&f), "{k}: the decrypted object does not play as MP4");
+            b.media.push(k.rsplit('/').next().unwrap().to_string());
+        }
+        b.raw.push((k, raw));
+    }
+    b
+}
+
+fn status(hub: &Hub, cookie: &str) -> serde_json::Value {
+    hub.get_json("/api/cloud", cookie)
+}
+
+fn cli(args: &[&str], key: &Path, s3: &S3) -> Output {
+    Command::new(HUB)
+        .arg("cloud")
+        .args(args)
+        .args(["--store", &format!("s3://{BUCKET}/{PREFIX}"), "--endpoint", &s3.endpoint(), "--identity"])
+        .arg(key)
+        .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY)
+        .output()
+        .unwrap()
+}
+
+const CAM_NAME: &str = "Betty's Room q7v3";
+const PAIRED_NAME: &str = "Nursery Cam k2p9";
+const OWNER: &str = "betty.canary.x8f@example.org";
+const MODEL: &str = "CanaryCam-M0d3l-77";
+const SSID: &str = "Canary WiFi s5sid";
+const CODE: &str = "24681357";
+
+#[test]
+fn only_ciphertext_leaves_and_the_owner_reads_it_without_the_hub() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3 = S3::start();
+    s3.create_bucket(BUCKET);
+    let (key, recipient) = owner_key(tmp.path());
+    let pa = free_port();
+    let _a = camsim(pa, &["--motion", "10-15"]);
+    let cams = format!("[[camera]]\nname = \"{CAM_NAME}\"\nurl = \"rtsp://127.0.0.1:{pa}/main\"\n");
+    let mut hub = Hub::start(
+        tmp.path(),
+        &format!("[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = 3\npost_roll_seconds = 3\n{cams}{}", cloud_toml(&s3, &recipient)),
+    );
+    hub.add_user(OWNER, "owner", PASSWORD);
+    let cookie = hub.login(OWNER, PASSWORD).1.unwrap().0;
+    let id = hub_id(&hub);
+    assert_eq!(status(&hub, &cookie)["enabled"], true);
+
+    // A paired camera whose name, model and Wi-Fi network are all canaries too.
+    let pb = free_port();
+    let hub_addr = format!("127.0.0.1:{}", hub.mqtt_tls);
+    let fp = hub.fingerprint();
+    let (_b, lines) = camsim_lines(
+        pb,
+        &[
+            "--pair", "--hub", &hub_addr, "--hub-fp", &fp, "--hub-id", &id, "--device-id", "cam-canary", "--setup-code", CODE,
+            "--name", PAIRED_NAME, "--model", MODEL, "--ssid", SSID, "--motion", "8-13",
+        ],
+    );
+    wait_until("the pairing request", Duration::from_secs(15), || {
+        hub.get_json("/api/pairing", &cookie)["items"].as_array().unwrap().iter().any(|r| r["device_id"] == "cam-canary")
+    });
+    let (st, body) = hub.send_json("POST", "/api/pairing/cam-canary", &cookie, &serde_json::json!({ "setup_code": CODE }));
+    assert_eq!(st, 200, "{body}");
+    wait_line(&lines, "camsim paired cam-canary", Duration::from_secs(10));
+    // The hub has the canaries: the model from the request, the SSID from the state.
+    wait_until("the paired device's state", Duration::from_secs(15), || {
+        let d = hub.get_json("/api/devices", &cookie).to_string();
+        d.contains(MODEL) && d.contains(SSID)
+    });
+
+    // Both cameras move, their events end, and everything reaches the bucket.
+    wait_until("an event with a clip from each camera", Duration::from_secs(60), || {
+        let evs = clipped_events(&hub);
+        evs.iter().any(|e| e.1 == 1) && evs.iter().any(|e| e.1 == 2) && open_events(&hub) == 0
+    });
+    wait_until("the upload queue drained", Duration::from_secs(30), || status(&hub, &cookie)["queue_length"] == 0);
+    let st = status(&hub, &cookie);
+    assert!(st["uploaded"].as_u64().unwrap() >= 4, "{st}");
+    assert!(st["last_success"].is_string() && st["reachable"] == true, "{st}");
+    let metrics = hub.get("/metrics", Some(&cookie)).2;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(metrics.contains("homehub_cloud_queue_length 0"), "{metrics}");
+    assert!(metrics.lines().any(|l| l.starts_with("homehub_cloud_last_success_timestamp_seconds ") && !l.ends_with(" 0")), "{metrics}");
+
+    // Format: every object is age, opens with the owner's key and is valid inside.
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let bucket = inspect(&s3, &key, &id, &scratch);
+    let events = clipped_events(&hub);
+    let clips: Vec<&serde_json::Value> = bucket.lines.iter().map(|(_, v)| v).filter(|v| v["kind"] == "clip").collect();
+    for (event, camera, bytes) in &events {
+        let ev = format!("{id}/{event}");
+        let mine: Vec<_> = clips.iter().filter(|v| v["event"] == ev.as_str()).collect();
+        assert_eq!(mine.len(), 1, "event {event}: clip entries {mine:?}");
+        assert_eq!(mine[0]["bytes"].as_i64(), Some(*bytes));
+        assert_eq!(mine[0]["camera"], if *camera == 1 { CAM_NAME } else { PAIRED_NAME });
+    }
+    let pieces = bucket.lines.iter().filter(|(_, v)| v["kind"] == "piece").count();
+    assert!(pieces >= 2 * events.len(), "{pieces} pieces for {} events", events.len());
+    for (_, v) in &bucket.lines {
+        assert!(bucket.media.contains(&v["id"].as_str().unwrap().to_string()), "index entry without its object: {v}");
+    }
+    assert_eq!(bucket.media.len(), bucket.lines.len(), "every MP4 object is in the index once");
+
+    // The canaries are really in what the hub knows (so their absence below means
+    // something): the index, decrypted, names both cameras.
+    let canaries = [CAM_NAME, PAIRED_NAME, OWNER, MODEL, SSID, "Betty's Room"];
+    // Nothing that names a person, camera, network or device is in any object, nor in
+    // anything the hub sent the S3 server (keys, headers, bodies).
+    for (k, raw) in &bucket.raw {
+        s3::assert_no_canary(k, raw, &canaries);
+    }
+    let sent = s3.client_sent();
+    assert!(sent.windows(21).any(|w| w == b"age-encryption.org/v1"), "the request log holds the bodies");
+    assert!(sent.windows(id.len()).any(|w| w == id.as_bytes()), "the request log holds the keys");
+    s3::assert_no_canary("the hub's requests to S3", &sent, &canaries);
+    for r in s3.requests() {
+        assert!(
+            !r.headers.iter().any(|(h, _)| h.to_ascii_lowercase().starts_with("x-amz-meta-")),
+            "metadata header in {} {}",
+            r.method,
+            r.target
+        );
+        if r.method == "PUT" {
+            assert_eq!(r.header("content-type"), Some("application/octet-stream"), "{} {}", r.method, r.target);
+        }
+    }
+
+    // The hub is gone — stopped and its data deleted. The owner still lists and opens.
+    assert!(hub.proc.as_mut().unwrap().term().success());
+    std::fs::remove_dir_all(&hub.dir).unwrap();
+    let out = cli(&["list", "--json"], &key, &s3);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let listed_clips: Vec<_> = listed.iter().filter(|v| v["kind"] == "clip").collect();
+    assert_eq!(listed_clips.len(), events.len(), "{listed:#?}");
+    let out = cli(&["list"], &key, &s3);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains(CAM_NAME) && table.contains(PAIRED_NAME), "{table}");
+    let clip = listed_clips.iter().find(|v| v["camera"] == CAM_NAME).unwrap();
+    let mp4 = tmp.path().join("out.mp4");
+    let out = cli(&["get", clip["id"].as_str().unwrap(), "-o", mp4.to_str().unwrap()], &key, &s3);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(plays(&mp4), "cloud get wrote an MP4 that does not play");
+    let secs = ffprobe_duration(&mp4).unwrap();
+    assert!(secs >= 5.0, "the clip is {secs} s long");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&mp4).unwrap().permissions().mode() & 0o777, 0o600);
+    // Another key opens nothing, and says so; a bad id is a clear error.
+    let (other, _) = owner_key(&tmp.path().join("scratch"));
+    let out = cli(&["list"], &other, &s3);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("objects this identity cannot open"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(&["get", "nonsense", "-o", "/dev/null"], &key, &s3);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("32 hex digits"));
+    // The owner's reads sent no canary either.
+    s3::assert_no_canary("all requests to S3", &s3.client_sent(), &canaries);
+}
+
+#[test]
+fn a_hub_killed_mid_event_has_already_sent_all_but_the_last_seconds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3 = S3::start();
+    s3.create_bucket(BUCKET);
+    let (key, recipient) = owner_key(tmp.path());
+    let port = free_port();
+    let t0 = now_ms();
+    let _cam = camsim(port, &["--motion", "8-38"]);
+    let mut hub = Hub::start(
+        tmp.path(),
+        &format!(
+            "[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = 3\npost_roll_seconds = 3\n{}{}",
+            cameras_toml(&[port]),
+            cloud_toml(&s3, &recipient)
+        ),
+    );
+    let id = hub_id(&hub);
+    assert!(now_ms() < t0 + 7_000, "the hub was not up well before the movement began");
+    // SIGKILL 10 s into the 30 s movement.
+    let kill_at = t0 + 18_000;
+    std::thread::sleep(Duration::from_millis((kill_at - now_ms()).max(0) as u64));
+    hub.proc.as_mut().unwrap().kill9();
+    let killed = now_ms();
+    assert_eq!(open_events(&hub), 1, "the event was going on");
+
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let bucket = inspect(&s3, &key, &id, &scratch);
+    let mut pieces: Vec<&serde_json::Value> = bucket.lines.iter().map(|(_, v)| v).filter(|v| v["kind"] == "piece").collect();
+    pieces.sort_by_key(|v| v["seq"].as_u64());
+    assert!(!pieces.is_empty(), "no piece reached the bucket");
+    let ms = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap().timestamp_millis();
+    let last_end = pieces.iter().map(|p| ms(&p["end"])).max().unwrap();
+    assert!(last_end >= killed - 5_000, "footage in the bucket ends {} ms before the kill", killed - last_end);
+    // The pieces are the event from its start, in order, none missing, none over 4 s.
+    for (i, p) in pieces.iter().enumerate() {
+        assert_eq!(p["seq"].as_u64(), Some(i as u64), "pieces: {pieces:#?}");
+        let len = ms(&p["end"]) - ms(&p["start"]);
+        assert!((500..=4_000).contains(&len), "piece {i} is {len} ms");
+        if i > 0 {
+            assert_eq!(ms(&p["start"]), ms(&pieces[i - 1]["end"]), "a gap before piece {i}");
+        }
+    }
+    assert!(ms(&pieces[0]["start"]) <= t0 + 8_000, "the first piece starts after the movement did (no pre-roll)");
+    // Each piece plays on its own (checked in inspect), and the owner's CLI sees them.
+    let out = cli(&["list", "--json"], &key, &s3);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), pieces.len());
+}
+
+#[test]
+fn a_two_minute_outage_loses_and_duplicates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3 = S3::start();
+    s3.create_bucket(BUCKET);
+    let (key, recipient) = owner_key(tmp.path());
+    let port = free_port();
+    let t0 = now_ms();
+    let _cam = camsim(port, &["--motion", "8-11,27-30,45-48,80-83,110-113"]);
+    let hub = Hub::start(
+        tmp.path(),
+        &format!(
+            "[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = 2\npost_roll_seconds = 2\n{}{}",
+            cameras_toml(&[port]),
+            cloud_toml(&s3, &recipient)
+        ),
+    );
+    hub.add_user(EMAIL, "owner", PASSWORD);
+    let cookie = hub.login(EMAIL, PASSWORD).1.unwrap().0;
+    let id = hub_id(&hub);
+    let at = |s: i64| std::thread::sleep(Duration::from_millis((t0 + s * 1000 - now_ms()).max(0) as u64));
+
+    // The first event goes up while the cloud is there.
+    wait_until("the first event uploaded", Duration::from_secs(25), || {
+        clipped_events(&hub).len() == 1 && status(&hub, &cookie)["queue_length"] == 0
+    });
+    at(20);
+    // Two minutes without the S3 server: first it refuses connections, then it hangs.
+    s3.refuse(true);
+    let outage = Instant::now();
+    at(80);
+    let st = status(&hub, &cookie);
+    assert!(st["queue_length"].as_u64().unwrap() >= 2 && st["bytes_pending"].as_u64().unwrap() > 0, "{st}");
+    assert_eq!(st["reachable"], false, "{st}");
+    assert!(st["last_error"].is_string(), "{st}");
+    let metrics = String::from_utf8_lossy(&hub.get("/metrics", Some(&cookie)).2).to_string();
+    assert!(metrics.contains("homehub_cloud_reachable 0"), "{metrics}");
+    s3.refuse(false);
+    s3.pause();
+    at(140);
+    s3.resume();
+    assert!(outage.elapsed() >= Duration::from_secs(119));
+    let events = clipped_events(&hub);
+    assert_eq!(events.len(), 5, "events: {events:?}\n{}", hub.log_text());
+
+    wait_until("the queue drained after the outage", Duration::from_secs(90), || status(&hub, &cookie)["queue_length"] == 0);
+    let st = status(&hub, &cookie);
+    assert_eq!(st["failed"], 0, "{st}");
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let bucket = inspect(&s3, &key, &id, &scratch);
+    for (event, _, bytes) in &events {
+        let ev = format!("{id}/{event}");
+        let clips: Vec<_> = bucket.lines.iter().filter(|(_, v)| v["kind"] == "clip" && v["event"] == ev.as_str()).collect();
+        assert_eq!(clips.len(), 1, "event {event}: {clips:?}");
+        assert_eq!(clips[0].1["bytes"].as_i64(), Some(*bytes));
+    }
+    // Exactly once: no entry twice, in one index object or across them.
+    let mut ids: Vec<&str> = bucket.lines.iter().map(|(_, v)| v["id"].as_str().unwrap()).collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "an index entry appears twice");
+    assert_eq!(bucket.media.len(), n, "objects without an index entry, or the other way round");
+}

@@ -1,0 +1,82 @@
+//! "Nothing else leaves" (ARCHITECTURE.md, "What may leave the house"): only `src/cloud/`
+//! may use an HTTP/S3 client or resolve names; the other outbound sockets are the
+//! loopback link to the embedded broker. This scans the hub's sources, so a new
+//! dependency that phones home, or a stray connect, fails here and has to be argued for.
+
+use std::path::{Path, PathBuf};
+
+/// What opens connections to other machines (or looks names up for them).
+const OUTBOUND: &[&str] = &[
+    "object_store",
+    "reqwest",
+    "hyper::client",
+    "hyper_util::client",
+    "TcpStream::connect",
+    "UdpSocket",
+    "lookup_host",
+    "ToSocketAddrs",
+    "to_socket_addrs",
+    "MqttOptions::new",
+    "ureq",
+    "curl::",
+];
+
+/// Files outside `src/cloud/` allowed a pattern, and why.
+const ALLOWED: &[(&str, &str, &str)] = &[
+    ("src/mqtt/broker.rs", "TcpStream::connect", "the front end's loopback link to the embedded rumqttd"),
+    ("src/mqtt/mod.rs", "MqttOptions::new", "the hub's own client of the embedded broker, on loopback"),
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn only_the_cloud_module_opens_connections_beyond_the_lan() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    assert!(files.len() > 20, "found only {} source files", files.len());
+    let mut found = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+        // The cloud relay; the simulated camera (not part of the hub, not in the .deb);
+        // unit tests, which talk to loopback servers they start.
+        if rel.starts_with("src/cloud/") || rel.starts_with("src/camsim/") || rel.starts_with("src/bin/") || rel.ends_with("/tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        // Code under #[cfg(test)] at the end of a file is a unit test module.
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (n, line) in code.lines().enumerate() {
+            let l = line.trim_start();
+            if l.starts_with("//") {
+                continue;
+            }
+            for pat in OUTBOUND {
+                if line.contains(pat) && !ALLOWED.iter().any(|(file, p, _)| *file == rel && p == pat) {
+                    found.push(format!("{rel}:{}: {pat}: {}", n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "outbound connections outside src/cloud/ (see ARCHITECTURE.md):\n{}", found.join("\n"));
+    // The scan sees what it is meant to: the relay's client is where it belongs.
+    let remote = std::fs::read_to_string(root.join("src/cloud/remote.rs")).unwrap();
+    assert!(remote.contains("object_store"), "src/cloud/remote.rs no longer uses object_store: update this test");
+}
+
+#[test]
+fn the_dependency_tree_has_no_telemetry_or_update_clients() {
+    let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock")).unwrap();
+    for name in ["sentry", "opentelemetry", "self_update", "update-informer", "posthog", "segment", "rudderstack"] {
+        assert!(!lock.contains(&format!("name = \"{name}\"")), "Cargo.lock pulls {name}");
+    }
+}
