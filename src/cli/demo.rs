@@ -69,6 +69,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     // The demo's "cloud" is a local folder. A real hub keeps only the public key; the
     // demo also keeps the owner's key, beside its data, so `homehub cloud list` can be
     // tried at once.
+    crate::store::prepare_data_dir(&data_dir)?;
     let key_path = data_dir.join("demo-owner.key");
     let recipient = demo_owner_key(&key_path)?;
     let bucket = data_dir.join("cloud-bucket");

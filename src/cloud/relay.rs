@@ -160,7 +160,9 @@ impl Relay {
         out
     }
 
-    fn entry(&self, object: &str, camera: String, start_ms: i64, end_ms: i64, bytes: u64, kind: UploadKind, event_id: i64, seq: Option<u32>) -> String {
+    /// One index line; `span` is (start, end) in ms, `event` the event id and a piece's place in it.
+    fn entry(&self, object: &str, camera: String, span: (i64, i64), bytes: u64, kind: UploadKind, event: (i64, Option<u32>)) -> String {
+        let ((start_ms, end_ms), (event_id, seq)) = (span, event);
         let e = Entry {
             id: object.to_string(),
             camera,
@@ -180,7 +182,7 @@ impl Relay {
         let camera_id = p.camera_id;
         let camera = self.store.call_blocking(move |db| db.camera_name(camera_id))?.unwrap_or_else(|| format!("camera {camera_id}"));
         let object = new_object_name();
-        let body = self.entry(&object, camera, p.start_ms, p.end_ms, bytes, UploadKind::Piece, p.event_id, Some(p.seq));
+        let body = self.entry(&object, camera, (p.start_ms, p.end_ms), bytes, UploadKind::Piece, (p.event_id, Some(p.seq)));
         let u = NewUpload { object, kind: UploadKind::Piece, path: rel, event_id: p.event_id, bytes, index_object: new_object_name(), index_body: body };
         let now = now_ms();
         self.store.call_blocking(move |db| db.cloud_enqueue(&u, now))?;
@@ -194,7 +196,7 @@ impl Relay {
         let (Some(path), Some(end_ms)) = (ev.clip_path, ev.end_ms) else { return Ok(false) };
         let bytes = ev.clip_bytes.unwrap_or(0);
         let object = new_object_name();
-        let body = hub_relay.entry(&object, ev.camera, ev.clip_start_ms, end_ms, bytes, UploadKind::Clip, event_id, None);
+        let body = hub_relay.entry(&object, ev.camera, (ev.clip_start_ms, end_ms), bytes, UploadKind::Clip, (event_id, None));
         let u = NewUpload { object, kind: UploadKind::Clip, path, event_id, bytes, index_object: new_object_name(), index_body: body };
         let now = now_ms();
         store.call_blocking(move |db| db.cloud_enqueue(&u, now))?;

@@ -567,6 +567,9 @@ fn bind_proxy_port() -> (TcpListener, u16) {
 // ---------------------------------------------------------------------------------------
 // Minimal HTTP/1.1, for talking to moto directly and for reading the proxy's log
 
+/// (status, headers, body) of a response.
+type Response = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// One request on a fresh connection; returns (status, headers, body).
 fn http(
     port: u16,
@@ -575,7 +578,7 @@ fn http(
     headers: &[(&str, &str)],
     body: &[u8],
     timeout: Duration,
-) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+) -> std::io::Result<Response> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
