@@ -294,6 +294,7 @@ fn a_hub_killed_mid_event_has_already_sent_all_but_the_last_seconds() {
         ),
     );
     let id = hub_id(&hub);
+    hub.add_user(EMAIL, "owner", PASSWORD);
     assert!(now_ms() < t0 + 7_000, "the hub was not up well before the movement began");
     // SIGKILL 10 s into the 30 s movement.
     let kill_at = t0 + 18_000;
@@ -325,6 +326,33 @@ fn a_hub_killed_mid_event_has_already_sent_all_but_the_last_seconds() {
     let out = cli(&["list", "--json"], &key, &s3);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), pieces.len());
+
+    // The hub comes back: the event cut short is closed from its partial clip, and the
+    // queue (pieces not yet sent) and that clip go up; nothing twice.
+    let killed_event: i64 = hub.db().query_row("SELECT id FROM events WHERE end_ms IS NULL", [], |r| r.get(0)).unwrap();
+    hub.restart();
+    let cookie = hub.login(EMAIL, PASSWORD).1.unwrap().0;
+    wait_until("the recovered clip uploaded", Duration::from_secs(30), || {
+        clipped_events(&hub).iter().any(|e| e.0 == killed_event) && status(&hub, &cookie)["queue_length"] == 0
+    });
+    let after = inspect(&s3, &key, &id, &scratch);
+    let ev = format!("{id}/{killed_event}");
+    let clip_entries = after.lines.iter().filter(|(_, v)| v["kind"] == "clip" && v["event"] == ev.as_str()).count();
+    assert_eq!(clip_entries, 1, "the recovered clip of the killed event");
+    let mut ids: Vec<&str> = after.lines.iter().map(|(_, v)| v["id"].as_str().unwrap()).collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "an index entry appears twice");
+    assert!(after.lines.len() > bucket.lines.len());
+    // Its piece files are gone: sent and deleted, or (the one cut by the kill) swept.
+    let left: Vec<String> = std::fs::read_dir(hub.dir.join("cloud/pieces"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(&format!("{killed_event}-")))
+        .collect();
+    assert!(left.is_empty(), "piece files of the killed event left behind: {left:?}");
 }
 
 #[test]
