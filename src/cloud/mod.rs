@@ -12,13 +12,14 @@
 //!   recipients, reading identity files (for `cloud get`, never stored by the hub).
 //! - [`pad`]: Padmé sizes and padding that keeps the plaintext valid (an MP4 `free` box,
 //!   JSON whitespace).
-//! - [`seal`]: streaming age encryption to all recipients, and decryption.
+//! - [`seal`] and [`agefmt`]: streaming age encryption to all recipients, and decryption.
 //! - [`remote`]: the bucket (S3-compatible or a local folder) — the only outbound
 //!   connection homehub makes (ARCHITECTURE.md, "What may leave the house").
 //! - [`relay`]: the persistent upload queue and the task that drains it.
 //! - [`index`]: index entries, and reading a bucket back with only the owner's key
 //!   (`homehub cloud list/get`).
 
+pub mod agefmt;
 pub mod index;
 pub mod keys;
 pub mod pad;
