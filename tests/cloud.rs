@@ -420,3 +420,36 @@ fn a_two_minute_outage_loses_and_duplicates_nothing() {
     assert_eq!(ids.len(), n, "an index entry appears twice");
     assert_eq!(bucket.media.len(), n, "objects without an index entry, or the other way round");
 }
+
+#[test]
+fn big_objects_go_up_in_parts_and_come_back_whole() {
+    use homehub::cloud::remote::{Remote, SINGLE_PUT_MAX, Target};
+    let tmp = tempfile::tempdir().unwrap();
+    let s3 = S3::start();
+    s3.create_bucket(BUCKET);
+    let remote = Remote::open(&Target {
+        store: format!("s3://{BUCKET}/{PREFIX}"),
+        endpoint: s3.endpoint(),
+        region: s3::REGION.into(),
+        access_key_id: s3::ACCESS_KEY.into(),
+        secret_access_key: s3::SECRET_KEY.into(),
+    })
+    .unwrap();
+    let big = tmp.path().join("big");
+    let data: Vec<u8> = (0..SINGLE_PUT_MAX + 3 * 1024 * 1024 + 7).map(|i| (i * 2654435761 >> 13) as u8).collect();
+    std::fs::write(&big, &data).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let at = remote.object("hub", "0123456789abcdef0123456789abcdef");
+    let mut reported = 0u64;
+    rt.block_on(remote.put_file(&at, &big, async |n| reported += n)).unwrap();
+    assert_eq!(reported, data.len() as u64);
+    assert!(s3.get(BUCKET, &format!("{PREFIX}/hub/0123456789abcdef0123456789abcdef")) == data, "the object differs");
+    let parts = s3.requests().iter().filter(|r| r.method == "PUT" && r.target.contains("partNumber=")).count();
+    assert!(parts >= 3, "{parts} parts");
+    let back = tmp.path().join("back");
+    assert_eq!(rt.block_on(remote.get_to_file(&at, &back)).unwrap(), data.len() as u64);
+    // Without the server: a clear error naming the store, not a hang.
+    drop(s3);
+    let e = rt.block_on(remote.put_bytes(&at, vec![1, 2, 3])).unwrap_err();
+    assert!(e.to_string().contains(&format!("s3://{BUCKET}/{PREFIX}")), "{e}");
+}

@@ -306,13 +306,29 @@ impl Relay {
                 if !src.exists() {
                     return Err(Error::not_found(format!("{} was deleted before it was uploaded", src.display())));
                 }
+                let (recipients, s2) = (self.recipients.clone(), src.clone());
+                if std::fs::metadata(&src).map(|m| m.len()).unwrap_or(u64::MAX) <= IN_MEMORY_MAX {
+                    // Small (pieces, short clips): sealed in memory, sparing the SD card a write.
+                    let sealed = tokio::task::spawn_blocking(move || {
+                        let mut out = Vec::new();
+                        seal_mp4(&recipients, &s2, &mut out).map(|_| out)
+                    })
+                    .await
+                    .map_err(|e| Error::internal(e.to_string()))??;
+                    let n = sealed.len() as u64;
+                    self.remote.put_bytes(&at, sealed).await?;
+                    return Ok(n);
+                }
                 let spool = self.data_dir.join(SPOOL_DIR).join(format!("{}.age", job.object));
-                let (recipients, s2, sp2) = (self.recipients.clone(), src.clone(), spool.clone());
+                let sp2 = spool.clone();
                 let sealed = tokio::task::spawn_blocking(move || seal_mp4_file(&recipients, &s2, &sp2))
                     .await
                     .map_err(|e| Error::internal(e.to_string()))?;
                 let result = match sealed {
-                    Ok(n) => self.remote.put_file(&at, &spool, async |_| {}).await.map(|_| n),
+                    Ok(_) => {
+                        let n = std::fs::metadata(&spool).map(|m| m.len()).unwrap_or(0);
+                        self.remote.put_file(&at, &spool, async |_| {}).await.map(|_| n)
+                    }
                     Err(e) => Err(e),
                 };
                 let _ = std::fs::remove_file(&spool);
@@ -403,17 +419,32 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Files up to this size are sealed in memory; bigger ones through a spool file.
+const IN_MEMORY_MAX: u64 = 4 * 1024 * 1024;
+
 /// Pads an MP4 file with a trailing `free` box and encrypts it into `out`; the padded
 /// plaintext length.
-pub fn seal_mp4_file(recipients: &[Recipient], src: &Path, out: &Path) -> Result<u64> {
+pub fn seal_mp4<W: std::io::Write>(recipients: &[Recipient], src: &Path, out: W) -> Result<u64> {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::File::open(src).map_err(|e| Error::not_found(format!("{}: {e}", src.display())))?;
     let len = f.metadata().map_err(|e| Error::internal(format!("{}: {e}", src.display())))?.len();
     let padded = pad::mp4_padded_len(len);
     let header = pad::mp4_free_header(padded - len)?;
     let zeros = (padded - len).saturating_sub(header.len() as u64);
     let plain = std::io::BufReader::new(f.take(len)).chain(&header[..]).chain(std::io::repeat(0).take(zeros));
+    let n = super::seal::encrypt_stream(recipients, plain, out)?;
+    if n != padded {
+        return Err(Error::internal(format!("{}: changed while it was being sealed", src.display())));
+    }
+    Ok(n)
+}
+
+/// [`seal_mp4`] into a new file `out` (mode 0600).
+pub fn seal_mp4_file(recipients: &[Recipient], src: &Path, out: &Path) -> Result<u64> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !src.exists() {
+        return Err(Error::not_found(format!("{}: no such file", src.display())));
+    }
     let w = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -422,12 +453,9 @@ pub fn seal_mp4_file(recipients: &[Recipient], src: &Path, out: &Path) -> Result
         .open(out)
         .map_err(|e| Error::internal(format!("{}: {e}", out.display())))?;
     let mut w = std::io::BufWriter::new(w);
-    let n = super::seal::encrypt_stream(recipients, plain, &mut w)?;
+    let n = seal_mp4(recipients, src, &mut w)?;
     use std::io::Write;
     w.flush().map_err(|e| Error::internal(format!("{}: {e}", out.display())))?;
-    if n != padded {
-        return Err(Error::internal(format!("{}: changed while it was being sealed", src.display())));
-    }
     Ok(n)
 }
 
