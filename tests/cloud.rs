@@ -312,6 +312,7 @@ fn a_hub_killed_mid_event_has_already_sent_all_but_the_last_seconds() {
     let ms = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap().timestamp_millis();
     let last_end = pieces.iter().map(|p| ms(&p["end"])).max().unwrap();
     assert!(last_end >= killed - 5_000, "footage in the bucket ends {} ms before the kill", killed - last_end);
+    eprintln!("hub loss: {} pieces in the bucket; footage ends {} ms before the kill", pieces.len(), killed - last_end);
     // The pieces are the event from its start, in order, none missing, none over 4 s.
     for (i, p) in pieces.iter().enumerate() {
         assert_eq!(p["seq"].as_u64(), Some(i as u64), "pieces: {pieces:#?}");
