@@ -121,6 +121,52 @@ fn inspect(s3: &S3, key: &Path, hub_id: &str, scratch: &Path) -> Bucket {
     b
 }
 
+/// No index entry twice, within one index object or across them.
+fn assert_each_entry_once(b: &Bucket) {
+    let mut ids: Vec<&str> = b.lines.iter().map(|(_, v)| v["id"].as_str().unwrap()).collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "an index entry appears twice");
+}
+
+/// An S3 server with a bucket, the owner's key, and one camera moving during `motion`.
+struct Rig {
+    tmp: tempfile::TempDir,
+    s3: S3,
+    key: PathBuf,
+    recipient: String,
+    port: u16,
+    /// When the camera started (its motion spans count from here).
+    t0: i64,
+    _cam: Proc,
+}
+
+impl Rig {
+    fn new(motion: &str) -> Rig {
+        let tmp = tempfile::tempdir().unwrap();
+        let s3 = S3::start();
+        s3.create_bucket(BUCKET);
+        let (key, recipient) = owner_key(tmp.path());
+        let port = free_port();
+        let t0 = now_ms();
+        let cam = camsim(port, &["--motion", motion]);
+        Rig { tmp, s3, key, recipient, port, t0, _cam: cam }
+    }
+
+    /// The hub recording events of the camera, relaying to the bucket.
+    fn hub(&self, pre_post_roll: u32) -> Hub {
+        Hub::start(
+            self.tmp.path(),
+            &format!(
+                "[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = {pre_post_roll}\npost_roll_seconds = {pre_post_roll}\n{}{}",
+                cameras_toml(&[self.port]),
+                cloud_toml(&self.s3, &self.recipient)
+            ),
+        )
+    }
+}
+
 fn status(hub: &Hub, cookie: &str) -> serde_json::Value {
     hub.get_json("/api/cloud", cookie)
 }
@@ -278,21 +324,9 @@ fn only_ciphertext_leaves_and_the_owner_reads_it_without_the_hub() {
 
 #[test]
 fn a_hub_killed_mid_event_has_already_sent_all_but_the_last_seconds() {
-    let tmp = tempfile::tempdir().unwrap();
-    let s3 = S3::start();
-    s3.create_bucket(BUCKET);
-    let (key, recipient) = owner_key(tmp.path());
-    let port = free_port();
-    let t0 = now_ms();
-    let _cam = camsim(port, &["--motion", "8-38"]);
-    let mut hub = Hub::start(
-        tmp.path(),
-        &format!(
-            "[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = 3\npost_roll_seconds = 3\n{}{}",
-            cameras_toml(&[port]),
-            cloud_toml(&s3, &recipient)
-        ),
-    );
+    let rig = Rig::new("8-38");
+    let (tmp, s3, key, t0) = (&rig.tmp, &rig.s3, &rig.key, rig.t0);
+    let mut hub = rig.hub(3);
     let id = hub_id(&hub);
     hub.add_user(EMAIL, "owner", PASSWORD);
     assert!(now_ms() < t0 + 7_000, "the hub was not up well before the movement began");
@@ -305,7 +339,7 @@ fn a_hub_killed_mid_event_has_already_sent_all_but_the_last_seconds() {
 
     let scratch = tmp.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
-    let bucket = inspect(&s3, &key, &id, &scratch);
+    let bucket = inspect(s3, key, &id, &scratch);
     let mut pieces: Vec<&serde_json::Value> = bucket.lines.iter().map(|(_, v)| v).filter(|v| v["kind"] == "piece").collect();
     pieces.sort_by_key(|v| v["seq"].as_u64());
     assert!(!pieces.is_empty(), "no piece reached the bucket");
@@ -324,7 +358,7 @@ fn a_hub_killed_mid_event_has_already_sent_all_but_the_last_seconds() {
     }
     assert!(ms(&pieces[0]["start"]) <= t0 + 8_000, "the first piece starts after the movement did (no pre-roll)");
     // Each piece plays on its own (checked in inspect), and the owner's CLI sees them.
-    let out = cli(&["list", "--json"], &key, &s3);
+    let out = cli(&["list", "--json"], key, s3);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), pieces.len());
 
@@ -336,15 +370,11 @@ fn a_hub_killed_mid_event_has_already_sent_all_but_the_last_seconds() {
     wait_until("the recovered clip uploaded", Duration::from_secs(30), || {
         clipped_events(&hub).iter().any(|e| e.0 == killed_event) && status(&hub, &cookie)["queue_length"] == 0
     });
-    let after = inspect(&s3, &key, &id, &scratch);
+    let after = inspect(s3, key, &id, &scratch);
     let ev = format!("{id}/{killed_event}");
     let clip_entries = after.lines.iter().filter(|(_, v)| v["kind"] == "clip" && v["event"] == ev.as_str()).count();
     assert_eq!(clip_entries, 1, "the recovered clip of the killed event");
-    let mut ids: Vec<&str> = after.lines.iter().map(|(_, v)| v["id"].as_str().unwrap()).collect();
-    let n = ids.len();
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), n, "an index entry appears twice");
+    assert_each_entry_once(&after);
     assert!(after.lines.len() > bucket.lines.len());
     // Its piece files are gone: sent and deleted, or (the one cut by the kill) swept.
     let left: Vec<String> = std::fs::read_dir(hub.dir.join("cloud/pieces"))
@@ -358,21 +388,9 @@ fn a_hub_killed_mid_event_has_already_sent_all_but_the_last_seconds() {
 
 #[test]
 fn a_two_minute_outage_loses_and_duplicates_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let s3 = S3::start();
-    s3.create_bucket(BUCKET);
-    let (key, recipient) = owner_key(tmp.path());
-    let port = free_port();
-    let t0 = now_ms();
-    let _cam = camsim(port, &["--motion", "8-11,27-30,45-48,80-83,110-113"]);
-    let hub = Hub::start(
-        tmp.path(),
-        &format!(
-            "[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = 2\npost_roll_seconds = 2\n{}{}",
-            cameras_toml(&[port]),
-            cloud_toml(&s3, &recipient)
-        ),
-    );
+    let rig = Rig::new("8-11,27-30,45-48,80-83,110-113");
+    let (tmp, s3, key, t0) = (&rig.tmp, &rig.s3, &rig.key, rig.t0);
+    let hub = rig.hub(2);
     hub.add_user(EMAIL, "owner", PASSWORD);
     let cookie = hub.login(EMAIL, PASSWORD).1.unwrap().0;
     let id = hub_id(&hub);
@@ -406,7 +424,7 @@ fn a_two_minute_outage_loses_and_duplicates_nothing() {
     assert_eq!(st["failed"], 0, "{st}");
     let scratch = tmp.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
-    let bucket = inspect(&s3, &key, &id, &scratch);
+    let bucket = inspect(s3, key, &id, &scratch);
     for (event, _, bytes) in &events {
         let ev = format!("{id}/{event}");
         let clips: Vec<_> = bucket.lines.iter().filter(|(_, v)| v["kind"] == "clip" && v["event"] == ev.as_str()).collect();
@@ -414,12 +432,8 @@ fn a_two_minute_outage_loses_and_duplicates_nothing() {
         assert_eq!(clips[0].1["bytes"].as_i64(), Some(*bytes));
     }
     // Exactly once: no entry twice, in one index object or across them.
-    let mut ids: Vec<&str> = bucket.lines.iter().map(|(_, v)| v["id"].as_str().unwrap()).collect();
-    let n = ids.len();
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), n, "an index entry appears twice");
-    assert_eq!(bucket.media.len(), n, "objects without an index entry, or the other way round");
+    assert_each_entry_once(&bucket);
+    assert_eq!(bucket.media.len(), bucket.lines.len(), "objects without an index entry, or the other way round");
 }
 
 #[test]
@@ -437,7 +451,7 @@ fn big_objects_go_up_in_parts_and_come_back_whole() {
     })
     .unwrap();
     let big = tmp.path().join("big");
-    let data: Vec<u8> = (0..SINGLE_PUT_MAX + 3 * 1024 * 1024 + 7).map(|i| (i * 2654435761 >> 13) as u8).collect();
+    let data: Vec<u8> = (0..SINGLE_PUT_MAX + 3 * 1024 * 1024 + 7).map(|i| ((i * 2654435761) >> 13) as u8).collect();
     std::fs::write(&big, &data).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let at = remote.object("hub", "0123456789abcdef0123456789abcdef");
