@@ -244,17 +244,8 @@ fn wait_ready(child: &mut Child, i: usize) -> Result<()> {
 
 /// The demo owner's key at `path` (made once, mode 0600); its public key.
 fn demo_owner_key(path: &Path) -> Result<String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if !path.exists() {
-        let text = crate::cloud::keys::keygen_text(chrono::Utc::now());
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .ctx(format!("creating {}", path.display()))?;
-        f.write_all(text.as_bytes()).ctx(format!("writing {}", path.display()))?;
+        crate::web::tls::write_private(path, crate::cloud::keys::keygen_text(chrono::Utc::now()).as_bytes())?;
     }
     let text = std::fs::read_to_string(path).ctx(format!("reading {}", path.display()))?;
     text.lines()

@@ -56,7 +56,8 @@ pub fn ensure(data_dir: &Path) -> Result<Paths> {
     Ok(p)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` atomically (a temporary file renamed over it), mode 0600.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = fs::OpenOptions::new()
         .create(true)
