@@ -141,16 +141,15 @@ impl Relay {
 
     /// Prometheus lines.
     pub async fn metrics(&self) -> String {
-        let Ok(st) = self.status().await else { return String::new() };
-        let q = self.store.call(|db| db.cloud_status()).await.unwrap_or_default();
+        let Ok(q) = self.store.call(|db| db.cloud_status()).await else { return String::new() };
         let s = self.stats.lock().expect("stats").clone();
         let mut out = String::new();
         let mut g = |name: &str, help: &str, kind: &str, v: f64| {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
         };
-        g("homehub_cloud_queue_length", "Objects waiting to be uploaded.", "gauge", st.queue_length as f64);
-        g("homehub_cloud_bytes_pending", "Plaintext bytes waiting to be uploaded.", "gauge", st.bytes_pending as f64);
-        g("homehub_cloud_failed_objects", "Objects given up (their file was deleted before upload).", "gauge", st.failed as f64);
+        g("homehub_cloud_queue_length", "Objects waiting to be uploaded.", "gauge", q.pending as f64);
+        g("homehub_cloud_bytes_pending", "Plaintext bytes waiting to be uploaded.", "gauge", q.bytes_pending as f64);
+        g("homehub_cloud_failed_objects", "Objects given up (their file was deleted before upload).", "gauge", q.failed as f64);
         g("homehub_cloud_uploads_total", "Objects uploaded since the hub started.", "counter", s.uploads as f64);
         g("homehub_cloud_upload_failures_total", "Failed upload attempts since the hub started.", "counter", s.failures as f64);
         g("homehub_cloud_sent_bytes_total", "Ciphertext bytes uploaded since the hub started.", "counter", s.bytes_sent as f64);
