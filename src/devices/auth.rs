@@ -10,11 +10,10 @@
 //! Passwords are compared as SHA-256 digests in constant time.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 
 use sha2::{Digest, Sha256};
 
-use crate::mqtt::{Authenticator, Grants, Identity, Refusal};
+use crate::mqtt::{AuthFuture, Authenticator, Grants, Identity, Refusal};
 use crate::pairing;
 use crate::store::Store;
 
@@ -105,7 +104,7 @@ impl Authenticator for HubAuth {
         username: Option<&'a str>,
         password: Option<&'a [u8]>,
         peer: SocketAddr,
-    ) -> Pin<Box<dyn Future<Output = Result<Identity, Refusal>> + Send + 'a>> {
+    ) -> AuthFuture<'a> {
         Box::pin(async move {
             let Some(user) = username else { return Err(Refusal::NotAuthorized) };
             let r = self.check(client_id, user, password.unwrap_or_default()).await;

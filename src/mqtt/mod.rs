@@ -76,6 +76,9 @@ pub enum Refusal {
 /// username present (anonymous logins get 0x05 without a call, so `username` is `Some`
 /// today), the returned identity not being the broker's internal login, and the will
 /// topic being inside the publish grants. Calls taking over 10 s count as `Unavailable`.
+/// What [`Authenticator::authenticate`] returns.
+pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = std::result::Result<Identity, Refusal>> + Send + 'a>>;
+
 pub trait Authenticator: Send + Sync + 'static {
     /// Called once per CONNECT, after the codec parsed it. username/password None when absent.
     fn authenticate<'a>(
@@ -84,7 +87,7 @@ pub trait Authenticator: Send + Sync + 'static {
         username: Option<&'a str>,
         password: Option<&'a [u8]>,
         peer: SocketAddr,
-    ) -> Pin<Box<dyn Future<Output = std::result::Result<Identity, Refusal>> + Send + 'a>>;
+    ) -> AuthFuture<'a>;
 }
 
 /// Where the front end listens and how big a packet may be.

@@ -1,9 +1,7 @@
 //! The front end against real loopback sockets: a real rumqttd behind it and real rumqttc
 //! clients (or raw sockets for what no client library sends) in front.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +29,7 @@ impl Authenticator for TestAuth {
         username: Option<&'a str>,
         password: Option<&'a [u8]>,
         _peer: SocketAddr,
-    ) -> Pin<Box<dyn Future<Output = std::result::Result<Identity, Refusal>> + Send + 'a>> {
+    ) -> AuthFuture<'a> {
         Box::pin(async move {
             let user = username.ok_or(Refusal::NotAuthorized)?;
             let grants = match (user, password) {
