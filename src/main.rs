@@ -175,7 +175,17 @@ fn run(args: Args) -> Result<i32, Error> {
         Cmd::Serve { config } => {
             let cfg = load(config)?;
             let rt = tokio::runtime::Runtime::new().map_err(|e| Error::internal(format!("runtime: {e}")))?;
-            rt.block_on(hub::run(cfg, None))?;
+            rt.block_on(async {
+                let (tx, rx) = tokio::sync::oneshot::channel::<hub::Ready>();
+                tokio::spawn(async move {
+                    if let Ok(ready) = rx.await {
+                        use std::io::Write;
+                        let mut out = std::io::stdout().lock();
+                        let _ = writeln!(out, "{}", ready.json_line()).and_then(|_| out.flush());
+                    }
+                });
+                hub::run(cfg, Some(tx)).await
+            })?;
             Ok(0)
         }
         Cmd::Demo { cameras, data_dir, listen } => {

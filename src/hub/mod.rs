@@ -41,9 +41,26 @@ pub struct Ready {
     pub hub_id: String,
     pub web: std::net::SocketAddr,
     pub mqtt_tls: Option<std::net::SocketAddr>,
+    pub mqtt_plain: Option<std::net::SocketAddr>,
     /// Hex SHA-256 of the certificate, as devices pin it.
     pub fingerprint: String,
     pub devices: Arc<Devices>,
+}
+
+impl Ready {
+    /// The one line `homehub serve` prints on stdout once it serves: what it bound (port 0
+    /// in the config means "any free port"), so a starter never has to guess a free port.
+    pub fn json_line(&self) -> String {
+        serde_json::json!({
+            "ready": true,
+            "hub_id": self.hub_id,
+            "web": self.web.to_string(),
+            "mqtt_tls": self.mqtt_tls.map(|a| a.to_string()),
+            "mqtt_plain": self.mqtt_plain.map(|a| a.to_string()),
+            "fingerprint": self.fingerprint,
+        })
+        .to_string()
+    }
 }
 
 /// Runs the hub until SIGTERM or SIGINT. `ready` is told once the hub serves.
@@ -194,7 +211,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
     );
     sd_notify("READY=1");
     if let Some(r) = ready {
-        let _ = r.send(Ready { hub_id: hub_id.clone(), web: web_addr, mqtt_tls: mqtt.tls_addr(), fingerprint, devices: devices.clone() });
+        let _ = r.send(Ready { hub_id: hub_id.clone(), web: web_addr, mqtt_tls: mqtt.tls_addr(), mqtt_plain: mqtt.plain_addr(), fingerprint, devices: devices.clone() });
     }
 
     wait_for_signal().await;
