@@ -24,13 +24,19 @@ pub enum ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     msg: String,
+    /// What caused it, when it came from another error (kept for `source()` chains).
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Self {
-        Error { kind, msg: msg.into() }
+        Error { kind, msg: msg.into(), source: None }
+    }
+    /// An error caused by `source`; the message should say what failed ("opening x: …").
+    pub fn with_source(kind: ErrorKind, msg: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error { kind, msg: msg.into(), source: Some(Box::new(source)) }
     }
     pub fn invalid(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Invalid, msg)
@@ -49,7 +55,7 @@ impl Error {
     }
     /// Adds what was being done in front of the message: "opening x: <msg>".
     pub fn context(self, what: impl fmt::Display) -> Self {
-        Error { kind: self.kind, msg: format!("{what}: {}", self.msg) }
+        Error { kind: self.kind, msg: format!("{what}: {}", self.msg), source: self.source }
     }
     pub fn http_status(&self) -> u16 {
         match self.kind {
@@ -81,7 +87,26 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A task or blocking job that panicked or was cancelled. Prefer [`blocking`], which
+/// names the work.
+impl From<tokio::task::JoinError> for Error {
+    fn from(e: tokio::task::JoinError) -> Self {
+        let what = if e.is_panic() { "panicked" } else { "was cancelled" };
+        Error::with_source(ErrorKind::Internal, format!("a background job {what}"), e)
+    }
+}
+
+/// Runs blocking work (`what`: what it does, for the error) on tokio's blocking pool.
+/// A panic in it becomes an internal error naming the work.
+pub async fn blocking<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::from(e).context(what))
+}
 
 /// Attaches a description of what was being done to any error.
 pub trait ResultExt<T> {
@@ -96,7 +121,7 @@ impl<T> ResultExt<T> for std::result::Result<T, std::io::Error> {
                 std::io::ErrorKind::PermissionDenied => ErrorKind::Forbidden,
                 _ => ErrorKind::Internal,
             };
-            Error::new(kind, format!("{what}: {e}"))
+            Error::with_source(kind, format!("{what}: {e}"), e)
         })
     }
 }

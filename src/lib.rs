@@ -38,6 +38,7 @@ pub mod motion;
 pub mod mqtt;
 pub mod pairing;
 pub mod recorder;
+pub mod shutdown;
 pub mod store;
 pub mod web;
 

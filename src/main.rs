@@ -184,7 +184,7 @@ fn run(args: Args) -> Result<i32, Error> {
                         let _ = writeln!(out, "{}", ready.json_line()).and_then(|_| out.flush());
                     }
                 });
-                hub::run(cfg, Some(tx)).await
+                hub::run(cfg, cli::until_signal(), Some(tx)).await
             })?;
             Ok(0)
         }

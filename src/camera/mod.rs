@@ -14,7 +14,7 @@ pub mod pieces;
 use std::collections::HashMap;
 use std::ops::Not;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -26,6 +26,7 @@ use gstreamer_app as gst_app;
 
 use crate::config::redact_url;
 use crate::error::{Error, ErrorKind, Result};
+use crate::shutdown::Shutdown;
 
 /// Grey frames handed to motion detection are this size.
 pub const FRAME_WIDTH: u32 = 320;
@@ -43,7 +44,12 @@ const EOS_WAIT: Duration = Duration::from_secs(5);
 
 /// Starts GStreamer once per process.
 pub fn init() -> Result<()> {
-    gst::init().map_err(|e| Error::new(ErrorKind::Unavailable, format!("GStreamer: {e}")))
+    gst::init().map_err(|e| Error::new(ErrorKind::Unavailable, format!("GStreamer: {e}")))?;
+    // A stopped pipeline's streaming threads end (half a second after their task)
+    // instead of idling in GLib's pool for the life of the process: a camera that
+    // reconnects for days must not leave threads behind, and a stopped hub leaves none.
+    gst::glib::ThreadPool::set_max_unused_threads(Some(0));
+    Ok(())
 }
 
 /// Whether this machine has the element (a plugin that registers it).
@@ -262,7 +268,7 @@ pub struct Camera {
     pub name: String,
     clips: Option<Arc<Clips>>,
     status: Arc<Mutex<Status>>,
-    stop: Arc<AtomicBool>,
+    stop: Shutdown,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -278,7 +284,7 @@ impl Camera {
             decoded_fps: 0.0,
             since_ms: now_ms(),
         }));
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Shutdown::new();
         let clips = spec.pre_roll_ms.map(|ms| Arc::new(Clips::new(ms)));
         let sup = Supervisor { spec: spec.clone(), status: status.clone(), stop: stop.clone(), segments, frames, clips: clips.clone() };
         let thread = std::thread::Builder::new()
@@ -299,7 +305,7 @@ impl Camera {
 
     /// Asks the pipeline to finish its segment and stop; returns at once.
     pub fn request_stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.trigger();
     }
 
     /// Waits for the supervisor to finish (after [`Camera::request_stop`]).
@@ -317,7 +323,7 @@ fn now_ms() -> i64 {
 struct Supervisor {
     spec: Spec,
     status: Arc<Mutex<Status>>,
-    stop: Arc<AtomicBool>,
+    stop: Shutdown,
     segments: Sender<SegmentEvent>,
     frames: Option<SyncSender<Frame>>,
     clips: Option<Arc<Clips>>,
@@ -360,14 +366,12 @@ impl Supervisor {
     }
 
     fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.stop.is_triggered()
     }
 
+    /// Waits `d`, or less if asked to stop meanwhile.
     fn sleep(&self, d: Duration) {
-        let until = Instant::now() + d;
-        while !self.stopping() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.stop.wait_timeout(d);
     }
 
     fn set(&self, f: impl FnOnce(&mut Status)) {

@@ -8,7 +8,6 @@
 //! fingerprint instead; `make test` exercises discovery inside a network namespace.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -103,7 +102,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     let rt = tokio::runtime::Runtime::new().map_err(|e| Error::internal(format!("runtime: {e}")))?;
     rt.block_on(async move {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let hub = tokio::spawn(crate::hub::run(cfg, Some(tx)));
+        let hub = tokio::spawn(crate::hub::run(cfg, super::until_signal(), Some(tx)));
         let mut sims = Sims(Vec::new());
         if let Ok(ready) = rx.await {
             let addr = ready.web;
@@ -112,7 +111,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
                 let id = format!("demo-cam-{i}");
                 let code = format!("{:08}", rand::random::<u32>() % 100_000_000);
                 let hub = Hub { addr: ready.mqtt_tls, fp: &ready.fingerprint, id: &ready.hub_id };
-                let mut child = start_camsim(&camsim, free_port()?, i, &id, &code, &hub)?;
+                let mut child = start_camsim(&camsim, i, &id, &code, &hub)?;
                 wait_ready(&mut child, i as usize)?;
                 sims.0.push(child);
                 codes.push((id, code));
@@ -179,11 +178,6 @@ fn sibling_binary(name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::internal(format!("finding a free port: {e}")))?;
-    Ok(l.local_addr().map_err(|e| Error::internal(e.to_string()))?.port())
-}
-
 /// Where the simulated cameras find the hub (instead of mDNS).
 struct Hub<'a> {
     addr: Option<std::net::SocketAddr>,
@@ -191,10 +185,11 @@ struct Hub<'a> {
     id: &'a str,
 }
 
-fn start_camsim(bin: &Path, port: u16, i: u32, id: &str, code: &str, hub: &Hub<'_>) -> Result<Child> {
+fn start_camsim(bin: &Path, i: u32, id: &str, code: &str, hub: &Hub<'_>) -> Result<Child> {
     let addr = hub.addr.ok_or_else(|| Error::internal("the hub has no MQTT TLS listener"))?;
     let mut cmd = Command::new(bin);
-    cmd.args(["--rtsp", &format!("127.0.0.1:{port}")])
+    // Any free port: the camera tells the hub its address when it pairs.
+    cmd.args(["--rtsp", "127.0.0.1:0"])
         .args(["--size", "1280x720", "--fps", "15", "--bitrate", "1500"])
         .args(["--name", &format!("Demo camera {i}")])
         .args(["--pair", "--device-id", id, "--setup-code", code])

@@ -22,6 +22,28 @@ use crate::error::{Error, Result};
 use crate::store::{self, Role, Store};
 use crate::web::auth;
 
+/// Resolves at the first SIGTERM or SIGINT, the hub's cue to stop in order; from then on
+/// a second one exits at once (status 130), for a tear-down that hangs.
+pub async fn until_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT: stop the hub with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("homehub: second signal, exiting now");
+        std::process::exit(130);
+    });
+}
+
 /// `homehub user add EMAIL --role R`: the password is the first line of stdin.
 pub fn user_add(cfg: &Config, email: &str, role: &str) -> Result<()> {
     let role = Role::parse(role).ok_or_else(|| Error::invalid(format!("--role: expected owner, member or viewer, got {role:?}")))?;

@@ -182,7 +182,7 @@ pub async fn get(remote: &Remote, identities: &[Identity], id: &str, out: &std::
     let result = async {
         remote.get_to_file(&key, &sealed).await?;
         let (sealed2, part2, ids) = (sealed.clone(), part.clone(), identities.to_vec());
-        let n = tokio::task::spawn_blocking(move || -> Result<u64> {
+        let n = crate::error::blocking("decrypting a clip", move || -> Result<u64> {
             use std::os::unix::fs::OpenOptionsExt;
             let input = std::fs::File::open(&sealed2).map_err(|e| Error::internal(format!("{}: {e}", sealed2.display())))?;
             let output = std::fs::OpenOptions::new()
@@ -198,8 +198,7 @@ pub async fn get(remote: &Remote, identities: &[Identity], id: &str, out: &std::
             f.sync_all().map_err(|e| Error::internal(format!("{}: {e}", part2.display())))?;
             Ok(n)
         })
-        .await
-        .map_err(|e| Error::internal(e.to_string()))??;
+        .await??;
         std::fs::rename(&part, out).map_err(|e| Error::invalid(format!("{}: {e}", out.display())))?;
         Ok(n)
     }

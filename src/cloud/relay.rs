@@ -14,15 +14,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use age::x25519::Recipient;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use super::index::{Entry, new_object_name, rfc3339};
 use super::pad;
 use super::remote::{Remote, Target};
 use crate::camera::pieces::{Piece, PieceSink};
 use crate::config;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, blocking};
 use crate::events;
+use crate::shutdown::Shutdown;
 use crate::store::{NewUpload, QueueStatus, Store, Upload, UploadKind};
 
 /// Piece files wait here (relative to the data dir) until they are up.
@@ -81,7 +82,7 @@ pub struct Relay {
 impl Relay {
     /// Opens the bucket and starts the upload task. Nothing is sent until there is
     /// something to send.
-    pub fn start(cfg: &config::Cloud, store: Store, hub_id: String, stop: watch::Receiver<bool>) -> Result<(Arc<Relay>, tokio::task::JoinHandle<()>)> {
+    pub fn start(cfg: &config::Cloud, store: Store, hub_id: String, stop: Shutdown) -> Result<(Arc<Relay>, tokio::task::JoinHandle<()>)> {
         let recipients = super::keys::parse_recipients(&cfg.recipients)?;
         if recipients.is_empty() {
             return Err(Error::invalid("cloud.recipients: at least one recipient is needed to send anything"));
@@ -203,13 +204,13 @@ impl Relay {
         Ok(true)
     }
 
-    async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    async fn run(self: Arc<Self>, stop: Shutdown) {
         if let Err(e) = self.clone().catch_up().await {
             tracing::error!(error = %e, "cloud relay: cannot check for clips to send");
         }
         let mut throttle = Throttle::new(self.max_upload_kbps);
         loop {
-            if *stop.borrow() {
+            if stop.is_triggered() {
                 break;
             }
             let next = match self.store.call(|db| db.cloud_next(now_ms())).await {
@@ -227,20 +228,20 @@ impl Relay {
                 tokio::select! {
                     _ = self.notify.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
-                    _ = stop.changed() => {}
+                    _ = stop.wait() => {}
                 }
                 continue;
             };
             let started = Instant::now();
             let result = tokio::select! {
                 r = self.upload(&job) => r,
-                _ = stop.changed() => break, // the row stays queued; sent after the restart
+                _ = stop.wait() => break, // the row stays queued; sent after the restart
             };
             self.settle(&job, result, started).await;
             if let Some(pause) = throttle.after(self.last_sent(), started.elapsed()) {
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
-                    _ = stop.changed() => {}
+                    _ = stop.wait() => {}
                 }
             }
         }
@@ -261,7 +262,7 @@ impl Relay {
             }
         }
         let me = self.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
+        blocking("queueing clips missed while the relay was off", move || -> Result<()> {
             let since = me.store.call_blocking(|db| db.cloud_since_ms(now_ms()))?;
             let ids = me.store.call_blocking(move |db| db.cloud_unqueued_clips(since))?;
             for id in &ids {
@@ -282,8 +283,7 @@ impl Relay {
             }
             Ok(())
         })
-        .await
-        .map_err(|e| Error::internal(e.to_string()))?
+        .await?
     }
 
     async fn upload(&self, job: &Upload) -> Result<u64> {
@@ -292,9 +292,7 @@ impl Relay {
             UploadKind::Index => {
                 let body = job.body.clone().unwrap_or_default();
                 let recipients = self.recipients.clone();
-                let sealed = tokio::task::spawn_blocking(move || seal_index(&recipients, body.trim_end().as_bytes()))
-                    .await
-                    .map_err(|e| Error::internal(e.to_string()))??;
+                let sealed = blocking("sealing an index entry", move || seal_index(&recipients, body.trim_end().as_bytes())).await??;
                 let n = sealed.len() as u64;
                 self.remote.put_bytes(&at, sealed).await?;
                 Ok(n)
@@ -308,21 +306,18 @@ impl Relay {
                 let (recipients, s2) = (self.recipients.clone(), src.clone());
                 if std::fs::metadata(&src).map(|m| m.len()).unwrap_or(u64::MAX) <= IN_MEMORY_MAX {
                     // Small (pieces, short clips): sealed in memory, sparing the SD card a write.
-                    let sealed = tokio::task::spawn_blocking(move || {
+                    let sealed = blocking("sealing a clip", move || {
                         let mut out = Vec::new();
                         seal_mp4(&recipients, &s2, &mut out).map(|_| out)
                     })
-                    .await
-                    .map_err(|e| Error::internal(e.to_string()))??;
+                    .await??;
                     let n = sealed.len() as u64;
                     self.remote.put_bytes(&at, sealed).await?;
                     return Ok(n);
                 }
                 let spool = self.data_dir.join(SPOOL_DIR).join(format!("{}.age", job.object));
                 let sp2 = spool.clone();
-                let sealed = tokio::task::spawn_blocking(move || seal_mp4_file(&recipients, &s2, &sp2))
-                    .await
-                    .map_err(|e| Error::internal(e.to_string()))?;
+                let sealed = blocking("sealing a clip", move || seal_mp4_file(&recipients, &s2, &sp2)).await?;
                 let result = match sealed {
                     Ok(_) => {
                         let n = std::fs::metadata(&spool).map(|m| m.len()).unwrap_or(0);

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, LastWill, Packet, QoS};
 use serde::Serialize;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::MotionChange;
@@ -112,7 +112,7 @@ fn now_ms() -> i64 {
 
 impl Devices {
     /// Connects the in-hub client and starts the task that serves it. The task ends when
-    /// `stop` turns true, after telling the broker the hub is offline.
+    /// `stop` fires, after telling the broker the hub is offline.
     pub fn start(
         store: Store,
         hub_id: String,
@@ -120,7 +120,7 @@ impl Devices {
         cameras: Box<dyn CameraControl>,
         view: Arc<dyn CameraView>,
         changes: broadcast::Receiver<MotionChange>,
-        stop: watch::Receiver<bool>,
+        stop: crate::shutdown::Shutdown,
     ) -> (Arc<Devices>, tokio::task::JoinHandle<()>) {
         let mut opts = mqtt.internal_options("hub");
         opts.set_keep_alive(Duration::from_secs(10));
@@ -145,7 +145,7 @@ impl Devices {
         mut eventloop: rumqttc::EventLoop,
         view: Arc<dyn CameraView>,
         mut changes: broadcast::Receiver<MotionChange>,
-        mut stop: watch::Receiver<bool>,
+        stop: crate::shutdown::Shutdown,
     ) {
         let mut announced: HashMap<i64, String> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(2));
@@ -172,7 +172,7 @@ impl Devices {
                     Err(broadcast::error::RecvError::Closed) => {}
                 },
                 _ = tick.tick() => self.announce(&*view, &mut announced),
-                _ = stop.changed() => break,
+                _ = stop.wait() => break,
             }
         }
         self.publish(auth::STATUS_TOPIC, true, "offline");

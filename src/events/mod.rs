@@ -121,7 +121,7 @@ pub fn spawn(
     frames: Receiver<Frame>,
     state: Arc<MotionState>,
     changes: tokio::sync::broadcast::Sender<MotionChange>,
-) -> JoinHandle<()> {
+) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("events".into())
         .spawn(move || {
@@ -136,7 +136,7 @@ pub fn spawn(
             }
             ev.finish_all();
         })
-        .expect("spawn events thread")
+        .map_err(|e| Error::internal(format!("starting the events thread: {e}")))
 }
 
 struct Events {

@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Sender, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 
 use crate::camera::{self, Camera, Frame, SegmentEvent};
 use crate::config::RecordingMode;
@@ -31,6 +32,8 @@ type Senders = (Sender<SegmentEvent>, Option<SyncSender<Frame>>);
 
 pub struct Fleet {
     running: Mutex<Vec<(Camera, String)>>,
+    /// Threads starting or stopping a camera for pairing; joined by `shutdown_blocking`.
+    workers: Mutex<Vec<JoinHandle<()>>>,
     senders: Mutex<Option<Senders>>,
     template: Template,
     store: Store,
@@ -47,7 +50,15 @@ impl Fleet {
         motion: Arc<MotionState>,
         registry: Arc<Registry>,
     ) -> Fleet {
-        Fleet { running: Mutex::new(Vec::new()), senders: Mutex::new(Some((segments, frames))), template, store, motion, registry }
+        Fleet {
+            running: Mutex::new(Vec::new()),
+            workers: Mutex::new(Vec::new()),
+            senders: Mutex::new(Some((segments, frames))),
+            template,
+            store,
+            motion,
+            registry,
+        }
     }
 
     /// Starts a camera (blocking: reads its motion settings and builds its pipeline).
@@ -72,21 +83,21 @@ impl Fleet {
             decoder: t.decoder.clone(),
             pre_roll_ms: t.pre_roll_ms,
         };
-        let (seg, frames) = match &*self.senders.lock().expect("fleet lock") {
+        let (seg, frames) = match &*lock(&self.senders) {
             Some((s, f)) => (s.clone(), f.clone()),
             None => return Ok(()), // shutting down
         };
         let cam = Camera::start(spec, seg, frames)?;
         self.registry.register(row.id, det, cam.clips().map(|c| c as Arc<dyn crate::camera::ClipSink>));
         tracing::info!(camera = %row.name, id = row.id, source = %row.source, "camera started");
-        self.running.lock().expect("fleet lock").push((cam, row.source.clone()));
+        lock(&self.running).push((cam, row.source.clone()));
         Ok(())
     }
 
     /// Stops one camera and waits for its last segment (blocking).
     pub fn stop_blocking(&self, camera_id: i64) {
         let cam = {
-            let mut running = self.running.lock().expect("fleet lock");
+            let mut running = lock(&self.running);
             running.iter().position(|(c, _)| c.id == camera_id).map(|i| running.remove(i).0)
         };
         if let Some(c) = cam {
@@ -99,8 +110,14 @@ impl Fleet {
     /// Stops every camera and lets go of the senders (blocking): afterwards the
     /// recorder and the events thread drain their queues and end.
     pub fn shutdown_blocking(&self) {
-        *self.senders.lock().expect("fleet lock") = None;
-        let cams: Vec<Camera> = std::mem::take(&mut *self.running.lock().expect("fleet lock")).into_iter().map(|(c, _)| c).collect();
+        *lock(&self.senders) = None;
+        // A camera being started now finds no senders and gives up; one being stopped ends.
+        for w in std::mem::take(&mut *lock(&self.workers)) {
+            if w.join().is_err() {
+                tracing::error!("a camera start/stop thread panicked");
+            }
+        }
+        let cams: Vec<Camera> = std::mem::take(&mut *lock(&self.running)).into_iter().map(|(c, _)| c).collect();
         for c in &cams {
             c.request_stop();
         }
@@ -110,28 +127,39 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// Runs `f` on a thread of its own, joined at shutdown.
+    fn worker(self: &Arc<Self>, what: &str, f: impl FnOnce(&Fleet) + Send + 'static) {
+        let fleet = self.clone();
+        let mut workers = lock(&self.workers);
+        workers.retain(|w| !w.is_finished());
+        match std::thread::Builder::new().name(format!("fleet-{what}")).spawn(move || f(&fleet)) {
+            Ok(t) => workers.push(t),
+            Err(e) => tracing::error!(error = %e, "cannot start a thread to {what} a camera"),
+        }
+    }
+}
+
 /// Pairing starts and stops cameras from async code: the blocking work runs on its own thread.
 impl CameraControl for Arc<Fleet> {
     fn start(&self, row: CameraRow) {
-        let fleet = self.clone();
-        std::thread::spawn(move || {
+        self.worker("start", move |fleet| {
             if let Err(e) = fleet.start_blocking(&row) {
                 tracing::error!(camera = %row.name, error = %e, "cannot start camera");
             }
         });
     }
     fn stop(&self, camera_id: i64) {
-        let fleet = self.clone();
-        std::thread::spawn(move || fleet.stop_blocking(camera_id));
+        self.worker("stop", move |fleet| fleet.stop_blocking(camera_id));
     }
     fn running(&self, camera_id: i64) -> bool {
-        self.running.lock().expect("fleet lock").iter().any(|(c, _)| c.id == camera_id)
+        lock(&self.running).iter().any(|(c, _)| c.id == camera_id)
     }
 }
 
 impl CameraView for Fleet {
     fn cameras(&self) -> Vec<CameraInfo> {
-        let running = self.running.lock().expect("fleet lock");
+        let running = lock(&self.running);
         let mut out: Vec<CameraInfo> = running
             .iter()
             .map(|(c, source)| {
@@ -152,4 +180,10 @@ impl CameraView for Fleet {
         out.sort_by_key(|c| c.id);
         out
     }
+}
+
+/// The fleet's locks guard plain lists: a panic while one was held (a camera thread, say)
+/// leaves them consistent, so the others go on instead of cascading the panic.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

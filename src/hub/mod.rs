@@ -14,20 +14,21 @@
 
 mod fleet;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::watch;
 
 use crate::camera;
 use crate::cloud;
 use crate::config::{Config, RecordingMode};
 use crate::devices::{self, Devices};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, blocking};
 use crate::events::{self, MotionState, Registry};
 use crate::mdns;
 use crate::mqtt::{self, Mqtt};
 use crate::recorder::{self, Recorder, Retention};
+use crate::shutdown::Shutdown;
 use crate::store::{self, DirLock, Store};
 use crate::web;
 
@@ -63,21 +64,40 @@ impl Ready {
     }
 }
 
-/// Runs the hub until SIGTERM or SIGINT. `ready` is told once the hub serves.
-pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>) -> Result<()> {
+/// Runs the hub until `shutdown` resolves, then tears it down in order and returns once
+/// every thread and task it started has ended and the database is closed. `ready` is
+/// told once the hub serves. Signals are the caller's business (`homehub serve` passes
+/// the first SIGTERM/SIGINT); a test passes any future.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>, ready: Option<tokio::sync::oneshot::Sender<Ready>>) -> Result<()> {
     let data_dir = cfg.data_dir.clone();
     store::prepare_data_dir(&data_dir)?;
     let _lock = DirLock::acquire(&data_dir)?;
     let store = Store::open(&data_dir)?;
+    let served = serve(&cfg, &store, shutdown, ready).await;
+    // Whatever happened above, the database thread ends here with a checkpointed WAL.
+    let closed = blocking("closing the database", move || store.close()).await.and_then(|r| r);
+    served.and(closed)?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Everything between opening the database and closing it.
+async fn serve(
+    cfg: &Config,
+    store: &Store,
+    shutdown: impl Future<Output = ()>,
+    ready: Option<tokio::sync::oneshot::Sender<Ready>>,
+) -> Result<()> {
+    let data_dir = cfg.data_dir.clone();
     let hub_id = store.call(|db| db.hub_id()).await?;
     let tls_paths = web::tls::ensure(&data_dir)?;
     let tls = web::tls::server_config(&tls_paths)?;
     let listen = cfg.web_listen();
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        Error::new(ErrorKind::Unavailable, format!("web.listen {listen}: cannot listen: {e}"))
-    })?;
-    let web_addr = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("web.listen {listen}: cannot listen: {e}")))?;
+    let web_addr = listener.local_addr().map_err(|e| Error::internal(format!("web.listen {listen}: {e}")))?;
+    let stop = Shutdown::new();
     // The broker's listeners are bound before anything starts, so a taken port fails fast.
     let mqtt = Arc::new(
         Mqtt::start(
@@ -88,7 +108,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
             },
             Arc::new(devices::auth::HubAuth { store: store.clone() }),
             tls.clone(),
-            stop_rx.clone(),
+            stop.clone(),
         )
         .await?,
     );
@@ -101,11 +121,11 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
     let retention = Retention::from(&cfg.recording);
     let report = {
         let rec = Recorder::new(store.clone(), retention.clone());
-        tokio::task::spawn_blocking(move || rec.recover()).await.map_err(|e| Error::internal(e.to_string()))??
+        blocking("recovering segments", move || rec.recover()).await??
     };
     let closed = {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || events::recover(&store)).await.map_err(|e| Error::internal(e.to_string()))??
+        blocking("recovering events", move || events::recover(&store)).await??
     };
     tracing::info!(?report, events_closed = closed, "recovery done");
 
@@ -117,8 +137,10 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
         None if cfg.motion.fps == 0 => tracing::info!("motion detection off (motion.fps = 0): not decoding"),
         None => tracing::warn!("no H.264 decoder on this machine: recording only, no motion detection"),
     }
+    // The recorder and the events thread end when every camera has dropped its sender
+    // (they drain what the cameras sent while finishing), so they need no stop of their own.
     let (seg_tx, seg_rx) = std::sync::mpsc::channel();
-    let recorder_thread = recorder::spawn(store.clone(), retention, seg_rx);
+    let recorder_thread = recorder::spawn(store.clone(), retention, seg_rx)?;
     // Frames for motion detection: a short queue; a camera drops frames the detector
     // has no time for rather than waiting.
     let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel(32);
@@ -126,7 +148,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
     let cloud = if cfg.cloud.store.is_empty() {
         None
     } else {
-        Some(cloud::relay::Relay::start(&cfg.cloud, store.clone(), hub_id.clone(), stop_rx.clone())?)
+        Some(cloud::relay::Relay::start(&cfg.cloud, store.clone(), hub_id.clone(), stop.clone())?)
     };
     let motion = Arc::new(MotionState::default());
     let registry = Arc::new(Registry::default());
@@ -143,7 +165,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
         frame_rx,
         motion.clone(),
         changes.clone(),
-    );
+    )?;
     let fleet = Arc::new(Fleet::new(
         Template {
             data_dir: data_dir.clone(),
@@ -162,9 +184,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
     ));
     {
         let fleet = fleet.clone();
-        tokio::task::spawn_blocking(move || rows.iter().try_for_each(|row| fleet.start_blocking(row)))
-            .await
-            .map_err(|e| Error::internal(e.to_string()))??;
+        blocking("starting cameras", move || rows.iter().try_for_each(|row| fleet.start_blocking(row))).await??;
     }
 
     let (devices, devices_task) = Devices::start(
@@ -174,7 +194,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
         Box::new(fleet.clone()),
         fleet.clone(),
         changes.subscribe(),
-        stop_rx.clone(),
+        stop.clone(),
     );
     let fingerprint = web::tls::fingerprint(&tls_paths.cert)?;
     let mdns = if cfg.mdns.enabled {
@@ -201,7 +221,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
     state.mqtt = Some(mqtt.clone());
     state.mdns = mdns.clone();
     state.cloud = cloud.as_ref().map(|(r, _)| r.clone());
-    let web_task = tokio::spawn(web::serve(listener, tls, web::router(state), stop_rx));
+    let web_task = tokio::spawn(web::serve(listener, tls, web::router(state), stop.clone()));
     tracing::info!(
         hub_id = %hub_id,
         url = %format!("https://{web_addr}"),
@@ -211,50 +231,59 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
     );
     sd_notify("READY=1");
     if let Some(r) = ready {
-        let _ = r.send(Ready { hub_id: hub_id.clone(), web: web_addr, mqtt_tls: mqtt.tls_addr(), mqtt_plain: mqtt.plain_addr(), fingerprint, devices: devices.clone() });
+        let _ = r.send(Ready {
+            hub_id: hub_id.clone(),
+            web: web_addr,
+            mqtt_tls: mqtt.tls_addr(),
+            mqtt_plain: mqtt.plain_addr(),
+            fingerprint,
+            devices: devices.clone(),
+        });
     }
 
-    wait_for_signal().await;
+    shutdown.await;
     tracing::info!("shutting down");
     sd_notify("STOPPING=1");
-    tokio::spawn(async {
-        wait_for_signal().await;
-        eprintln!("homehub: second signal, exiting now");
-        std::process::exit(130);
-    });
-
-    let _ = stop_tx.send(true);
-    let _ = web_task.await;
-    // The web's state held the other handle; now mDNS says goodbye.
-    if let Some(m) = mdns.and_then(|m| Arc::try_unwrap(m).ok()) {
-        m.shutdown();
+    stop.trigger();
+    // Tear-down, in order. 1. The web stops accepting and drops its connections; its
+    // state (the last other handle on mDNS) goes with it.
+    joined("web", web_task).await;
+    // 2. mDNS says goodbye and its threads end.
+    if let Some(m) = mdns {
+        match Arc::try_unwrap(m) {
+            Ok(m) => blocking("stopping mDNS", move || m.shutdown()).await?,
+            Err(_) => tracing::error!("mDNS still in use after the web stopped: not said goodbye"),
+        }
     }
-    let _ = devices_task.await;
+    // 3. The hub's broker client says "offline"; the broker edge's listeners and
+    // connections end.
+    joined("devices", devices_task).await;
     drop(devices);
-    tokio::task::spawn_blocking(move || {
+    mqtt.stopped().await;
+    // 4. Cameras finish their segments and clips; then (their senders gone) the events
+    // thread closes open events and the recorder indexes what is queued.
+    blocking("stopping cameras", move || {
         fleet.shutdown_blocking();
-        // Every camera has dropped its senders: events close (with their clips), the
-        // recorder indexes what is queued, and both end.
-        let _ = events_thread.join();
-        let _ = recorder_thread.join();
+        join_thread("events", events_thread);
+        join_thread("recorder", recorder_thread);
     })
-    .await
-    .map_err(|e| Error::internal(e.to_string()))?;
+    .await?;
+    // 5. The cloud relay leaves what it has not sent in its queue, for the next start.
     if let Some((_, task)) = cloud {
-        let _ = task.await;
+        joined("cloud relay", task).await;
     }
-    drop(store);
-    tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+async fn joined(what: &str, task: tokio::task::JoinHandle<()>) {
+    if let Err(e) = task.await {
+        tracing::error!(task = what, error = %e, "task ended abnormally");
+    }
+}
+
+fn join_thread(what: &str, thread: std::thread::JoinHandle<()>) {
+    if thread.join().is_err() {
+        tracing::error!(thread = what, "thread panicked");
     }
 }
 

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{Semaphore, oneshot};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
 
 use super::broker::Broker;
 use super::{Authenticator, Stats, login, relay};
+use crate::shutdown::Shutdown;
 
 /// Most client connections the front end holds at once (logged in or still logging in).
 pub const MAX_CLIENTS: usize = 1024;
@@ -158,22 +160,19 @@ impl Drop for Registration {
     }
 }
 
-/// Resolves once `stop` is true or its sender is gone.
-pub async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|v| *v).await;
-}
-
-/// Accepts connections on `listener` until `stop`; each runs in its own task.
+/// Accepts connections on `listener` until `stop`; each runs in its own task on `tasks`,
+/// and each ends on `stop` too.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: Shutdown,
+    tasks: TaskTracker,
 ) {
     let kind = if tls.is_some() { "TLS" } else { "plain" };
     loop {
         let accepted = tokio::select! {
-            _ = stopped(&mut stop) => break,
+            _ = stop.wait() => break,
             a = listener.accept() => a,
         };
         let (socket, peer) = match accepted {
@@ -191,7 +190,7 @@ pub async fn serve(
             continue;
         };
         let (tls, shared, stop) = (tls.clone(), shared.clone(), stop.clone());
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             connection(socket, peer, tls, shared, stop).await;
             drop(slot);
         });
@@ -204,7 +203,7 @@ async fn connection(
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
-    stop: watch::Receiver<bool>,
+    stop: Shutdown,
 ) {
     let _ = socket.set_nodelay(true);
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
@@ -223,11 +222,11 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send>(
     mut client: S,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: Shutdown,
     deadline: tokio::time::Instant,
 ) {
     let logged_in = tokio::select! {
-        _ = stopped(&mut stop) => return,
+        _ = stop.wait() => return,
         l = login::login(&mut client, peer, &shared, deadline) => l,
     };
     let Some(l) = logged_in else { return };

@@ -43,12 +43,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
 
 pub use acl::{Grants, may_publish, may_subscribe};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::shutdown::Shutdown;
 
 /// Who a client logged in as, and the topics that login may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,18 +137,21 @@ pub struct Mqtt {
     tls_addr: Option<SocketAddr>,
     plain_addr: Option<SocketAddr>,
     shared: Arc<front::Shared>,
+    /// The listeners and every connection's task.
+    tasks: TaskTracker,
 }
 
 impl Mqtt {
     /// Binds both listeners (port 0 allowed) before returning; error (crate::error::Error, kind Unavailable) names the key "mqtt.listen_tls"/"mqtt.listen_plain" and the address when a bind fails.
     ///
-    /// Starts the embedded broker too. Listeners and connections end when `stop` becomes
-    /// true (or its sender is dropped); the broker thread lives until the process ends.
+    /// Starts the embedded broker too. Listeners and connections end on `stop`;
+    /// [`Mqtt::stopped`] waits for all of them. The broker thread lives until the process
+    /// ends (rumqttd has no shutdown; it listens on loopback only and needs our secret).
     pub async fn start(
         settings: Settings,
         auth: Arc<dyn Authenticator>,
         tls: Arc<rustls::ServerConfig>,
-        stop: watch::Receiver<bool>,
+        stop: Shutdown,
     ) -> Result<Mqtt> {
         if settings.max_packet_bytes == 0 {
             return Err(Error::invalid("mqtt: max_packet_bytes must be more than 0"));
@@ -156,17 +160,24 @@ impl Mqtt {
         let plain_listener = bind("mqtt.listen_plain", settings.listen_plain).await?;
         let broker = broker::Broker::start(settings.max_packet_bytes).await?;
         let shared = Arc::new(front::Shared::new(broker, auth, settings.max_packet_bytes));
-        let mut mqtt = Mqtt { tls_addr: None, plain_addr: None, shared: shared.clone() };
+        let tasks = TaskTracker::new();
+        let mut mqtt = Mqtt { tls_addr: None, plain_addr: None, shared: shared.clone(), tasks: tasks.clone() };
         if let Some(l) = tls_listener {
             mqtt.tls_addr = l.local_addr().ok();
-            tokio::spawn(front::serve(l, Some(acceptor(&tls)), shared.clone(), stop.clone()));
+            tasks.spawn(front::serve(l, Some(acceptor(&tls)), shared.clone(), stop.clone(), tasks.clone()));
         }
         if let Some(l) = plain_listener {
             mqtt.plain_addr = l.local_addr().ok();
-            tokio::spawn(front::serve(l, None, shared, stop));
+            tasks.spawn(front::serve(l, None, shared, stop, tasks.clone()));
         }
         tracing::info!(tls = ?mqtt.tls_addr, plain = ?mqtt.plain_addr, "MQTT listening");
         Ok(mqtt)
+    }
+
+    /// Resolves once the listeners and every connection have ended (after `stop`).
+    pub async fn stopped(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     pub fn tls_addr(&self) -> Option<SocketAddr> {

@@ -28,10 +28,11 @@ use rumqttc::mqttbytes::v4::{
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::front::{Counters, Shared, stopped};
+use super::front::{Counters, Shared};
+use crate::shutdown::Shutdown;
 use super::login::BROKER_KEEPALIVE_SECS;
 use super::wire::{self, WireError};
 use super::{Grants, Identity, acl};
@@ -138,7 +139,7 @@ impl<'a> Relay<'a> {
         broker: Link<TcpStream>,
         keep_alive: u16,
         mut revoked: oneshot::Receiver<()>,
-        mut stop: watch::Receiver<bool>,
+        stop: Shutdown,
     ) -> End {
         let Link { stream: mut client, buf: mut client_buf } = client;
         let Link { stream: mut broker, buf: mut broker_buf } = broker;
@@ -158,7 +159,7 @@ impl<'a> Relay<'a> {
             let flushed = tokio::select! {
                 r = self.flush(&mut client, &mut broker) => r,
                 _ = &mut revoked => Err(End::Revoked),
-                _ = stopped(&mut stop) => Err(End::Shutdown),
+                _ = stop.wait() => Err(End::Shutdown),
             };
             if let Err(end) = flushed {
                 return end;
@@ -169,7 +170,7 @@ impl<'a> Relay<'a> {
                 _ = sleep_until(client_deadline) => Event::KeepaliveExpired,
                 _ = ping.tick() => Event::PingBroker,
                 _ = &mut revoked => Event::Revoked,
-                _ = stopped(&mut stop) => Event::Shutdown,
+                _ = stop.wait() => Event::Shutdown,
             };
             pending = (false, false);
             match event {

@@ -13,7 +13,9 @@ use rumqttc::{
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+
+use crate::shutdown::Shutdown;
 use tokio::task::JoinHandle;
 
 use super::*;
@@ -61,7 +63,7 @@ fn own(name: &str) -> Grants {
 struct Hub {
     mqtt: Mqtt,
     cert_der: Vec<u8>,
-    _stop: watch::Sender<bool>,
+    _stop: Shutdown,
 }
 
 impl Hub {
@@ -69,7 +71,8 @@ impl Hub {
         let filter = tracing_subscriber::EnvFilter::new("homehub=debug,rumqttd=warn");
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
         let (server, cert_der) = tls_server();
-        let (stop_tx, stop) = watch::channel(false);
+        let stop = Shutdown::new();
+        let stop_tx = stop.clone();
         let loopback = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         let settings = Settings { listen_tls: loopback, listen_plain: loopback, max_packet_bytes };
         let mqtt = Mqtt::start(settings, Arc::new(TestAuth), server, stop).await.expect("mqtt starts");
@@ -561,7 +564,7 @@ async fn start_names_the_key_when_a_port_is_taken() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr");
     let (server, _) = tls_server();
-    let (_tx, stop) = watch::channel(false);
+    let stop = Shutdown::new();
     let settings = Settings { listen_tls: None, listen_plain: Some(addr), max_packet_bytes: 1024 };
     let err = Mqtt::start(settings, Arc::new(TestAuth), server, stop).await.err().expect("bind fails");
     assert_eq!(err.kind(), crate::ErrorKind::Unavailable);
@@ -571,7 +574,8 @@ async fn start_names_the_key_when_a_port_is_taken() {
 #[tokio::test]
 async fn stop_closes_listeners_and_connections() {
     let (server, _) = tls_server();
-    let (stop_tx, stop) = watch::channel(false);
+    let stop = Shutdown::new();
+    let stop_tx = stop.clone();
     let loopback = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     let settings = Settings { listen_tls: None, listen_plain: loopback, max_packet_bytes: 4096 };
     let mqtt = Mqtt::start(settings, Arc::new(TestAuth), server, stop).await.expect("start");
@@ -579,9 +583,9 @@ async fn stop_closes_listeners_and_connections() {
     let mut o = MqttOptions::new("a-1", "127.0.0.1", port);
     o.set_credentials("a", "pa");
     let a = Client::login(o.clone()).await.expect("login");
-    stop_tx.send(true).expect("stop");
+    stop_tx.trigger();
     a.closed().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(10), mqtt.stopped()).await.expect("listeners and connection tasks end");
     assert!(Client::login(o).await.is_err(), "still accepting after stop");
 }
 

@@ -55,7 +55,7 @@ impl From<&Recording> for Retention {
 
 /// The recorder thread: indexes segments as cameras close them and applies retention.
 /// It ends when every camera has dropped its sender, after handling what is queued.
-pub fn spawn(store: Store, retention: Retention, events: Receiver<SegmentEvent>) -> JoinHandle<()> {
+pub fn spawn(store: Store, retention: Retention, events: Receiver<SegmentEvent>) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("recorder".into())
         .spawn(move || {
@@ -80,7 +80,7 @@ pub fn spawn(store: Store, retention: Retention, events: Receiver<SegmentEvent>)
                 }
             }
         })
-        .expect("spawn recorder thread")
+        .map_err(|e| Error::internal(format!("starting the recorder thread: {e}")))
 }
 
 pub struct Recorder {

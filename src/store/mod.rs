@@ -21,6 +21,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -37,11 +39,19 @@ const LOCK_FILE: &str = "homehub.lock";
 
 type Job = Box<dyn FnOnce(&mut Db) + Send>;
 
+enum Msg {
+    Job(Job),
+    /// Finish what is queued, checkpoint the WAL into the file and end the thread.
+    Close,
+}
+
 /// A handle to the store thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    tx: std_mpsc::Sender<Job>,
+    tx: std_mpsc::Sender<Msg>,
     data_dir: PathBuf,
+    /// The store thread, joined by [`Store::close`]; it returns the checkpoint's result.
+    thread: Arc<Mutex<Option<JoinHandle<Result<()>>>>>,
 }
 
 /// The connection, seen only inside store jobs.
@@ -111,29 +121,46 @@ impl Store {
     /// The caller must hold the [`DirLock`].
     pub fn open(data_dir: &Path) -> Result<Store> {
         let db = Db::open(&data_dir.join(DB_FILE))?;
-        Ok(Store::spawn(db, data_dir))
+        Store::spawn(db, data_dir)
     }
 
-    fn spawn(mut db: Db, data_dir: &Path) -> Store {
-        let (tx, rx) = std_mpsc::channel::<Job>();
-        std::thread::Builder::new()
+    fn spawn(mut db: Db, data_dir: &Path) -> Result<Store> {
+        let (tx, rx) = std_mpsc::channel::<Msg>();
+        let thread = std::thread::Builder::new()
             .name("store".into())
             .spawn(move || {
-                while let Ok(first) = rx.recv() {
+                let mut closing = false;
+                while let Ok(Msg::Job(first)) = rx.recv() {
                     let mut batch = vec![first];
                     while batch.len() < 64 {
                         match rx.try_recv() {
-                            Ok(j) => batch.push(j),
+                            Ok(Msg::Job(j)) => batch.push(j),
+                            Ok(Msg::Close) => {
+                                closing = true;
+                                break;
+                            }
                             Err(_) => break,
                         }
                     }
                     db.run_batch(batch);
+                    if closing {
+                        break;
+                    }
                 }
-                // All handles gone: checkpoint so the WAL does not linger.
-                let _ = db.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+                // Closed, or every handle gone: checkpoint so the WAL does not linger.
+                db.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(db_err("checkpointing the WAL"))
             })
-            .expect("spawn store thread");
-        Store { tx, data_dir: data_dir.to_path_buf() }
+            .map_err(|e| Error::internal(format!("starting the database thread: {e}")))?;
+        Ok(Store { tx, data_dir: data_dir.to_path_buf(), thread: Arc::new(Mutex::new(Some(thread))) })
+    }
+
+    /// Runs what is queued, checkpoints the WAL into the database file and joins the
+    /// store thread (blocking). Calls made afterwards through any handle fail with
+    /// "database closed". A second `close` returns at once.
+    pub fn close(&self) -> Result<()> {
+        let Some(thread) = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take() else { return Ok(()) };
+        let _ = self.tx.send(Msg::Close);
+        thread.join().map_err(|_| Error::internal("the database thread panicked"))?
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -151,7 +178,7 @@ impl Store {
         self.submit(f, move |r| {
             let _ = tx.send(r);
         })?;
-        rx.await.map_err(|_| Error::internal("database thread stopped"))?
+        rx.await.map_err(|_| Error::internal("database closed"))?
     }
 
     /// Like [`Store::call`], for plain threads.
@@ -164,7 +191,7 @@ impl Store {
         self.submit(f, move |r| {
             let _ = tx.send(r);
         })?;
-        rx.recv().map_err(|_| Error::internal("database thread stopped"))?
+        rx.recv().map_err(|_| Error::internal("database closed"))?
     }
 
     fn submit<R, F, D>(&self, f: F, deliver: D) -> Result<()>
@@ -182,7 +209,7 @@ impl Store {
                 })
             }));
         });
-        self.tx.send(job).map_err(|_| Error::internal("database thread stopped"))
+        self.tx.send(Msg::Job(job)).map_err(|_| Error::internal("database closed"))
     }
 }
 
@@ -215,7 +242,8 @@ impl Db {
         for suffix in ["", "-wal", "-shm"] {
             let p = PathBuf::from(format!("{}{suffix}", path.display()));
             if p.exists() {
-                let _ = fs::set_permissions(&p, fs::Permissions::from_mode(0o600));
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o600))
+                    .map_err(|e| Error::internal(format!("chmod 0600 {}: {e}", p.display())))?;
             }
         }
         Ok(db)

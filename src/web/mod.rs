@@ -23,7 +23,6 @@ use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::error::{Error, ErrorKind};
@@ -260,9 +259,7 @@ async fn login(
     };
     let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| auth::dummy_hash().to_string());
     let password = body.password;
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-        .await
-        .map_err(|e| ApiError(Error::internal(e.to_string())))?;
+    let ok = crate::error::blocking("checking a password", move || auth::verify_password(&password, &hash)).await.map_err(ApiError)?;
     let Some(user) = user.filter(|_| ok) else {
         st.throttle.failed(peer.ip());
         let (ip, e) = (peer.ip().to_string(), email.clone());
@@ -556,9 +553,11 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
-/// Accepts TLS connections on `listener` until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Router, mut shutdown: watch::Receiver<bool>) {
+/// Accepts TLS connections on `listener` until `shutdown`; returns once every connection
+/// it accepted has ended too (each is dropped on `shutdown`).
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Router, shutdown: crate::shutdown::Shutdown) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let connections = tokio_util::task::TaskTracker::new();
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -569,12 +568,12 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: R
                     continue;
                 }
             },
-            _ = shutdown.changed() => break,
+            _ = shutdown.wait() => break,
         };
         let acceptor = acceptor.clone();
         let app = app.clone();
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
             let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -594,10 +593,13 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: R
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
-                _ = shutdown.changed() => {}
+                _ = shutdown.wait() => {}
             }
         });
     }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
 }
 
 #[cfg(test)]
