@@ -1,7 +1,9 @@
-//! "Nothing else leaves" (ARCHITECTURE.md, "What may leave the house"): only `src/cloud/`
-//! may use an HTTP/S3 client or resolve names; the other outbound sockets are the
-//! loopback link to the embedded broker. This scans the hub's sources, so a new
-//! dependency that phones home, or a stray connect, fails here and has to be argued for.
+//! The layering of ARCHITECTURE.md, kept by the build. "Nothing else leaves" ("What may
+//! leave the house"): only `src/cloud/` may use an HTTP/S3 client or resolve names; the
+//! other outbound sockets are the loopback link to the embedded broker. Only `src/store/`
+//! touches rusqlite; only `src/camera/` (and the simulator) touches GStreamer. This scans
+//! the hub's sources, so a new dependency that phones home, a stray connect or a query
+//! outside the store fails here and has to be argued for.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +28,67 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("src/mqtt/broker.rs", "TcpStream::connect", "the front end's loopback link to the embedded rumqttd"),
     ("src/mqtt/mod.rs", "MqttOptions::new", "the hub's own client of the embedded broker, on loopback"),
 ];
+
+/// Crates only some folders may use: (what names the crate in code, folders allowed).
+const CONFINED: &[(&[&str], &[&str])] = &[
+    (&["rusqlite::", "rusqlite;", "rusqlite as", "rusqlite {"], &["src/store/"]),
+    (
+        &["gstreamer::", "gstreamer;", "gstreamer as", "gstreamer_app", "gstreamer_video", "gstreamer_rtsp", "gst::", "glib::"],
+        &["src/camera/", "src/camsim/"],
+    ),
+];
+
+/// Code lines of `text` (comments skipped), numbered from 1.
+fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines().enumerate().map(|(n, l)| (n + 1, l)).filter(|(_, l)| !l.trim_start().starts_with("//"))
+}
+
+/// Every use of a confined crate outside its folders, under `root/src`.
+fn layering_violations(root: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let mut found = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+        let text = std::fs::read_to_string(f).unwrap();
+        for (pats, allowed) in CONFINED {
+            if allowed.iter().any(|dir| rel.starts_with(dir)) {
+                continue;
+            }
+            for (n, line) in code_lines(&text) {
+                if let Some(p) = pats.iter().find(|p| line.contains(*p)) {
+                    found.push(format!("{rel}:{n}: {p} outside {}: {}", allowed.join(", "), line.trim()));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn rusqlite_stays_in_the_store_and_gstreamer_in_the_camera_module() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let found = layering_violations(root);
+    assert!(found.is_empty(), "layering broken (see ARCHITECTURE.md, Invariants):\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_layering_check_catches_a_violation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let put = |rel: &str, text: &str| {
+        let p = tmp.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    put("src/store/mod.rs", "use rusqlite::Connection;\n");
+    put("src/camera/mod.rs", "use gstreamer as gst;\nfn f() { gst::init(); }\n");
+    put("src/web/mod.rs", "// rusqlite:: in a comment is fine\nfn f(c: &rusqlite::Connection) {}\n");
+    put("src/events/mod.rs", "fn f() { let _ = gst::ElementFactory::find(\"x\"); }\n");
+    let found = layering_violations(tmp.path());
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].starts_with("src/events/mod.rs:1: gst::") || found[1].starts_with("src/events/mod.rs:1: gst::"), "{found:?}");
+    assert!(found.iter().any(|f| f.starts_with("src/web/mod.rs:2: rusqlite::")), "{found:?}");
+}
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
@@ -55,14 +118,10 @@ fn only_the_cloud_module_opens_connections_beyond_the_lan() {
         let text = std::fs::read_to_string(f).unwrap();
         // Code under #[cfg(test)] at the end of a file is a unit test module.
         let code = text.split("#[cfg(test)]").next().unwrap_or("");
-        for (n, line) in code.lines().enumerate() {
-            let l = line.trim_start();
-            if l.starts_with("//") {
-                continue;
-            }
+        for (n, line) in code_lines(code) {
             for pat in OUTBOUND {
                 if line.contains(pat) && !ALLOWED.iter().any(|(file, p, _)| *file == rel && p == pat) {
-                    found.push(format!("{rel}:{}: {pat}: {}", n + 1, line.trim()));
+                    found.push(format!("{rel}:{n}: {pat}: {}", line.trim()));
                 }
             }
         }
