@@ -22,6 +22,8 @@
 //! - [`cli`]: the admin subcommands (`user`, `mqtt-user`, `device`, `keys`, `discover`,
 //!   `doctor`, `demo`).
 //! - [`camsim`]: the simulated camera (`homehub-camsim`), not part of the hub.
+//! - [`lan`]: what counts as the home network (one `is_lan`).
+//! - [`shutdown`]: the one stop signal, for threads and tasks alike.
 //! - [`error`]: the one error type, with a kind that maps to an HTTP status and an exit code.
 
 pub mod camera;
@@ -33,6 +35,7 @@ pub mod devices;
 pub mod error;
 pub mod events;
 pub mod hub;
+pub mod lan;
 pub mod mdns;
 pub mod motion;
 pub mod mqtt;

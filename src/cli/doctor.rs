@@ -90,7 +90,7 @@ fn is_private_host(url: &str) -> bool {
     let host = url.split("://").nth(1).unwrap_or("").split('/').next().unwrap_or("");
     let host = host.rsplit('@').next().unwrap_or("");
     let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host).trim_matches(['[', ']']);
-    host.parse::<std::net::IpAddr>().map(crate::web::is_lan).unwrap_or(host.ends_with(".local"))
+    host.parse::<std::net::IpAddr>().map(crate::lan::is_lan).unwrap_or(host.ends_with(".local"))
 }
 
 /// Every socket the hub process listens on must be one SPEC allows, or loopback-only.

@@ -86,7 +86,7 @@ pub fn discover(interface: &str, timeout: std::time::Duration) -> Result<()> {
 
 fn read_password() -> Result<String> {
     let stdin = std::io::stdin();
-    if is_tty(0) {
+    if std::io::IsTerminal::is_terminal(&stdin) {
         eprint!("password: ");
     }
     let mut line = String::new();
@@ -96,11 +96,6 @@ fn read_password() -> Result<String> {
         return Err(Error::invalid("no password on stdin (give it as the first line)"));
     }
     Ok(pw)
-}
-
-fn is_tty(fd: i32) -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(fd) == 1 }
 }
 
 /// Opens the database for an admin command. It does not take the data-dir lock: that

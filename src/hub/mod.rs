@@ -15,7 +15,6 @@
 mod fleet;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 
@@ -104,6 +103,7 @@ async fn serve(
             mqtt::Settings {
                 listen_tls: Some(cfg.mqtt_listen_tls()),
                 listen_plain: Some(cfg.mqtt_listen_plain()),
+                allow_public_clients: cfg.web.allow_public_clients,
                 ..mqtt::Settings::default()
             },
             Arc::new(devices::auth::HubAuth { store: store.clone() }),
@@ -229,7 +229,7 @@ async fn serve(
         mqtt_plain = ?mqtt.plain_addr(),
         "homehub serving"
     );
-    sd_notify("READY=1");
+    sd_notify(sd_notify::NotifyState::Ready);
     if let Some(r) = ready {
         let _ = r.send(Ready {
             hub_id: hub_id.clone(),
@@ -243,7 +243,7 @@ async fn serve(
 
     shutdown.await;
     tracing::info!("shutting down");
-    sd_notify("STOPPING=1");
+    sd_notify(sd_notify::NotifyState::Stopping);
     stop.trigger();
     // Tear-down, in order. 1. The web stops accepting and drops its connections; its
     // state (the last other handle on mDNS) goes with it.
@@ -288,21 +288,8 @@ fn join_thread(what: &str, thread: std::thread::JoinHandle<()>) {
 }
 
 /// Tells systemd (Type=notify) about our state; nothing when not run by systemd.
-fn sd_notify(msg: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let path = PathBuf::from(path);
-    let sock = match std::os::unix::net::UnixDatagram::unbound() {
-        Ok(s) => s,
-        Err(_) => return,
-    };
-    let bytes = path.as_os_str().as_encoded_bytes();
-    let r = if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(name).and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
-    } else {
-        sock.send_to(msg.as_bytes(), &path)
-    };
-    if let Err(e) = r {
+fn sd_notify(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(&[state]) {
         tracing::warn!(error = %e, "sd_notify failed");
     }
 }

@@ -342,7 +342,7 @@ fn daemon_on(interfaces: &[String]) -> Result<ServiceDaemon> {
     let selected = daemon.disable_interface(IfKind::All).and_then(|()| {
         if interfaces.is_empty() {
             daemon
-                .enable_interface(IfKind::Predicate(IfPredicate::new(|intf| !intf.is_loopback() && is_lan(&intf.ip()))))
+                .enable_interface(IfKind::Predicate(IfPredicate::new(|intf| !intf.is_loopback() && on_lan(intf.ip()))))
         } else {
             daemon.enable_interface(interfaces.iter().map(|n| IfKind::Name(n.clone())).collect::<Vec<_>>())
         }
@@ -363,12 +363,9 @@ fn check_interface(name: &str) -> Result<()> {
     if index == 0 { Err(bad()) } else { Ok(()) }
 }
 
-/// Private, link-local or unique-local: addresses that stay in the home.
-fn is_lan(ip: &IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(a) => a.is_private() || a.is_link_local(),
-        IpAddr::V6(a) => a.is_unique_local() || a.is_unicast_link_local(),
-    }
+/// An address of an interface mDNS may use by default: on the home network, not loopback.
+fn on_lan(ip: IpAddr) -> bool {
+    !ip.is_loopback() && crate::lan::is_lan(ip)
 }
 
 /// A service on the allowed interfaces' addresses, host `<instance>.local.`.

@@ -31,10 +31,11 @@ pub struct Shared {
     pub counters: Counters,
     pub registry: Registry,
     slots: Arc<Semaphore>,
+    allow_public_clients: bool,
 }
 
 impl Shared {
-    pub fn new(broker: Broker, auth: Arc<dyn Authenticator>, max_packet_bytes: usize) -> Shared {
+    pub fn new(broker: Broker, auth: Arc<dyn Authenticator>, max_packet_bytes: usize, allow_public_clients: bool) -> Shared {
         Shared {
             broker,
             auth,
@@ -42,6 +43,7 @@ impl Shared {
             counters: Counters::default(),
             registry: Registry::default(),
             slots: Arc::new(Semaphore::new(MAX_CLIENTS)),
+            allow_public_clients,
         }
     }
 }
@@ -184,6 +186,10 @@ pub async fn serve(
                 continue;
             }
         };
+        if !shared.allow_public_clients && !crate::lan::is_lan(peer.ip()) {
+            tracing::warn!(%peer, "MQTT connection dropped: not on the local network (web.allow_public_clients)");
+            continue;
+        }
         Counters::bump(&shared.counters.connections_total, 1);
         let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "MQTT connection dropped: {MAX_CLIENTS} clients already connected");

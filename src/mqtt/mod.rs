@@ -100,6 +100,9 @@ pub struct Settings {
     pub listen_plain: Option<SocketAddr>,
     /// Largest packet a client may send or receive (remaining length, bytes).
     pub max_packet_bytes: usize,
+    /// Serve clients whose address is not on the home network (`web.allow_public_clients`,
+    /// shared with the web); refused otherwise, as the web refuses them.
+    pub allow_public_clients: bool,
 }
 
 /// Default largest packet: 256 KiB.
@@ -111,6 +114,7 @@ impl Default for Settings {
             listen_tls: Some(SocketAddr::from(([0, 0, 0, 0], 8883))),
             listen_plain: Some(SocketAddr::from(([127, 0, 0, 1], 1883))),
             max_packet_bytes: DEFAULT_MAX_PACKET_BYTES,
+            allow_public_clients: false,
         }
     }
 }
@@ -159,7 +163,7 @@ impl Mqtt {
         let tls_listener = bind("mqtt.listen_tls", settings.listen_tls).await?;
         let plain_listener = bind("mqtt.listen_plain", settings.listen_plain).await?;
         let broker = broker::Broker::start(settings.max_packet_bytes).await?;
-        let shared = Arc::new(front::Shared::new(broker, auth, settings.max_packet_bytes));
+        let shared = Arc::new(front::Shared::new(broker, auth, settings.max_packet_bytes, settings.allow_public_clients));
         let tasks = TaskTracker::new();
         let mut mqtt = Mqtt { tls_addr: None, plain_addr: None, shared: shared.clone(), tasks: tasks.clone() };
         if let Some(l) = tls_listener {

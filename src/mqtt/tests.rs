@@ -74,7 +74,7 @@ impl Hub {
         let stop = Shutdown::new();
         let stop_tx = stop.clone();
         let loopback = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-        let settings = Settings { listen_tls: loopback, listen_plain: loopback, max_packet_bytes };
+        let settings = Settings { listen_tls: loopback, listen_plain: loopback, max_packet_bytes, allow_public_clients: false };
         let mqtt = Mqtt::start(settings, Arc::new(TestAuth), server, stop).await.expect("mqtt starts");
         Hub { mqtt, cert_der, _stop: stop_tx }
     }
@@ -565,7 +565,7 @@ async fn start_names_the_key_when_a_port_is_taken() {
     let addr = taken.local_addr().expect("addr");
     let (server, _) = tls_server();
     let stop = Shutdown::new();
-    let settings = Settings { listen_tls: None, listen_plain: Some(addr), max_packet_bytes: 1024 };
+    let settings = Settings { listen_tls: None, listen_plain: Some(addr), max_packet_bytes: 1024, allow_public_clients: false };
     let err = Mqtt::start(settings, Arc::new(TestAuth), server, stop).await.err().expect("bind fails");
     assert_eq!(err.kind(), crate::ErrorKind::Unavailable);
     assert!(err.message().contains("mqtt.listen_plain") && err.message().contains(&addr.to_string()), "{err}");
@@ -577,7 +577,7 @@ async fn stop_closes_listeners_and_connections() {
     let stop = Shutdown::new();
     let stop_tx = stop.clone();
     let loopback = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-    let settings = Settings { listen_tls: None, listen_plain: loopback, max_packet_bytes: 4096 };
+    let settings = Settings { listen_tls: None, listen_plain: loopback, max_packet_bytes: 4096, allow_public_clients: false };
     let mqtt = Mqtt::start(settings, Arc::new(TestAuth), server, stop).await.expect("start");
     let port = mqtt.plain_addr().expect("addr").port();
     let mut o = MqttOptions::new("a-1", "127.0.0.1", port);

@@ -18,7 +18,6 @@ mod schema;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -82,17 +81,18 @@ impl DirLock {
             .mode(0o600)
             .open(&path)
             .map_err(|e| Error::internal(format!("opening {}: {e}", path.display())))?;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let holder = fs::read_to_string(&path).unwrap_or_default();
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!("data dir {} is in use by another homehub (pid {})", data_dir.display(), holder.trim()),
-            ));
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!("data dir {} is in use by another homehub (pid {})", data_dir.display(), holder.trim()),
+                ));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(Error::internal(format!("locking {}: {e}", path.display()))),
         }
-        file.set_len(0).ok();
-        let _ = write!(file, "{}", std::process::id());
+        file.set_len(0).and_then(|_| write!(file, "{}", std::process::id())).map_err(|e| Error::internal(format!("writing {}: {e}", path.display())))?;
         Ok(DirLock { _file: file })
     }
 
@@ -100,9 +100,7 @@ impl DirLock {
     pub fn holder(data_dir: &Path) -> Option<u32> {
         let path = data_dir.join(LOCK_FILE);
         let file = File::open(&path).ok()?;
-        // SAFETY: as above.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
-        if rc == 0 {
+        if file.try_lock_shared().is_ok() {
             return None; // nobody holds it
         }
         fs::read_to_string(&path).ok()?.trim().parse().ok()
