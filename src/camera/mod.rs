@@ -10,6 +10,7 @@
 pub mod clip;
 pub mod decoder;
 pub mod pieces;
+mod ring;
 
 use std::collections::HashMap;
 use std::ops::Not;
@@ -118,24 +119,17 @@ pub struct Clips {
 
 struct ClipsInner {
     preroll: clip::PreRoll,
-    caps: Option<gst::Caps>,
     writer: Option<clip::ClipWriter>,
     pieces: Option<pieces::Pieces>,
 }
 
 impl Clips {
     fn new(pre_roll_ms: i64) -> Clips {
-        Clips { inner: Mutex::new(ClipsInner { preroll: clip::PreRoll::new(pre_roll_ms), caps: None, writer: None, pieces: None }) }
+        Clips { inner: Mutex::new(ClipsInner { preroll: clip::PreRoll::new(pre_roll_ms), writer: None, pieces: None }) }
     }
 
     fn push(&self, buf: gst::Buffer, caps: Option<gst::Caps>, at_ms: i64) {
         let mut g = self.inner.lock().expect("clips lock");
-        let same = matches!((&g.caps, &caps), (Some(a), Some(b)) if a.as_ptr() == b.as_ptr());
-        if !same && caps.is_some() && g.caps != caps {
-            // New stream parameters (a restart): old pre-roll does not fit them.
-            g.preroll.clear();
-            g.caps = caps;
-        }
         if let Some(w) = &g.writer
             && let Err(e) = w.push(&buf)
         {
@@ -147,7 +141,8 @@ impl Clips {
             tracing::warn!(error = %e, "piece write failed; no more pieces for this event");
             g.pieces = None;
         }
-        g.preroll.push(buf, at_ms);
+        // New stream parameters (a restart) empty the pre-roll: it does not fit them.
+        g.preroll.push(buf, caps, at_ms);
     }
 
     /// A new pipeline run: its timestamps start over, so the old pre-roll cannot be
@@ -155,7 +150,6 @@ impl Clips {
     fn restart(&self) {
         let mut g = self.inner.lock().expect("clips lock");
         g.preroll.clear();
-        g.caps = None;
     }
 
     /// Bytes held for pre-roll.
@@ -170,7 +164,7 @@ impl ClipSink for Clips {
         if g.writer.is_some() {
             return Err(Error::new(ErrorKind::Conflict, "a clip is being written already"));
         }
-        let caps = g.caps.clone().ok_or_else(|| Error::new(ErrorKind::Unavailable, "no stream yet"))?;
+        let caps = g.preroll.caps().cloned().ok_or_else(|| Error::new(ErrorKind::Unavailable, "no stream yet"))?;
         let first = g.preroll.start_from(from_ms);
         let first_ms = first.first().map(|(_, t)| *t).unwrap_or(from_ms);
         g.writer = Some(clip::ClipWriter::start(path, &caps, first)?);
@@ -179,7 +173,7 @@ impl ClipSink for Clips {
 
     fn begin_pieces(&self, spec: pieces::PieceSpec, from_ms: i64) -> Result<()> {
         let mut g = self.inner.lock().expect("clips lock");
-        let caps = g.caps.clone().ok_or_else(|| Error::new(ErrorKind::Unavailable, "no stream yet"))?;
+        let caps = g.preroll.caps().cloned().ok_or_else(|| Error::new(ErrorKind::Unavailable, "no stream yet"))?;
         std::fs::create_dir_all(&spec.dir)
             .map_err(|e| Error::internal(format!("creating {}: {e}", spec.dir.display())))?;
         let mut p = pieces::Pieces::new(spec, caps);
