@@ -24,6 +24,7 @@
 //! - [`camsim`]: the simulated camera (`homehub-camsim`), not part of the hub.
 //! - [`lan`]: what counts as the home network (one `is_lan`).
 //! - [`shutdown`]: the one stop signal, for threads and tasks alike.
+//! - [`sync`]: the one policy for poisoned locks.
 //! - [`error`]: the one error type, with a kind that maps to an HTTP status and an exit code.
 
 pub mod camera;
@@ -43,6 +44,7 @@ pub mod pairing;
 pub mod recorder;
 pub mod shutdown;
 pub mod store;
+pub mod sync;
 pub mod web;
 
 pub use error::{Error, ErrorKind, Result};

@@ -15,6 +15,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::ring::Ring;
+use crate::sync::lock;
 use crate::error::{Error, ErrorKind, Result};
 
 /// How long [`ClipWriter::finish`] waits for the muxer to write out the clip.
@@ -144,7 +145,7 @@ impl ClipWriter {
     /// Pushes a live buffer; never blocks (appsrc queues). Fails once the clip pipeline
     /// has failed (disk full, bad data).
     pub fn push(&self, buf: &gst::Buffer) -> Result<()> {
-        let mut st = self.state.lock().expect("clip state");
+        let mut st = lock(&self.state);
         if st.failed.is_none()
             && let Some(msg) = self.pipeline.bus().and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
         {
@@ -209,7 +210,7 @@ impl ClipWriter {
     /// pipeline and fsyncs the file (the caller fsyncs the directory before the row).
     pub fn finish(self) -> Result<()> {
         let what = format!("clip {}", self.path.display());
-        let failed = self.state.lock().expect("clip state").failed.take();
+        let failed = lock(&self.state).failed.take();
         let result = match failed {
             Some(f) => Err(Error::internal(format!("{what}: {f}"))),
             None => self.wait_eos(&what),

@@ -25,6 +25,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use crate::sync::lock;
 use crate::config::redact_url;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shutdown::Shutdown;
@@ -129,7 +130,7 @@ impl Clips {
     }
 
     fn push(&self, buf: gst::Buffer, caps: Option<gst::Caps>, at_ms: i64) {
-        let mut g = self.inner.lock().expect("clips lock");
+        let mut g = lock(&self.inner);
         if let Some(w) = &g.writer
             && let Err(e) = w.push(&buf)
         {
@@ -148,19 +149,19 @@ impl Clips {
     /// A new pipeline run: its timestamps start over, so the old pre-roll cannot be
     /// joined to it. A clip being written goes on with the new buffers.
     fn restart(&self) {
-        let mut g = self.inner.lock().expect("clips lock");
+        let mut g = lock(&self.inner);
         g.preroll.clear();
     }
 
     /// Bytes held for pre-roll.
     pub fn bytes(&self) -> usize {
-        self.inner.lock().expect("clips lock").preroll.bytes()
+        lock(&self.inner).preroll.bytes()
     }
 }
 
 impl ClipSink for Clips {
     fn begin(&self, path: &Path, from_ms: i64) -> Result<i64> {
-        let mut g = self.inner.lock().expect("clips lock");
+        let mut g = lock(&self.inner);
         if g.writer.is_some() {
             return Err(Error::new(ErrorKind::Conflict, "a clip is being written already"));
         }
@@ -172,7 +173,7 @@ impl ClipSink for Clips {
     }
 
     fn begin_pieces(&self, spec: pieces::PieceSpec, from_ms: i64) -> Result<()> {
-        let mut g = self.inner.lock().expect("clips lock");
+        let mut g = lock(&self.inner);
         let caps = g.preroll.caps().cloned().ok_or_else(|| Error::new(ErrorKind::Unavailable, "no stream yet"))?;
         std::fs::create_dir_all(&spec.dir)
             .map_err(|e| Error::internal(format!("creating {}: {e}", spec.dir.display())))?;
@@ -188,7 +189,7 @@ impl ClipSink for Clips {
 
     fn end(&self) -> Result<()> {
         let (w, p) = {
-            let mut g = self.inner.lock().expect("clips lock");
+            let mut g = lock(&self.inner);
             (g.writer.take(), g.pieces.take())
         };
         if let Some(p) = p {
@@ -294,7 +295,7 @@ impl Camera {
     }
 
     pub fn status(&self) -> Status {
-        self.status.lock().expect("status lock").clone()
+        lock(&self.status).clone()
     }
 
     /// Asks the pipeline to finish its segment and stop; returns at once.
@@ -369,7 +370,7 @@ impl Supervisor {
     }
 
     fn set(&self, f: impl FnOnce(&mut Status)) {
-        f(&mut self.status.lock().expect("status lock"));
+        f(&mut lock(&self.status));
     }
 
     fn run_once(&self) -> Ended {

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Sender, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::camera::{self, Camera, Frame, SegmentEvent};
@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::events::{MotionState, Registry};
 use crate::motion::DetectorConfig;
 use crate::recorder;
+use crate::sync::lock;
 use crate::store::{CameraRow, Store};
 use crate::web::{CameraInfo, CameraView};
 
@@ -182,8 +183,3 @@ impl CameraView for Fleet {
     }
 }
 
-/// The fleet's locks guard plain lists: a panic while one was held (a camera thread, say)
-/// leaves them consistent, so the others go on instead of cascading the panic.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}

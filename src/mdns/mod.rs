@@ -16,7 +16,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use mdns_sd::{IfKind, IfPredicate, Receiver, ResolvedService, ServiceDaemon, Ser
 use serde::Serialize;
 use tracing::{debug, warn};
 
+use crate::sync::lock;
 use crate::error::{Error, ErrorKind, Result};
 
 /// What the hub advertises.
@@ -396,10 +397,6 @@ fn stop(daemon: &ServiceDaemon) -> bool {
 
 fn mdns_error(doing: &str, service: &str, e: mdns_sd::Error) -> Error {
     Error::internal(format!("mDNS: {doing} {service}: {e}"))
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// `_name._tcp`, `_name._tcp.local` or `_name._tcp.local.` (or `_udp`) → `_name._tcp.local.`.

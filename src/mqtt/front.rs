@@ -95,7 +95,7 @@ impl Registry {
     fn lock(&self) -> std::sync::MutexGuard<'_, RegistryInner> {
         // Every change below is a single map operation: a panic elsewhere cannot leave the
         // registry half-changed, so a poisoned lock is still good to use.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.inner)
     }
 
     /// A mark to take before asking the authenticator: a login registered with it is refused

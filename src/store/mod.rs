@@ -20,7 +20,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -156,7 +156,7 @@ impl Store {
     /// store thread (blocking). Calls made afterwards through any handle fail with
     /// "database closed". A second `close` returns at once.
     pub fn close(&self) -> Result<()> {
-        let Some(thread) = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take() else { return Ok(()) };
+        let Some(thread) = crate::sync::lock(&self.thread).take() else { return Ok(()) };
         let _ = self.tx.send(Msg::Close);
         thread.join().map_err(|_| Error::internal("the database thread panicked"))?
     }

@@ -11,6 +11,7 @@ use argon2::Argon2;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use crate::sync::lock;
 use crate::error::{Error, Result};
 
 pub const COOKIE: &str = "homehub_session";
@@ -78,7 +79,7 @@ impl Throttle {
     }
 
     pub fn allowed(&self, ip: IpAddr) -> bool {
-        let mut m = self.failures.lock().expect("throttle lock");
+        let mut m = lock(&self.failures);
         match m.get(&ip) {
             Some((since, n)) if since.elapsed() < self.window => *n < self.limit,
             Some(_) => {
@@ -90,7 +91,7 @@ impl Throttle {
     }
 
     pub fn failed(&self, ip: IpAddr) {
-        let mut m = self.failures.lock().expect("throttle lock");
+        let mut m = lock(&self.failures);
         if m.len() > 10_000 {
             let window = self.window;
             m.retain(|_, (since, _)| since.elapsed() < window);
@@ -103,7 +104,7 @@ impl Throttle {
     }
 
     pub fn succeeded(&self, ip: IpAddr) {
-        self.failures.lock().expect("throttle lock").remove(&ip);
+        lock(&self.failures).remove(&ip);
     }
 }
 
