@@ -68,6 +68,22 @@ pub struct Status {
     pub max_upload_kbps: u64,
 }
 
+/// The relay's figures, for `/metrics`.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    pub queue_length: u64,
+    pub bytes_pending: u64,
+    /// Objects given up (their file was deleted before upload).
+    pub failed: u64,
+    /// Since the hub started: uploads, failed attempts, ciphertext bytes sent.
+    pub uploads: u64,
+    pub failures: u64,
+    pub bytes_sent: u64,
+    /// ms since the epoch; None = never.
+    pub last_success_ms: Option<i64>,
+    pub reachable: bool,
+}
+
 pub struct Relay {
     store: Store,
     remote: Remote,
@@ -140,24 +156,20 @@ impl Relay {
         })
     }
 
-    /// Prometheus lines.
-    pub async fn metrics(&self) -> String {
-        let Ok(q) = self.store.call(|db| db.cloud_status()).await else { return String::new() };
-        let s = self.stats.lock().expect("stats").clone();
-        let mut out = String::new();
-        let mut g = |name: &str, help: &str, kind: &str, v: f64| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
-        };
-        g("homehub_cloud_queue_length", "Objects waiting to be uploaded.", "gauge", q.pending as f64);
-        g("homehub_cloud_bytes_pending", "Plaintext bytes waiting to be uploaded.", "gauge", q.bytes_pending as f64);
-        g("homehub_cloud_failed_objects", "Objects given up (their file was deleted before upload).", "gauge", q.failed as f64);
-        g("homehub_cloud_uploads_total", "Objects uploaded since the hub started.", "counter", s.uploads as f64);
-        g("homehub_cloud_upload_failures_total", "Failed upload attempts since the hub started.", "counter", s.failures as f64);
-        g("homehub_cloud_sent_bytes_total", "Ciphertext bytes uploaded since the hub started.", "counter", s.bytes_sent as f64);
-        let last = s.last_success_ms.or(q.last_success_ms).map_or(0.0, |ms| ms as f64 / 1000.0);
-        g("homehub_cloud_last_success_timestamp_seconds", "When an upload last succeeded (0 = never).", "gauge", last);
-        g("homehub_cloud_reachable", "1 if the last upload attempt got through.", "gauge", if s.reachable { 1.0 } else { 0.0 });
-        out
+    /// The relay's figures for `/metrics`.
+    pub async fn figures(&self) -> Result<Figures> {
+        let q = self.store.call(|db| db.cloud_status()).await?;
+        let s = crate::sync::lock(&self.stats).clone();
+        Ok(Figures {
+            queue_length: q.pending,
+            bytes_pending: q.bytes_pending,
+            failed: q.failed,
+            uploads: s.uploads,
+            failures: s.failures,
+            bytes_sent: s.bytes_sent,
+            last_success_ms: s.last_success_ms.or(q.last_success_ms),
+            reachable: s.reachable,
+        })
     }
 
     /// One index line; `span` is (start, end) in ms, `event` the event id and a piece's place in it.

@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod devices;
+pub mod metrics;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -509,34 +510,20 @@ async fn serve_file(st: &AppState, rel: &str, mime: &str, req: Request) -> ApiRe
 }
 
 async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
-    let cams = st.cameras.cameras();
+    let mut scrape = metrics::Scrape::default();
+    scrape.cameras(&st.cameras.cameras());
     let (bytes, events) = st.store.call(|db| Ok((db.media_bytes_total()?, db.event_count()?))).await?;
-    let mut out = String::new();
-    out.push_str("# HELP homehub_camera_streaming 1 if the camera is streaming.\n# TYPE homehub_camera_streaming gauge\n");
-    for c in &cams {
-        out.push_str(&format!("homehub_camera_streaming{{camera_id=\"{}\"}} {}\n", c.id, u8::from(c.status == "streaming")));
+    scrape.media(events, bytes);
+    if let Some(d) = st.devices.as_deref() {
+        scrape.devices(d, &d.list().await?);
     }
-    out.push_str("# HELP homehub_camera_decoded_fps Frames per second reaching motion detection.\n# TYPE homehub_camera_decoded_fps gauge\n");
-    for c in &cams {
-        out.push_str(&format!("homehub_camera_decoded_fps{{camera_id=\"{}\"}} {}\n", c.id, c.decoded_fps));
+    if let Some(m) = st.mqtt.as_deref() {
+        scrape.broker(&m.stats());
     }
-    out.push_str("# HELP homehub_camera_motion 1 while motion is going on.\n# TYPE homehub_camera_motion gauge\n");
-    for c in &cams {
-        out.push_str(&format!("homehub_camera_motion{{camera_id=\"{}\"}} {}\n", c.id, u8::from(c.motion)));
-    }
-    out.push_str("# HELP homehub_preroll_bytes Encoded stream held in memory for clip pre-roll.\n# TYPE homehub_preroll_bytes gauge\n");
-    for c in &cams {
-        out.push_str(&format!("homehub_preroll_bytes{{camera_id=\"{}\"}} {}\n", c.id, c.preroll_bytes));
-    }
-    out.push_str("# HELP homehub_events_total Motion events recorded.\n# TYPE homehub_events_total counter\n");
-    out.push_str(&format!("homehub_events_total {events}\n"));
-    out.push_str("# HELP homehub_recordings_bytes Bytes of indexed recordings.\n# TYPE homehub_recordings_bytes gauge\n");
-    out.push_str(&format!("homehub_recordings_bytes {bytes}\n"));
-    devices::metrics(&st, &mut out).await?;
     if let Some(cloud) = &st.cloud {
-        out.push_str(&cloud.metrics().await);
+        scrape.cloud(&cloud.figures().await?);
     }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+    Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], scrape.encode()?).into_response())
 }
 
 /// Accepts TLS connections on `listener` until `shutdown`; returns once every connection

@@ -1,0 +1,218 @@
+//! `GET /metrics`: one prometheus-client registry, filled at each scrape from what the
+//! hub's parts report (cameras, the database's totals, devices, the broker edge, the
+//! cloud relay) and encoded in the OpenMetrics text format. Nothing here is counted on
+//! a hot path: every value is a snapshot the part keeps anyway.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::CameraInfo;
+use crate::cloud::relay::Figures;
+use crate::devices::{DeviceInfo, Devices};
+use crate::error::{Error, Result};
+use crate::mqtt::Stats as BrokerStats;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CameraLabel {
+    camera_id: i64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeviceLabel {
+    device: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
+}
+
+/// One scrape: a fresh registry, filled, then encoded.
+pub struct Scrape {
+    reg: Registry,
+}
+
+impl Default for Scrape {
+    fn default() -> Self {
+        Scrape { reg: Registry::with_prefix("homehub") }
+    }
+}
+
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Scrape {
+    fn gauge(&mut self, name: &str, help: &str, v: i64) {
+        let g: Gauge = Gauge::default();
+        g.set(v);
+        self.reg.register(name, help, g);
+    }
+
+    fn gauge_f64(&mut self, name: &str, help: &str, v: f64) {
+        let g: Gauge<f64, AtomicU64> = Gauge::default();
+        g.set(v);
+        self.reg.register(name, help, g);
+    }
+
+    /// A counter; the encoder adds `_total` to `name`.
+    fn counter(&mut self, name: &str, help: &str, v: u64) {
+        let c: Counter = Counter::default();
+        c.inc_by(v);
+        self.reg.register(name, help, c);
+    }
+
+    fn gauges<L>(&mut self, name: &str, help: &str, items: impl IntoIterator<Item = (L, i64)>)
+    where
+        L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let f = Family::<L, Gauge>::default();
+        for (l, v) in items {
+            f.get_or_create(&l).set(v);
+        }
+        self.reg.register(name, help, f);
+    }
+
+    fn gauges_f64<L>(&mut self, name: &str, help: &str, items: impl IntoIterator<Item = (L, f64)>)
+    where
+        L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let f = Family::<L, Gauge<f64, AtomicU64>>::default();
+        for (l, v) in items {
+            f.get_or_create(&l).set(v);
+        }
+        self.reg.register(name, help, f);
+    }
+
+    fn counters<L>(&mut self, name: &str, help: &str, items: impl IntoIterator<Item = (L, u64)>)
+    where
+        L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let f = Family::<L, Counter>::default();
+        for (l, v) in items {
+            f.get_or_create(&l).inc_by(v);
+        }
+        self.reg.register(name, help, f);
+    }
+
+    pub fn cameras(&mut self, cams: &[CameraInfo]) {
+        let by = |v: fn(&CameraInfo) -> i64| cams.iter().map(move |c| (CameraLabel { camera_id: c.id }, v(c))).collect::<Vec<_>>();
+        self.gauges("camera_streaming", "1 if the camera is streaming.", by(|c| i64::from(c.status == "streaming")));
+        self.gauges_f64(
+            "camera_decoded_fps",
+            "Frames per second reaching motion detection.",
+            cams.iter().map(|c| (CameraLabel { camera_id: c.id }, c.decoded_fps)),
+        );
+        self.gauges("camera_motion", "1 while motion is going on.", by(|c| i64::from(c.motion)));
+        self.gauges("preroll_bytes", "Encoded stream held in memory for clip pre-roll.", by(|c| int(c.preroll_bytes)));
+    }
+
+    pub fn media(&mut self, events: u64, recording_bytes: u64) {
+        self.counter("events", "Motion events recorded.", events);
+        self.gauge("recordings_bytes", "Bytes of indexed recordings.", int(recording_bytes));
+    }
+
+    pub fn devices(&mut self, d: &Devices, list: &[DeviceInfo]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let paired = || list.iter().filter(|x| x.paired);
+        let label = |x: &DeviceInfo| DeviceLabel { device: x.id.clone() };
+        self.gauge("devices_paired", "Devices paired now.", paired().count() as i64);
+        self.gauges("device_online", "1 if the device says it is online.", paired().map(|x| (label(x), i64::from(x.availability == "online"))));
+        let non_negative = |v: i64| u64::try_from(v).unwrap_or(0);
+        self.counters("device_connections", "Broker logins of the device.", list.iter().map(|x| (label(x), non_negative(x.connections))));
+        self.counters(
+            "device_failed_connections",
+            "Refused broker logins under the device's name.",
+            list.iter().map(|x| (label(x), non_negative(x.failed_connections))),
+        );
+        self.counter(
+            "device_payloads_rejected",
+            "Device messages refused (malformed, oversized, unknown fields, replays).",
+            d.counters.payloads_rejected.load(Relaxed),
+        );
+        let outcome = |o: &str| OutcomeLabel { outcome: o.to_string() };
+        self.counters(
+            "pairings",
+            "Pairing outcomes.",
+            [
+                (outcome("accepted"), d.counters.pairings_accepted.load(Relaxed)),
+                (outcome("rejected"), d.counters.pairings_rejected.load(Relaxed)),
+            ],
+        );
+    }
+
+    pub fn broker(&mut self, s: &BrokerStats) {
+        self.counter("mqtt_connections", "Broker logins accepted.", s.connections_total);
+        self.counter("mqtt_refused", "Broker logins refused (with a CONNACK code).", s.refused_total);
+        self.counter("mqtt_denied_publish", "PUBLISH packets outside the client's topics.", s.denied_publish_total);
+        self.counter("mqtt_denied_subscribe", "SUBSCRIBE filters outside the client's topics.", s.denied_subscribe_total);
+        self.counter("mqtt_malformed", "Connections closed for malformed or oversized packets.", s.malformed_total);
+        self.gauge("mqtt_live", "Broker connections open now.", int(s.live));
+    }
+
+    pub fn cloud(&mut self, c: &Figures) {
+        self.gauge("cloud_queue_length", "Objects waiting to be uploaded.", int(c.queue_length));
+        self.gauge("cloud_bytes_pending", "Plaintext bytes waiting to be uploaded.", int(c.bytes_pending));
+        self.gauge("cloud_failed_objects", "Objects given up (their file was deleted before upload).", int(c.failed));
+        self.counter("cloud_uploads", "Objects uploaded since the hub started.", c.uploads);
+        self.counter("cloud_upload_failures", "Failed upload attempts since the hub started.", c.failures);
+        self.counter("cloud_sent_bytes", "Ciphertext bytes uploaded since the hub started.", c.bytes_sent);
+        self.gauge_f64(
+            "cloud_last_success_timestamp_seconds",
+            "When an upload last succeeded (0 = never).",
+            c.last_success_ms.map_or(0.0, |ms| ms as f64 / 1000.0),
+        );
+        self.gauge("cloud_reachable", "1 if the last upload attempt got through.", i64::from(c.reachable));
+    }
+
+    /// The OpenMetrics text (ends with `# EOF`).
+    pub fn encode(self) -> Result<String> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.reg).map_err(|e| Error::internal(format!("encoding /metrics: {e}")))?;
+        Ok(out)
+    }
+}
+
+/// The content type of [`Scrape::encode`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_values_and_labels_are_what_dashboards_expect() {
+        let mut s = Scrape::default();
+        s.media(2, 1234);
+        s.cloud(&Figures {
+            queue_length: 0,
+            bytes_pending: 5,
+            failed: 0,
+            uploads: 3,
+            failures: 1,
+            bytes_sent: 99,
+            last_success_ms: Some(1_700_000_000_500),
+            reachable: false,
+        });
+        s.counters("device_connections", "Broker logins of the device.", [(DeviceLabel { device: "cam-a".into() }, 4u64)]);
+        let text = s.encode().unwrap();
+        for line in [
+            "homehub_events_total 2",
+            "homehub_recordings_bytes 1234",
+            "homehub_cloud_queue_length 0",
+            "homehub_cloud_reachable 0",
+            "homehub_cloud_uploads_total 3",
+            "homehub_cloud_last_success_timestamp_seconds 1700000000.5",
+            "homehub_device_connections_total{device=\"cam-a\"} 4",
+            "# TYPE homehub_events counter",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing in:\n{text}");
+        }
+    }
+}
