@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::camera::pieces::{PieceSink, PieceSpec};
 use crate::camera::{ClipSink, Frame};
+use crate::clock::Clock;
 use crate::error::{Error, Result, ResultExt};
 use crate::motion::{Detector, DetectorConfig, Transition};
 use crate::recorder::{mp4, sync_dir};
@@ -46,6 +47,8 @@ pub struct Settings {
     /// The cloud relay, when one is configured: it gets pieces while an event goes on
     /// and the clip when it ends.
     pub cloud: Option<Arc<dyn CloudRelay>>,
+    /// Ends post-rolls and notices silent cameras between frames.
+    pub clock: Clock,
 }
 
 /// What the events thread tells the cloud relay.
@@ -132,7 +135,7 @@ pub fn spawn(
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
-                ev.finish_due(chrono::Utc::now().timestamp_millis());
+                ev.finish_due(ev.settings.clock.now_ms());
             }
             ev.finish_all();
         })
@@ -239,7 +242,7 @@ impl Events {
     }
 
     fn finish_all(&mut self) {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = self.settings.clock.now_ms();
         let ids: Vec<i64> = self.cams.keys().copied().collect();
         for camera_id in ids {
             self.finish(camera_id, Some(now));
@@ -399,7 +402,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let cam = store
-            .call_blocking(|db| db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())]))
+            .call_blocking(|db| db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())], 0))
             .unwrap()[0]
             .id;
         let open_with_clip = store.call_blocking(move |db| db.insert_event(cam, 2_000)).unwrap();

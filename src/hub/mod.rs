@@ -20,6 +20,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::camera;
+use crate::clock::Clock;
 use crate::cloud;
 use crate::config::{Config, RecordingMode};
 use crate::devices::{self, Devices};
@@ -66,6 +67,7 @@ impl Ready {
 /// Runs the hub until SIGTERM or SIGINT. `ready` is told once the hub serves.
 pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>) -> Result<()> {
     let data_dir = cfg.data_dir.clone();
+    let clock = Clock::system();
     store::prepare_data_dir(&data_dir)?;
     let _lock = DirLock::acquire(&data_dir)?;
     let store = Store::open(&data_dir)?;
@@ -86,7 +88,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
                 listen_plain: Some(cfg.mqtt_listen_plain()),
                 ..mqtt::Settings::default()
             },
-            Arc::new(devices::auth::HubAuth { store: store.clone() }),
+            Arc::new(devices::auth::HubAuth { store: store.clone(), clock: clock.clone() }),
             tls.clone(),
             stop_rx.clone(),
         )
@@ -95,12 +97,13 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
 
     let config_cams: Vec<(String, String, String)> =
         cfg.camera.iter().map(|c| (c.name.clone(), c.url.clone(), c.substream_url.clone())).collect();
-    let mut rows = store.call(move |db| db.sync_config_cameras(&config_cams)).await?;
+    let now = clock.now_ms();
+    let mut rows = store.call(move |db| db.sync_config_cameras(&config_cams, now)).await?;
     rows.extend(store.call(|db| db.paired_cameras()).await?);
 
     let retention = Retention::from(&cfg.recording);
     let report = {
-        let rec = Recorder::new(store.clone(), retention.clone());
+        let rec = Recorder::new(store.clone(), retention.clone(), clock.clone());
         tokio::task::spawn_blocking(move || rec.recover()).await.map_err(|e| Error::internal(e.to_string()))??
     };
     let closed = {
@@ -118,7 +121,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
         None => tracing::warn!("no H.264 decoder on this machine: recording only, no motion detection"),
     }
     let (seg_tx, seg_rx) = std::sync::mpsc::channel();
-    let recorder_thread = recorder::spawn(store.clone(), retention, seg_rx);
+    let recorder_thread = recorder::spawn(store.clone(), retention, clock.clone(), seg_rx);
     // Frames for motion detection: a short queue; a camera drops frames the detector
     // has no time for rather than waiting.
     let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel(32);
@@ -126,7 +129,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
     let cloud = if cfg.cloud.store.is_empty() {
         None
     } else {
-        Some(cloud::relay::Relay::start(&cfg.cloud, store.clone(), hub_id.clone(), stop_rx.clone())?)
+        Some(cloud::relay::Relay::start(&cfg.cloud, store.clone(), hub_id.clone(), clock.clone(), stop_rx.clone())?)
     };
     let motion = Arc::new(MotionState::default());
     let registry = Arc::new(Registry::default());
@@ -139,6 +142,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
             cameras: registry.clone(),
             jpeg: camera::encode_jpeg,
             cloud: cloud.as_ref().map(|(r, _)| r.clone() as Arc<dyn events::CloudRelay>),
+            clock: clock.clone(),
         },
         frame_rx,
         motion.clone(),
@@ -174,6 +178,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
         Box::new(fleet.clone()),
         fleet.clone(),
         changes.subscribe(),
+        clock.clone(),
         stop_rx.clone(),
     );
     let fingerprint = web::tls::fingerprint(&tls_paths.cert)?;
@@ -201,6 +206,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<Ready>>
     state.mqtt = Some(mqtt.clone());
     state.mdns = mdns.clone();
     state.cloud = cloud.as_ref().map(|(r, _)| r.clone());
+    state.clock = clock.clone();
     let web_task = tokio::spawn(web::serve(listener, tls, web::router(state), stop_rx));
     tracing::info!(
         hub_id = %hub_id,
