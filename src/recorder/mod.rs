@@ -418,6 +418,57 @@ mod tests {
     }
 
     #[test]
+    fn retention_by_age_takes_segments_older_than_retain_days_as_the_clock_moves() {
+        let (dir, store, cam) = setup();
+        let day: i64 = 86_400_000;
+        let tc = crate::clock::TestClock::at(1_700_000_000_000);
+        let now = tc.now_ms();
+        let rec = Recorder::new(store.clone(), Retention { retain_days: 2, max_bytes: 0, min_free_percent: 0.0 }, tc.clock());
+        // One-second segments: one that ended just over two days ago, one that ended
+        // exactly two days ago, and one a day old.
+        let (old, limit, young) = (now - 2 * day - 1_001, now - 2 * day - 1_000, now - day);
+        for start in [old, limit, young] {
+            let f = camera_dir(dir.path(), cam).join(format!("{start}.mp4"));
+            fs::write(&f, mp4::tests::synthetic_file(1)).unwrap();
+            rec.index(cam, &f, false).unwrap();
+        }
+        let starts = || -> Vec<i64> {
+            let segs = store.call_blocking(|db| db.segments(&SegmentQuery::default())).unwrap();
+            segs.iter().map(|s| s.segment.start_ms).collect()
+        };
+        let on_disk = |start: i64| camera_dir(dir.path(), cam).join(format!("{start}.mp4")).exists();
+        assert_eq!(rec.apply_retention().unwrap(), 1);
+        assert_eq!(starts(), [limit, young]);
+        assert!(!on_disk(old) && on_disk(limit) && on_disk(young));
+        // A millisecond later the one at the limit is past it.
+        tc.advance(Duration::from_millis(1));
+        assert_eq!(rec.apply_retention().unwrap(), 1);
+        assert_eq!(starts(), [young]);
+        // The young one lives until it ended two days ago.
+        tc.set_wall_ms(young + 1_000 + 2 * day);
+        assert_eq!(rec.apply_retention().unwrap(), 0);
+        tc.advance(Duration::from_millis(1));
+        assert_eq!(rec.apply_retention().unwrap(), 1);
+        assert!(starts().is_empty() && !on_disk(young));
+        assert!(store.call_blocking(|db| db.garbage()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn retention_also_runs_every_thirty_seconds_of_monotonic_time() {
+        let tc = crate::clock::TestClock::at(0);
+        let mut timer = RetentionTimer::new(tc.monotonic());
+        tc.advance(RETENTION_EVERY - Duration::from_millis(1));
+        assert!(!timer.due(tc.monotonic()));
+        // A wall-clock jump does not make it due.
+        tc.set_wall_ms(i64::MAX / 2);
+        assert!(!timer.due(tc.monotonic()));
+        tc.advance(Duration::from_millis(1));
+        assert!(timer.due(tc.monotonic()));
+        timer.ran(tc.monotonic());
+        assert!(!timer.due(tc.monotonic()));
+    }
+
+    #[test]
     fn a_crash_between_row_delete_and_unlink_is_finished_on_recovery() {
         let (dir, store, cam) = setup();
         let f = camera_dir(dir.path(), cam).join("1000.mp4");
