@@ -512,6 +512,66 @@ mod tests {
         assert_eq!(backoff_ms(1_000), 30_000);
     }
 
+    /// A failed upload is due again 1 s later, then 2, 4, 8, 16 and 30 s (the cap),
+    /// measured on the relay's clock; a success clears the error.
+    #[tokio::test]
+    async fn a_failed_upload_waits_out_its_backoff_on_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, bucket) = (dir.path().join("data"), dir.path().join("bucket"));
+        for d in [&data, &bucket] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let store = Store::open(&data).unwrap();
+        let tc = crate::clock::TestClock::at(1_700_000_000_000);
+        let (_, public) = super::super::keys::new_identity();
+        let relay = Relay {
+            store: store.clone(),
+            remote: Remote::open(&Target { store: format!("file://{}", bucket.display()), ..Default::default() }).unwrap(),
+            recipients: super::super::keys::parse_recipients(&[public]).unwrap(),
+            hub_id: "hub".into(),
+            data_dir: data.clone(),
+            notify: Notify::new(),
+            max_upload_kbps: 0,
+            stats: Mutex::new(Stats { reachable: true, ..Default::default() }),
+            clock: tc.clock(),
+        };
+        let u = NewUpload {
+            object: new_object_name(),
+            kind: UploadKind::Clip,
+            path: "clips/1/1.mp4".into(),
+            event_id: 1,
+            bytes: 10,
+            index_object: new_object_name(),
+            index_body: "{}".into(),
+        };
+        let now = tc.now_ms();
+        let id = store.call(move |db| db.cloud_enqueue(&u, now)).await.unwrap();
+        let due = async || {
+            let now = tc.now_ms();
+            store.call(move |db| db.cloud_next(now)).await.unwrap()
+        };
+        let ms = |n: i64| Duration::from_millis(n as u64);
+        for (attempts, wait) in [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000].into_iter().enumerate() {
+            let job = due().await.expect("due now");
+            assert_eq!((job.id, job.attempts), (id, attempts as i64));
+            let failed_at = tc.now_ms();
+            relay.settle(&job, Err(Error::new(ErrorKind::Unavailable, "bucket down")), Duration::ZERO).await;
+            tc.advance(ms(wait - 1));
+            assert_eq!(due().await, None, "attempt {}: not yet due {} ms later", attempts + 1, wait - 1);
+            tc.advance(ms(1));
+            let status = relay.status().await.unwrap();
+            assert!(!status.reachable);
+            assert_eq!(status.last_error_at.as_deref(), Some(rfc3339(failed_at).as_str()));
+        }
+        let job = due().await.expect("due after the last wait");
+        relay.settle(&job, Ok(64), Duration::ZERO).await;
+        let status = relay.status().await.unwrap();
+        assert!(status.reachable);
+        assert_eq!(status.last_success.as_deref(), Some(rfc3339(tc.now_ms()).as_str()));
+        // Now its index entry is due.
+        assert_eq!(due().await.map(|j| j.kind), Some(UploadKind::Index));
+    }
+
     #[test]
     fn the_throttle_spaces_objects_to_the_cap() {
         let mut t = Throttle::new(800); // 100 000 bytes/s
