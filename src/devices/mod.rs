@@ -541,6 +541,139 @@ fn discovery_config(hub_id: &str, camera_id: i64, name: &str) -> serde_json::Val
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::TestClock;
+    use crate::web::CameraInfo;
+
+    const CODE: &str = "12345678";
+    const WRONG: &str = "87654321";
+    const P: PairingPolicy = PairingPolicy::SPEC;
+
+    struct NoCameras;
+
+    impl CameraControl for NoCameras {
+        fn start(&self, _: CameraRow) {}
+        fn stop(&self, _: i64) {}
+        fn running(&self, _: i64) -> bool {
+            false
+        }
+    }
+
+    impl CameraView for NoCameras {
+        fn cameras(&self) -> Vec<CameraInfo> {
+            Vec::new()
+        }
+    }
+
+    /// The devices subsystem on a real store and a real broker (loopback only), with a
+    /// test clock.
+    struct Rig {
+        _dir: tempfile::TempDir,
+        store: Store,
+        tc: TestClock,
+        devices: Arc<Devices>,
+        hub_id: String,
+        _changes: broadcast::Sender<MotionChange>,
+        _stop: watch::Sender<bool>,
+    }
+
+    impl Rig {
+        async fn start() -> Rig {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            let hub_id = store.call(|db| db.hub_id()).await.unwrap();
+            let tls = crate::web::tls::server_config(&crate::web::tls::ensure(dir.path()).unwrap()).unwrap();
+            let tc = TestClock::at(1_700_000_000_000);
+            let (stop_tx, stop) = watch::channel(false);
+            let settings = crate::mqtt::Settings {
+                listen_tls: None,
+                listen_plain: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+                ..Default::default()
+            };
+            let login = Arc::new(auth::HubAuth { store: store.clone(), clock: tc.clock() });
+            let mqtt = Arc::new(Mqtt::start(settings, login, tls, stop.clone()).await.unwrap());
+            let (changes, rx) = broadcast::channel(4);
+            let (devices, _task) =
+                Devices::start(store.clone(), hub_id.clone(), mqtt, Box::new(NoCameras), Arc::new(NoCameras), rx, tc.clock(), stop);
+            Rig { _dir: dir, store, tc, devices, hub_id, _changes: changes, _stop: stop_tx }
+        }
+
+        /// A device asks to pair, as its payload arrives from the broker.
+        async fn request(&self, device_id: &str) {
+            let id = age::x25519::Identity::generate();
+            let (payload, _) = pairing::build_request(device_id, "camera", "sim", "1", CODE, &self.hub_id, &id);
+            self.devices.on_pair_request(device_id, &payload).await;
+        }
+
+        async fn pending(&self) -> Vec<String> {
+            self.devices.pending().await.unwrap().into_iter().map(|p| p.device_id).collect()
+        }
+
+        async fn paired(&self, device_id: &str) -> bool {
+            let id = device_id.to_string();
+            self.store.call(move |db| db.device_password_hash(&id)).await.unwrap().is_some()
+        }
+    }
+
+    fn ms(n: i64) -> Duration {
+        Duration::from_millis(n as u64)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pairing_request_waits_ten_minutes_for_the_owner() {
+        let r = Rig::start().await;
+        let received = r.tc.now_ms();
+        r.request("cam-1").await;
+        let p = r.devices.pending().await.unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].received_at, rfc3339(received));
+        assert_eq!(p[0].expires_at, rfc3339(received + P.ttl_ms));
+        r.tc.advance(ms(P.ttl_ms - 1));
+        assert_eq!(r.pending().await, ["cam-1"], "still pending a millisecond before its TTL");
+        r.tc.advance(ms(1));
+        assert!(r.pending().await.is_empty(), "gone at its TTL");
+        let e = r.devices.confirm("cam-1", CODE, "owner").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(e.message().contains("expire after 10 minutes"), "{}", e.message());
+        // Asked again, it may pair.
+        r.request("cam-1").await;
+        r.tc.advance(ms(P.ttl_ms - 1));
+        r.devices.confirm("cam-1", CODE, "owner").await.unwrap();
+        assert!(r.paired("cam-1").await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn five_wrong_codes_lock_the_device_id_for_fifteen_minutes() {
+        let r = Rig::start().await;
+        r.request("cam-1").await;
+        for n in 1..P.max_wrong_codes {
+            let e = r.devices.confirm("cam-1", WRONG, "owner").await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Forbidden);
+            assert!(e.message().contains(&format!("({n} of 5)")), "{}", e.message());
+        }
+        let e = r.devices.confirm("cam-1", WRONG, "owner").await.unwrap_err();
+        assert!(e.message().contains("locked for 15 minutes"), "{}", e.message());
+        let locked_at = r.tc.now_ms();
+        assert!(r.pending().await.is_empty(), "its request is dropped");
+        // Just before the lock-out ends the id is still refused, and so is the right code.
+        r.tc.set_wall_ms(locked_at + P.lockout_ms - 1);
+        r.request("cam-1").await;
+        assert!(r.pending().await.is_empty(), "a request during the lock-out is refused");
+        let e = r.devices.confirm("cam-1", CODE, "owner").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Forbidden);
+        assert!(e.message().contains("try again later"), "{}", e.message());
+        // Another id is not affected.
+        r.request("cam-2").await;
+        assert_eq!(r.pending().await, ["cam-2"]);
+        // When it ends the id may ask again, and the counter starts afresh.
+        r.tc.advance(ms(1));
+        r.request("cam-1").await;
+        assert_eq!(r.pending().await, ["cam-2", "cam-1"]);
+        let e = r.devices.confirm("cam-1", WRONG, "owner").await.unwrap_err();
+        assert!(e.message().contains("(1 of 5)"), "{}", e.message());
+        r.devices.confirm("cam-1", CODE, "owner").await.unwrap();
+        assert!(r.paired("cam-1").await);
+        assert_eq!(r.devices.counters.pairings_accepted.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn discovery_points_at_the_motion_topic_and_hub_status() {
