@@ -415,7 +415,8 @@ impl Devices {
         }
         let Some(p) = pending else {
             let minutes = ttl / 60_000;
-            return Err(Error::not_found(format!("no pending pairing request from {device_id:?} (they expire after {minutes} minutes)")));
+            let msg = format!("no pending pairing request from {device_id:?} (they expire after {minutes} minutes)");
+            return Err(Error::not_found(msg));
         };
         let req = pairing::Request {
             device_id: p.device_id.clone(),

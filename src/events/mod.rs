@@ -439,7 +439,8 @@ mod tests {
                 clock: tc.clock(),
             };
             let (tx, changes) = tokio::sync::broadcast::channel(16);
-            let ev = Events { store: store.clone(), settings, cams: HashMap::new(), state: Arc::new(MotionState::default()), changes: tx };
+            let state = Arc::new(MotionState::default());
+            let ev = Events { store: store.clone(), settings, cams: HashMap::new(), state, changes: tx };
             let mut rig = Rig { _dir: dir, store, tc, ev, changes, cam, x: 0 };
             rig.still(crate::motion::WARMUP_FRAMES + 5);
             rig
