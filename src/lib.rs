@@ -2,6 +2,7 @@
 //!
 //! Map of the crate (see ARCHITECTURE.md for the invariants):
 //!
+//! - [`clock`]: the one clock (wall and monotonic time), a test clock, `now_ms` and `rfc3339`.
 //! - [`config`]: the TOML configuration, parsed and validated; names the key that is wrong.
 //! - [`store`]: the one SQLite file; the only module that imports rusqlite.
 //! - [`camera`]: one GStreamer pipeline per camera (ingest, decode, segment files); the
@@ -30,6 +31,7 @@
 pub mod camera;
 pub mod camsim;
 pub mod cli;
+pub mod clock;
 pub mod cloud;
 pub mod config;
 pub mod devices;

@@ -25,6 +25,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use crate::clock::now_ms;
 use crate::sync::lock;
 use crate::config::redact_url;
 use crate::error::{Error, ErrorKind, Result};
@@ -39,6 +40,8 @@ pub const STALL_AFTER: Duration = Duration::from_secs(10);
 /// back within a few seconds of returning; a refused TCP connect costs next to nothing.
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// A run that lasted longer than this was healthy: the next reconnect waits the least again.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// Segments are split at the first keyframe this long before their planned length.
 const SPLIT_EARLY_NS: u64 = 500_000_000;
 /// How long an orderly stop waits for the muxer to finish the open segment.
@@ -311,8 +314,35 @@ impl Camera {
     }
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+/// The supervisor's reconnect delays: [`BACKOFF_FIRST`] doubling to [`BACKOFF_CAP`]; after
+/// a run longer than [`HEALTHY_RUN`] they start over.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff { next: BACKOFF_FIRST }
+    }
+
+    /// How long to wait before the next run, after one that lasted `ran_for`.
+    fn after_run(&mut self, ran_for: Duration) -> Duration {
+        if ran_for > HEALTHY_RUN {
+            self.next = BACKOFF_FIRST;
+        }
+        let wait = self.next;
+        self.next = (wait * 2).min(BACKOFF_CAP);
+        wait
+    }
+}
+
+/// The stall watchdog's decision, in ms on the pipeline's own clock: it has run for
+/// `since_start_ms` and its last buffer came at `last_data_ms` (0: none yet, so the
+/// silence counts from its start). `Some(reason)` once nothing came for [`STALL_AFTER`].
+fn stalled(since_start_ms: u64, last_data_ms: u64) -> Option<String> {
+    let idle = since_start_ms.saturating_sub(last_data_ms);
+    (idle > STALL_AFTER.as_millis() as u64).then(|| format!("no data for {} s", STALL_AFTER.as_secs()))
 }
 
 struct Supervisor {
@@ -332,7 +362,7 @@ enum Ended {
 
 impl Supervisor {
     fn run(self) {
-        let mut backoff = BACKOFF_FIRST;
+        let mut retry = Backoff::new();
         while !self.stopping() {
             let started = Instant::now();
             match self.run_once() {
@@ -347,11 +377,8 @@ impl Supervisor {
                     });
                 }
             }
-            if started.elapsed() > Duration::from_secs(30) {
-                backoff = BACKOFF_FIRST;
-            }
+            let backoff = retry.after_run(started.elapsed());
             self.sleep(backoff);
-            backoff = (backoff * 2).min(BACKOFF_CAP);
         }
         self.set(|s| {
             s.state = State::Stopped;
@@ -427,9 +454,8 @@ impl Supervisor {
                     s.since_ms = now_ms();
                 });
             }
-            let idle = since_start.saturating_sub(last);
-            if idle > STALL_AFTER.as_millis() as u64 {
-                break Ended::Failed(format!("no data for {} s", STALL_AFTER.as_secs()));
+            if let Some(reason) = stalled(since_start, last) {
+                break Ended::Failed(reason);
             }
             let elapsed = fps_mark.0.elapsed();
             if elapsed >= Duration::from_secs(2) {
@@ -736,6 +762,31 @@ mod tests {
         assert_eq!(scaler(Some("v4l2h264dec"), pi), "v4l2convert");
         assert_eq!(scaler(Some("avdec_h264"), pi), "videoscale");
         assert_eq!(scaler(Some("v4l2h264dec"), |_| false), "videoscale");
+    }
+
+    #[test]
+    fn reconnects_back_off_from_half_a_second_to_two_and_start_over_after_a_healthy_run() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::new();
+        let short = ms(100);
+        let waits: Vec<Duration> = (0..5).map(|_| b.after_run(short)).collect();
+        assert_eq!(waits, [ms(500), ms(1000), ms(2000), ms(2000), ms(2000)]);
+        // A run of exactly 30 s is not yet healthy; a longer one is.
+        assert_eq!(b.after_run(HEALTHY_RUN), ms(2000));
+        assert_eq!(b.after_run(HEALTHY_RUN + ms(1)), ms(500));
+        assert_eq!(b.after_run(short), ms(1000));
+    }
+
+    #[test]
+    fn the_watchdog_fails_a_stream_silent_for_more_than_ten_seconds() {
+        // Nothing ever came: counted from the start.
+        assert_eq!(stalled(10_000, 0), None);
+        assert_eq!(stalled(10_001, 0).as_deref(), Some("no data for 10 s"));
+        // Data flowed, then stopped at 25 s.
+        assert_eq!(stalled(35_000, 25_000), None);
+        assert!(stalled(35_001, 25_000).is_some());
+        // A buffer stamped after the check began (probe thread raced ahead) is not idle time.
+        assert_eq!(stalled(1_000, 1_200), None);
     }
 
     #[test]

@@ -84,12 +84,12 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         if db.user_by_email(OWNER_EMAIL)?.is_some() {
             return Ok(false);
         }
-        db.add_user(OWNER_EMAIL, Role::Owner, &hash)?;
+        db.add_user(OWNER_EMAIL, Role::Owner, &hash, crate::clock::now_ms())?;
         Ok(true)
     })?;
     // Cameras of an earlier demo in this data dir served on other ports: pair afresh.
     store.call_blocking(|db| {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::clock::now_ms();
         for d in db.devices()? {
             if d.id.starts_with("demo-cam-") && d.unpaired_ms.is_none() {
                 db.unpair_device(&d.id, now)?;

@@ -55,10 +55,10 @@ pub fn user_add(cfg: &Config, email: &str, role: &str) -> Result<()> {
     auth::check_new_password(&password)?;
     let store = open_store(&cfg.data_dir)?;
     let hash = auth::hash_password(&password)?;
-    let (e, r) = (email.to_string(), role);
+    let (e, r, now) = (email.to_string(), role, crate::clock::now_ms());
     store.call_blocking(move |db| {
-        db.add_user(&e, r, &hash)?;
-        db.audit("cli", "user.add", &format!("{e} as {}", r.as_str()))
+        db.add_user(&e, r, &hash, now)?;
+        db.audit("cli", "user.add", &format!("{e} as {}", r.as_str()), now)
     })?;
     println!("added {email} as {}", role.as_str());
     Ok(())

@@ -36,9 +36,9 @@ pub fn mqtt_user_add(cfg: &Config, name: &str, read_only: bool) -> Result<()> {
         if db.device(&n)?.is_some() {
             return Err(Error::new(ErrorKind::Conflict, format!("NAME: a device is called {n:?} already")));
         }
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::clock::now_ms();
         db.add_mqtt_user(&n, &hash, read_only, now)?;
-        db.audit("cli", "mqtt_user.add", &format!("{n}{}", if read_only { " (read-only)" } else { "" }))
+        db.audit("cli", "mqtt_user.add", &format!("{n}{}", if read_only { " (read-only)" } else { "" }), now)
     })?;
     println!("username: {name}");
     println!("password: {password}");
@@ -52,7 +52,7 @@ pub fn mqtt_user_remove(cfg: &Config, name: &str) -> Result<()> {
     let gone = store.call_blocking(move |db| {
         let gone = db.delete_mqtt_user(&n)?;
         if gone {
-            db.audit("cli", "mqtt_user.remove", &n)?;
+            db.audit("cli", "mqtt_user.remove", &n, crate::clock::now_ms())?;
         }
         Ok(gone)
     })?;
@@ -82,7 +82,7 @@ pub fn device_add(cfg: &Config, id: &str, kind: &str) -> Result<()> {
         nonce: Vec::new(),
         recipient: String::new(),
         proof: Vec::new(),
-        received_ms: chrono::Utc::now().timestamp_millis(),
+        received_ms: crate::clock::now_ms(),
     };
     store.call_blocking(move |db| {
         if db.device_password_hash(&req.device_id)?.is_some() {
@@ -92,7 +92,7 @@ pub fn device_add(cfg: &Config, id: &str, kind: &str) -> Result<()> {
             return Err(Error::new(ErrorKind::Conflict, format!("ID: a broker user is called {:?}", req.device_id)));
         }
         db.complete_pairing(&req, &hash, req.received_ms)?;
-        db.audit("cli", "device.add", &req.device_id)
+        db.audit("cli", "device.add", &req.device_id, req.received_ms)
     })?;
     println!("username: {id}");
     println!("password: {password}");

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
 use age::x25519::Identity;
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use object_store::path::Path as ObjPath;
 use serde::{Deserialize, Serialize};
@@ -42,10 +42,6 @@ pub struct Entry {
 
 fn clip_kind() -> String {
     "clip".into()
-}
-
-pub fn rfc3339(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// A 32-hex random object name.

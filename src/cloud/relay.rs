@@ -11,15 +11,16 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use age::x25519::Recipient;
 use tokio::sync::Notify;
 
-use super::index::{Entry, new_object_name, rfc3339};
+use super::index::{Entry, new_object_name};
 use super::pad;
 use super::remote::{Remote, Target};
 use crate::camera::pieces::{Piece, PieceSink};
+use crate::clock::{Clock, rfc3339};
 use crate::config;
 use crate::error::{Error, ErrorKind, Result, blocking};
 use crate::events;
@@ -93,12 +94,20 @@ pub struct Relay {
     notify: Notify,
     max_upload_kbps: u64,
     stats: Mutex<Stats>,
+    /// Stamps queue rows and decides when a failed one is due again.
+    clock: Clock,
 }
 
 impl Relay {
     /// Opens the bucket and starts the upload task. Nothing is sent until there is
     /// something to send.
-    pub fn start(cfg: &config::Cloud, store: Store, hub_id: String, stop: Shutdown) -> Result<(Arc<Relay>, tokio::task::JoinHandle<()>)> {
+    pub fn start(
+        cfg: &config::Cloud,
+        store: Store,
+        hub_id: String,
+        clock: Clock,
+        stop: Shutdown,
+    ) -> Result<(Arc<Relay>, tokio::task::JoinHandle<()>)> {
         let recipients = super::keys::parse_recipients(&cfg.recipients)?;
         if recipients.is_empty() {
             return Err(Error::invalid("cloud.recipients: at least one recipient is needed to send anything"));
@@ -127,6 +136,7 @@ impl Relay {
             notify: Notify::new(),
             max_upload_kbps: cfg.max_upload_kbps,
             stats: Mutex::new(Stats { reachable: true, ..Default::default() }),
+            clock,
         });
         tracing::info!(store = %relay.remote.describe, recipients = relay.recipients.len(), "cloud relay on");
         let task = tokio::spawn(relay.clone().run(stop));
@@ -196,7 +206,7 @@ impl Relay {
         let object = new_object_name();
         let body = self.entry(&object, camera, (p.start_ms, p.end_ms), bytes, UploadKind::Piece, (p.event_id, Some(p.seq)));
         let u = NewUpload { object, kind: UploadKind::Piece, path: rel, event_id: p.event_id, bytes, index_object: new_object_name(), index_body: body };
-        let now = now_ms();
+        let now = self.clock.now_ms();
         self.store.call_blocking(move |db| db.cloud_enqueue(&u, now))?;
         self.notify.notify_one();
         Ok(())
@@ -210,7 +220,7 @@ impl Relay {
         let object = new_object_name();
         let body = hub_relay.entry(&object, ev.camera, (ev.clip_start_ms, end_ms), bytes, UploadKind::Clip, (event_id, None));
         let u = NewUpload { object, kind: UploadKind::Clip, path, event_id, bytes, index_object: new_object_name(), index_body: body };
-        let now = now_ms();
+        let now = hub_relay.clock.now_ms();
         store.call_blocking(move |db| db.cloud_enqueue(&u, now))?;
         hub_relay.notify.notify_one();
         Ok(true)
@@ -225,7 +235,8 @@ impl Relay {
             if stop.is_triggered() {
                 break;
             }
-            let next = match self.store.call(|db| db.cloud_next(now_ms())).await {
+            let now = self.clock.now_ms();
+            let next = match self.store.call(move |db| db.cloud_next(now)).await {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!(error = %e, "cloud relay: reading the queue");
@@ -234,7 +245,7 @@ impl Relay {
             };
             let Some(job) = next else {
                 let wait = match self.store.call(|db| db.cloud_next_retry_ms()).await {
-                    Ok(Some(t)) => Duration::from_millis((t - now_ms()).clamp(50, 5_000) as u64),
+                    Ok(Some(t)) => Duration::from_millis((t - self.clock.now_ms()).clamp(50, 5_000) as u64),
                     _ => Duration::from_secs(5),
                 };
                 tokio::select! {
@@ -244,13 +255,14 @@ impl Relay {
                 }
                 continue;
             };
-            let started = Instant::now();
+            let started = self.clock.monotonic();
             let result = tokio::select! {
                 r = self.upload(&job) => r,
                 _ = stop.wait() => break, // the row stays queued; sent after the restart
             };
-            self.settle(&job, result, started).await;
-            if let Some(pause) = throttle.after(self.last_sent(), started.elapsed()) {
+            let took = self.clock.monotonic().saturating_sub(started);
+            self.settle(&job, result, took).await;
+            if let Some(pause) = throttle.after(self.last_sent(), took) {
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = stop.wait() => {}
@@ -275,7 +287,8 @@ impl Relay {
         }
         let me = self.clone();
         blocking("queueing clips missed while the relay was off", move || -> Result<()> {
-            let since = me.store.call_blocking(|db| db.cloud_since_ms(now_ms()))?;
+            let now = me.clock.now_ms();
+            let since = me.store.call_blocking(move |db| db.cloud_since_ms(now))?;
             let ids = me.store.call_blocking(move |db| db.cloud_unqueued_clips(since))?;
             for id in &ids {
                 Relay::queue_clip(&me.store, &me, *id)?;
@@ -343,8 +356,10 @@ impl Relay {
         }
     }
 
-    async fn settle(&self, job: &Upload, result: Result<u64>, started: Instant) {
-        let now = now_ms();
+    /// Records how an attempt went; `took` is how long it took. A failure is due again
+    /// [`backoff_ms`] after now.
+    async fn settle(&self, job: &Upload, result: Result<u64>, took: Duration) {
+        let now = self.clock.now_ms();
         let (id, kind) = (job.id, job.kind);
         match result {
             Ok(sent) => {
@@ -365,7 +380,7 @@ impl Relay {
                 s.bytes_sent += sent;
                 s.last_success_ms = Some(now);
                 s.reachable = true;
-                tracing::debug!(object = %job.object, kind = kind.as_str(), bytes = sent, ms = started.elapsed().as_millis() as u64, "uploaded");
+                tracing::debug!(object = %job.object, kind = kind.as_str(), bytes = sent, ms = took.as_millis() as u64, "uploaded");
             }
             Err(e) if e.kind() == ErrorKind::NotFound && kind != UploadKind::Index => {
                 tracing::error!(event = ?job.event_id, error = %e, "cloud relay: giving up an upload: its file is gone");
@@ -419,10 +434,6 @@ impl events::CloudRelay for Relay {
 pub fn backoff_ms(attempts: i64) -> i64 {
     let shift = (attempts - 1).clamp(0, 20) as u32;
     (BACKOFF_FIRST_MS << shift).min(BACKOFF_CAP_MS)
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// Files up to this size are sealed in memory; bigger ones through a spool file.
@@ -506,6 +517,66 @@ mod tests {
         let v: Vec<i64> = (1..=7).map(backoff_ms).collect();
         assert_eq!(v, [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]);
         assert_eq!(backoff_ms(1_000), 30_000);
+    }
+
+    /// A failed upload is due again 1 s later, then 2, 4, 8, 16 and 30 s (the cap),
+    /// measured on the relay's clock; a success clears the error.
+    #[tokio::test]
+    async fn a_failed_upload_waits_out_its_backoff_on_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, bucket) = (dir.path().join("data"), dir.path().join("bucket"));
+        for d in [&data, &bucket] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let store = Store::open(&data).unwrap();
+        let tc = crate::clock::TestClock::at(1_700_000_000_000);
+        let (_, public) = super::super::keys::new_identity();
+        let relay = Relay {
+            store: store.clone(),
+            remote: Remote::open(&Target { store: format!("file://{}", bucket.display()), ..Default::default() }).unwrap(),
+            recipients: super::super::keys::parse_recipients(&[public]).unwrap(),
+            hub_id: "hub".into(),
+            data_dir: data.clone(),
+            notify: Notify::new(),
+            max_upload_kbps: 0,
+            stats: Mutex::new(Stats { reachable: true, ..Default::default() }),
+            clock: tc.clock(),
+        };
+        let u = NewUpload {
+            object: new_object_name(),
+            kind: UploadKind::Clip,
+            path: "clips/1/1.mp4".into(),
+            event_id: 1,
+            bytes: 10,
+            index_object: new_object_name(),
+            index_body: "{}".into(),
+        };
+        let now = tc.now_ms();
+        let id = store.call(move |db| db.cloud_enqueue(&u, now)).await.unwrap();
+        let due = async || {
+            let now = tc.now_ms();
+            store.call(move |db| db.cloud_next(now)).await.unwrap()
+        };
+        let ms = |n: i64| Duration::from_millis(n as u64);
+        for (attempts, wait) in [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000].into_iter().enumerate() {
+            let job = due().await.expect("due now");
+            assert_eq!((job.id, job.attempts), (id, attempts as i64));
+            let failed_at = tc.now_ms();
+            relay.settle(&job, Err(Error::new(ErrorKind::Unavailable, "bucket down")), Duration::ZERO).await;
+            tc.advance(ms(wait - 1));
+            assert_eq!(due().await, None, "attempt {}: not yet due {} ms later", attempts + 1, wait - 1);
+            tc.advance(ms(1));
+            let status = relay.status().await.unwrap();
+            assert!(!status.reachable);
+            assert_eq!(status.last_error_at.as_deref(), Some(rfc3339(failed_at).as_str()));
+        }
+        let job = due().await.expect("due after the last wait");
+        relay.settle(&job, Ok(64), Duration::ZERO).await;
+        let status = relay.status().await.unwrap();
+        assert!(status.reachable);
+        assert_eq!(status.last_success.as_deref(), Some(rfc3339(tc.now_ms()).as_str()));
+        // Now its index entry is due.
+        assert_eq!(due().await.map(|j| j.kind), Some(UploadKind::Index));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 
 use sha2::{Digest, Sha256};
 
+use crate::clock::Clock;
 use crate::mqtt::{AuthFuture, Authenticator, Grants, Identity, Refusal};
 use crate::pairing;
 use crate::store::Store;
@@ -55,6 +56,8 @@ pub fn user_grants(read_only: bool) -> Grants {
 /// Checks logins against the store.
 pub struct HubAuth {
     pub store: Store,
+    /// Stamps a device's last connection.
+    pub clock: Clock,
 }
 
 impl HubAuth {
@@ -68,7 +71,7 @@ impl HubAuth {
         }
         let name = username.to_string();
         let given = digest(password);
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = self.clock.now_ms();
         let found = self
             .store
             .call(move |db| {

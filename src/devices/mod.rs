@@ -22,6 +22,7 @@ use rumqttc::{AsyncClient, Event, LastWill, Packet, QoS};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::clock::{Clock, rfc3339};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::MotionChange;
 use crate::mqtt::Mqtt;
@@ -34,6 +35,27 @@ const SEEN_WRITE_EVERY_MS: i64 = 30_000;
 /// The in-hub client reads device payloads up to the front end's cap, so an oversized
 /// one is refused by the parser instead of breaking the client.
 const INTERNAL_MAX_PACKET: usize = 512 * 1024;
+
+/// The pairing rules (SPEC v1): how long a request waits for the owner, how many wrong
+/// setup codes in a row lock a device id out, and for how long. The store applies them
+/// as it is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairingPolicy {
+    pub ttl_ms: i64,
+    pub max_wrong_codes: i64,
+    pub lockout_ms: i64,
+}
+
+impl PairingPolicy {
+    /// SPEC v1: pending for 10 minutes; five wrong codes lock the id for 15 minutes.
+    pub const SPEC: PairingPolicy = PairingPolicy { ttl_ms: 10 * 60 * 1000, max_wrong_codes: 5, lockout_ms: 15 * 60 * 1000 };
+}
+
+impl Default for PairingPolicy {
+    fn default() -> Self {
+        PairingPolicy::SPEC
+    }
+}
 
 /// Starting and stopping cameras, as the hub provides it.
 pub trait CameraControl: Send + Sync + 'static {
@@ -100,14 +122,8 @@ pub struct Devices {
     cameras: Box<dyn CameraControl>,
     live: Mutex<Live>,
     pub counters: Counters,
-}
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    clock: Clock,
+    policy: PairingPolicy,
 }
 
 impl Devices {
@@ -120,6 +136,7 @@ impl Devices {
         cameras: Box<dyn CameraControl>,
         view: Arc<dyn CameraView>,
         changes: broadcast::Receiver<MotionChange>,
+        clock: Clock,
         stop: crate::shutdown::Shutdown,
     ) -> (Arc<Devices>, tokio::task::JoinHandle<()>) {
         let mut opts = mqtt.internal_options("hub");
@@ -135,6 +152,8 @@ impl Devices {
             cameras,
             live: Mutex::new(Live::default()),
             counters: Counters::default(),
+            clock,
+            policy: PairingPolicy::SPEC,
         });
         let task = tokio::spawn(devices.clone().serve(eventloop, view, changes, stop));
         (devices, task)
@@ -260,7 +279,7 @@ impl Devices {
                     nonce: req.nonce.to_vec(),
                     recipient: req.recipient.clone(),
                     proof: req.proof.to_vec(),
-                    received_ms: now_ms(),
+                    received_ms: self.clock.now_ms(),
                 };
                 self.store.call(move |db| db.put_pairing_request(&pending)).await.map(|_| req)
             }
@@ -285,8 +304,8 @@ impl Devices {
     }
 
     async fn audit(&self, actor: &str, action: &'static str, detail: String) {
-        let actor = actor.to_string();
-        if let Err(e) = self.store.call(move |db| db.audit(&actor, action, &detail)).await {
+        let (actor, now) = (actor.to_string(), self.clock.now_ms());
+        if let Err(e) = self.store.call(move |db| db.audit(&actor, action, &detail, now)).await {
             tracing::error!(error = %e, action, "cannot write audit");
         }
     }
@@ -296,7 +315,7 @@ impl Devices {
             tracing::debug!(device = %id, leaf, "message of a device that is not paired: ignored");
             return Ok(());
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         match leaf {
             "config" => {
                 let cfg = pairing::parse_config(payload)?;
@@ -334,11 +353,12 @@ impl Devices {
         let name = cfg.name.clone().unwrap_or_else(|| id.to_string());
         let sub = cfg.substream_url.clone().unwrap_or_default();
         let url = cfg.rtsp_url.clone();
+        let now = self.clock.now_ms();
         let (before, row) = self
             .store
             .call(move |db| {
                 let before = db.device_camera(&device)?;
-                let row = db.put_paired_camera(&device, &name, &url, &sub, now_ms())?;
+                let row = db.put_paired_camera(&device, &name, &url, &sub, now)?;
                 Ok((before, row))
             })
             .await?;
@@ -368,13 +388,13 @@ impl Devices {
     // ---- what the owner does (web API) ----
 
     pub async fn pending(&self) -> Result<Vec<PendingInfo>> {
-        let now = now_ms();
-        let rows = self.store.call(move |db| db.pending_requests(now)).await?;
+        let (now, ttl) = (self.clock.now_ms(), self.policy.ttl_ms);
+        let rows = self.store.call(move |db| db.pending_requests(now, ttl)).await?;
         Ok(rows
             .into_iter()
             .map(|r| PendingInfo {
                 received_at: rfc3339(r.received_ms),
-                expires_at: rfc3339(r.received_ms + crate::store::PAIRING_TTL_MS),
+                expires_at: rfc3339(r.received_ms + ttl),
                 device_id: r.device_id,
                 kind: r.kind,
                 model: r.model,
@@ -386,14 +406,17 @@ impl Devices {
     /// The owner typed the setup code for `device_id`'s request.
     pub async fn confirm(&self, device_id: &str, setup_code: &str, actor: &str) -> Result<()> {
         pairing::check_setup_code(setup_code).map_err(|e| Error::invalid(format!("setup_code: {e}")))?;
-        let now = now_ms();
+        let (now, ttl) = (self.clock.now_ms(), self.policy.ttl_ms);
         let id = device_id.to_string();
-        let (lock, pending) = self.store.call(move |db| Ok((db.pairing_lock(&id, now)?, db.pending_request(&id, now)?))).await?;
+        let (lock, pending) =
+            self.store.call(move |db| Ok((db.pairing_lock(&id, now)?, db.pending_request(&id, now, ttl)?))).await?;
         if lock.is_some() {
             return Err(Error::new(ErrorKind::Forbidden, format!("{device_id}: too many wrong setup codes; try again later")));
         }
         let Some(p) = pending else {
-            return Err(Error::not_found(format!("no pending pairing request from {device_id:?} (they expire after 10 minutes)")));
+            let minutes = ttl / 60_000;
+            let msg = format!("no pending pairing request from {device_id:?} (they expire after {minutes} minutes)");
+            return Err(Error::not_found(msg));
         };
         let req = pairing::Request {
             device_id: p.device_id.clone(),
@@ -420,15 +443,15 @@ impl Devices {
     }
 
     async fn wrong_code(&self, device_id: &str, actor: &str, now: i64) -> Error {
-        let id = device_id.to_string();
-        let counted = self.store.call(move |db| db.wrong_setup_code(&id, now)).await;
+        let (id, PairingPolicy { max_wrong_codes: max, lockout_ms, .. }) = (device_id.to_string(), self.policy);
+        let counted = self.store.call(move |db| db.wrong_setup_code(&id, now, max, lockout_ms)).await;
         match counted {
             Ok(WrongCode::Counted(n)) => {
-                self.audit(actor, "pairing.wrong_code", format!("{device_id} ({n} of {})", crate::store::MAX_WRONG_CODES)).await;
-                Error::new(ErrorKind::Forbidden, format!("wrong setup code for {device_id} ({n} of {})", crate::store::MAX_WRONG_CODES))
+                self.audit(actor, "pairing.wrong_code", format!("{device_id} ({n} of {max})")).await;
+                Error::new(ErrorKind::Forbidden, format!("wrong setup code for {device_id} ({n} of {max})"))
             }
             Ok(WrongCode::Locked { .. }) => {
-                let minutes = crate::store::LOCKOUT_MS / 60_000;
+                let minutes = lockout_ms / 60_000;
                 self.counters.pairings_rejected.fetch_add(1, Ordering::Relaxed);
                 self.respond(device_id, &Response::Rejected { reason: "too many wrong setup codes".into() });
                 self.audit(actor, "pairing.locked", format!("{device_id} for {minutes} minutes")).await;
@@ -446,7 +469,8 @@ impl Devices {
         // Out of the paired set before and after the write, so no message racing this
         // one is taken for a paired device's.
         self.live().paired.remove(device_id);
-        let camera = self.store.call(move |db| db.unpair_device(&id, now_ms())).await?;
+        let now = self.clock.now_ms();
+        let camera = self.store.call(move |db| db.unpair_device(&id, now)).await?;
         self.live().paired.remove(device_id);
         let dropped = self.mqtt.revoke(device_id);
         if let Some(cid) = camera {
@@ -518,6 +542,140 @@ fn discovery_config(hub_id: &str, camera_id: i64, name: &str) -> serde_json::Val
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::TestClock;
+    use crate::web::CameraInfo;
+
+    const CODE: &str = "12345678";
+    const WRONG: &str = "87654321";
+    const P: PairingPolicy = PairingPolicy::SPEC;
+
+    struct NoCameras;
+
+    impl CameraControl for NoCameras {
+        fn start(&self, _: CameraRow) {}
+        fn stop(&self, _: i64) {}
+        fn running(&self, _: i64) -> bool {
+            false
+        }
+    }
+
+    impl CameraView for NoCameras {
+        fn cameras(&self) -> Vec<CameraInfo> {
+            Vec::new()
+        }
+    }
+
+    /// The devices subsystem on a real store and a real broker (loopback only), with a
+    /// test clock.
+    struct Rig {
+        _dir: tempfile::TempDir,
+        store: Store,
+        tc: TestClock,
+        devices: Arc<Devices>,
+        hub_id: String,
+        _changes: broadcast::Sender<MotionChange>,
+        _stop: crate::shutdown::Shutdown,
+    }
+
+    impl Rig {
+        async fn start() -> Rig {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            let hub_id = store.call(|db| db.hub_id()).await.unwrap();
+            let tls = crate::web::tls::server_config(&crate::web::tls::ensure(dir.path()).unwrap()).unwrap();
+            let tc = TestClock::at(1_700_000_000_000);
+            let stop = crate::shutdown::Shutdown::new();
+            let stop_tx = stop.clone();
+            let settings = crate::mqtt::Settings {
+                listen_tls: None,
+                listen_plain: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+                ..Default::default()
+            };
+            let login = Arc::new(auth::HubAuth { store: store.clone(), clock: tc.clock() });
+            let mqtt = Arc::new(Mqtt::start(settings, login, tls, stop.clone()).await.unwrap());
+            let (changes, rx) = broadcast::channel(4);
+            let (devices, _task) =
+                Devices::start(store.clone(), hub_id.clone(), mqtt, Box::new(NoCameras), Arc::new(NoCameras), rx, tc.clock(), stop);
+            Rig { _dir: dir, store, tc, devices, hub_id, _changes: changes, _stop: stop_tx }
+        }
+
+        /// A device asks to pair, as its payload arrives from the broker.
+        async fn request(&self, device_id: &str) {
+            let id = age::x25519::Identity::generate();
+            let (payload, _) = pairing::build_request(device_id, "camera", "sim", "1", CODE, &self.hub_id, &id);
+            self.devices.on_pair_request(device_id, &payload).await;
+        }
+
+        async fn pending(&self) -> Vec<String> {
+            self.devices.pending().await.unwrap().into_iter().map(|p| p.device_id).collect()
+        }
+
+        async fn paired(&self, device_id: &str) -> bool {
+            let id = device_id.to_string();
+            self.store.call(move |db| db.device_password_hash(&id)).await.unwrap().is_some()
+        }
+    }
+
+    fn ms(n: i64) -> Duration {
+        Duration::from_millis(n as u64)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pairing_request_waits_ten_minutes_for_the_owner() {
+        let r = Rig::start().await;
+        let received = r.tc.now_ms();
+        r.request("cam-1").await;
+        let p = r.devices.pending().await.unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].received_at, rfc3339(received));
+        assert_eq!(p[0].expires_at, rfc3339(received + P.ttl_ms));
+        r.tc.advance(ms(P.ttl_ms - 1));
+        assert_eq!(r.pending().await, ["cam-1"], "still pending a millisecond before its TTL");
+        r.tc.advance(ms(1));
+        assert!(r.pending().await.is_empty(), "gone at its TTL");
+        let e = r.devices.confirm("cam-1", CODE, "owner").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(e.message().contains("expire after 10 minutes"), "{}", e.message());
+        // Asked again, it may pair.
+        r.request("cam-1").await;
+        r.tc.advance(ms(P.ttl_ms - 1));
+        r.devices.confirm("cam-1", CODE, "owner").await.unwrap();
+        assert!(r.paired("cam-1").await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn five_wrong_codes_lock_the_device_id_for_fifteen_minutes() {
+        let r = Rig::start().await;
+        r.request("cam-1").await;
+        for n in 1..P.max_wrong_codes {
+            let e = r.devices.confirm("cam-1", WRONG, "owner").await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Forbidden);
+            assert!(e.message().contains(&format!("({n} of 5)")), "{}", e.message());
+        }
+        let e = r.devices.confirm("cam-1", WRONG, "owner").await.unwrap_err();
+        assert!(e.message().contains("locked for 15 minutes"), "{}", e.message());
+        let locked_at = r.tc.now_ms();
+        assert!(r.pending().await.is_empty(), "its request is dropped");
+        // Just before the lock-out ends the id is still refused, and so is the right code.
+        r.tc.set_wall_ms(locked_at + P.lockout_ms - 1);
+        r.request("cam-1").await;
+        assert!(r.pending().await.is_empty(), "a request during the lock-out is refused");
+        let e = r.devices.confirm("cam-1", CODE, "owner").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Forbidden);
+        assert!(e.message().contains("try again later"), "{}", e.message());
+        // Another id is not affected.
+        r.request("cam-2").await;
+        assert_eq!(r.pending().await, ["cam-2"]);
+        // When it ends the id may ask again, and the counter starts afresh.
+        r.tc.advance(ms(1));
+        r.request("cam-1").await;
+        assert_eq!(r.pending().await, ["cam-2", "cam-1"]);
+        let e = r.devices.confirm("cam-1", WRONG, "owner").await.unwrap_err();
+        assert!(e.message().contains("(1 of 5)"), "{}", e.message());
+        r.devices.confirm("cam-1", CODE, "owner").await.unwrap();
+        assert!(r.paired("cam-1").await);
+        assert_eq!(r.devices.counters.pairings_accepted.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn discovery_points_at_the_motion_topic_and_hub_status() {

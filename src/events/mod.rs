@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::camera::pieces::{PieceSink, PieceSpec};
 use crate::camera::{ClipSink, Frame};
+use crate::clock::Clock;
 use crate::error::{Error, Result, ResultExt};
 use crate::motion::{Detector, DetectorConfig, Transition};
 use crate::recorder::{mp4, sync_dir};
@@ -46,6 +47,8 @@ pub struct Settings {
     /// The cloud relay, when one is configured: it gets pieces while an event goes on
     /// and the clip when it ends.
     pub cloud: Option<Arc<dyn CloudRelay>>,
+    /// Ends post-rolls and notices silent cameras between frames.
+    pub clock: Clock,
 }
 
 /// What the events thread tells the cloud relay.
@@ -132,7 +135,7 @@ pub fn spawn(
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
-                ev.finish_due(chrono::Utc::now().timestamp_millis());
+                ev.tick();
             }
             ev.finish_all();
         })
@@ -219,6 +222,11 @@ impl Events {
         let _ = self.changes.send(MotionChange { camera_id, event_id: id, on: true, at_ms });
     }
 
+    /// Between frames: ends what is due by the clock (post-rolls, silent cameras).
+    fn tick(&mut self) {
+        self.finish_due(self.settings.clock.now_ms());
+    }
+
     /// Ends the events whose post-roll is over.
     fn finish_due(&mut self, now_ms: i64) {
         for cam in self.cams.values_mut() {
@@ -239,7 +247,7 @@ impl Events {
     }
 
     fn finish_all(&mut self) {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = self.settings.clock.now_ms();
         let ids: Vec<i64> = self.cams.keys().copied().collect();
         for camera_id in ids {
             self.finish(camera_id, Some(now));
@@ -393,13 +401,155 @@ fn index_partial_clip(path: &Path) -> Result<(u64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::TestClock;
+    use crate::store::EventRow;
+
+    /// 5 fps.
+    const DT: Duration = Duration::from_millis(200);
+    const POST_ROLL_MS: i64 = 5_000;
+
+    /// The events layer on a real store, fed frames by hand, its clock moved by hand.
+    struct Rig {
+        _dir: tempfile::TempDir,
+        store: Store,
+        tc: TestClock,
+        ev: Events,
+        changes: tokio::sync::broadcast::Receiver<MotionChange>,
+        cam: i64,
+        /// Where the moving block is (it moves every frame).
+        x: u32,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            let cam = store
+                .call_blocking(|db| db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())], 0))
+                .unwrap()[0]
+                .id;
+            std::fs::create_dir_all(clip_dir(dir.path(), cam)).unwrap();
+            let tc = TestClock::at(1_700_000_000_000);
+            let settings = Settings {
+                pre_roll_ms: 0,
+                post_roll_ms: POST_ROLL_MS,
+                cameras: Arc::new(Registry::default()),
+                jpeg: |_, _, _| Ok(b"\xff\xd8".to_vec()),
+                cloud: None,
+                clock: tc.clock(),
+            };
+            let (tx, changes) = tokio::sync::broadcast::channel(16);
+            let state = Arc::new(MotionState::default());
+            let ev = Events { store: store.clone(), settings, cams: HashMap::new(), state, changes: tx };
+            let mut rig = Rig { _dir: dir, store, tc, ev, changes, cam, x: 0 };
+            rig.still(crate::motion::WARMUP_FRAMES + 5);
+            rig
+        }
+
+        /// One frame now, then the clock moves on by a frame interval.
+        fn frame(&mut self, moving: bool) {
+            let (w, h) = (crate::camera::FRAME_WIDTH, crate::camera::FRAME_HEIGHT);
+            let mut data = vec![60u8; (w * h) as usize];
+            if moving {
+                self.x = (self.x + 37) % (w - 80);
+                for y in 50..130 {
+                    data[(y * w + self.x) as usize..(y * w + self.x + 80) as usize].fill(240);
+                }
+            }
+            let f = Frame { camera_id: self.cam, data, width: w, height: h, stride: w, at_ms: self.tc.now_ms() };
+            self.ev.frame(f);
+            self.tc.advance(DT);
+        }
+
+        fn still(&mut self, n: u32) {
+            (0..n).for_each(|_| self.frame(false));
+        }
+
+        fn moving(&mut self, n: u32) {
+            (0..n).for_each(|_| self.frame(true));
+        }
+
+        fn events(&self) -> Vec<EventRow> {
+            let cam = self.cam;
+            let q = crate::store::SegmentQuery { camera_id: Some(cam), ..Default::default() };
+            let mut v = self.store.call_blocking(move |db| db.events(&q)).unwrap();
+            v.sort_by_key(|e| e.id);
+            v
+        }
+
+        /// The motion changes broadcast so far: (event id, on, at).
+        fn changes(&mut self) -> Vec<(i64, bool, i64)> {
+            std::iter::from_fn(|| self.changes.try_recv().ok()).map(|c| (c.event_id, c.on, c.at_ms)).collect()
+        }
+    }
+
+    #[test]
+    fn an_event_ends_post_roll_after_the_motion_stops() {
+        let mut r = Rig::new();
+        let began = r.tc.now_ms();
+        r.moving(10);
+        let last_motion = r.tc.now_ms() - DT.as_millis() as i64;
+        r.still(4); // the detector reports the end on the third still frame
+        let [(id, true, at)] = r.changes()[..] else { panic!("one start: {:?}", r.changes()) };
+        assert_eq!(at, began, "the event starts when the movement began");
+        assert!(r.ev.state.moving(r.cam));
+        // Frames stop; only the clock moves. Just before the post-roll is over: still open.
+        let end = last_motion + POST_ROLL_MS;
+        r.tc.set_wall_ms(end - 1);
+        r.ev.tick();
+        assert_eq!(r.events()[0].end_ms, None);
+        assert!(r.changes().is_empty());
+        r.tc.set_wall_ms(end);
+        r.ev.tick();
+        assert_eq!(r.changes(), [(id, false, end)]);
+        let e = &r.events()[0];
+        assert_eq!((e.id, e.start_ms, e.end_ms), (id, began, Some(end)));
+        assert!(!r.ev.state.moving(r.cam));
+    }
+
+    #[test]
+    fn motion_again_within_the_post_roll_keeps_one_event() {
+        let mut r = Rig::new();
+        r.moving(10);
+        r.still(4);
+        let [(id, true, _)] = r.changes()[..] else { panic!("one start") };
+        // 2 s later (well inside the 5 s post-roll) it moves again, for a while.
+        r.still(10);
+        r.moving(10);
+        let last_motion = r.tc.now_ms() - DT.as_millis() as i64;
+        r.still(4);
+        r.tc.advance(Duration::from_millis(POST_ROLL_MS as u64));
+        r.ev.tick();
+        assert_eq!(r.changes(), [(id, false, last_motion + POST_ROLL_MS)], "no second start, one end");
+        assert_eq!(r.events().len(), 1);
+        // Motion after the post-roll is a new event.
+        r.moving(10);
+        let [(second, true, _)] = r.changes()[..] else { panic!("a second start") };
+        assert_ne!(second, id);
+    }
+
+    #[test]
+    fn an_event_of_a_camera_gone_silent_ends_at_its_last_frame() {
+        let mut r = Rig::new();
+        r.moving(10);
+        let last_frame = r.tc.now_ms() - DT.as_millis() as i64;
+        let [(id, true, _)] = r.changes()[..] else { panic!("one start") };
+        // No frames at all: 10 s after the last one it is still open, then it ends there.
+        r.tc.set_wall_ms(last_frame + SILENT_CAMERA_MS);
+        r.ev.tick();
+        assert!(r.changes().is_empty());
+        r.tc.advance(Duration::from_millis(1));
+        r.ev.tick();
+        assert_eq!(r.changes(), [(id, false, last_frame)]);
+        assert_eq!(r.events()[0].end_ms, Some(last_frame));
+    }
 
     #[test]
     fn recovery_closes_open_events_and_sweeps_orphans() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let cam = store
-            .call_blocking(|db| db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())]))
+            .call_blocking(|db| db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())], 0))
             .unwrap()[0]
             .id;
         let open_with_clip = store.call_blocking(move |db| db.insert_event(cam, 2_000)).unwrap();

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 
 use crate::camera;
+use crate::clock::Clock;
 use crate::cloud;
 use crate::config::{Config, RecordingMode};
 use crate::devices::{self, Devices};
@@ -69,10 +70,11 @@ impl Ready {
 /// the first SIGTERM/SIGINT); a test passes any future.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>, ready: Option<tokio::sync::oneshot::Sender<Ready>>) -> Result<()> {
     let data_dir = cfg.data_dir.clone();
+    let clock = Clock::system();
     store::prepare_data_dir(&data_dir)?;
     let _lock = DirLock::acquire(&data_dir)?;
     let store = Store::open(&data_dir)?;
-    let served = serve(&cfg, &store, shutdown, ready).await;
+    let served = serve(&cfg, &store, clock, shutdown, ready).await;
     // Whatever happened above, the database thread ends here with a checkpointed WAL.
     let closed = blocking("closing the database", move || store.close()).await.and_then(|r| r);
     served.and(closed)?;
@@ -84,6 +86,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>, ready: Option<
 async fn serve(
     cfg: &Config,
     store: &Store,
+    clock: Clock,
     shutdown: impl Future<Output = ()>,
     ready: Option<tokio::sync::oneshot::Sender<Ready>>,
 ) -> Result<()> {
@@ -106,7 +109,7 @@ async fn serve(
                 allow_public_clients: cfg.web.allow_public_clients,
                 ..mqtt::Settings::default()
             },
-            Arc::new(devices::auth::HubAuth { store: store.clone() }),
+            Arc::new(devices::auth::HubAuth { store: store.clone(), clock: clock.clone() }),
             tls.clone(),
             stop.clone(),
         )
@@ -115,12 +118,13 @@ async fn serve(
 
     let config_cams: Vec<(String, String, String)> =
         cfg.camera.iter().map(|c| (c.name.clone(), c.url.clone(), c.substream_url.clone())).collect();
-    let mut rows = store.call(move |db| db.sync_config_cameras(&config_cams)).await?;
+    let now = clock.now_ms();
+    let mut rows = store.call(move |db| db.sync_config_cameras(&config_cams, now)).await?;
     rows.extend(store.call(|db| db.paired_cameras()).await?);
 
     let retention = Retention::from(&cfg.recording);
     let report = {
-        let rec = Recorder::new(store.clone(), retention.clone());
+        let rec = Recorder::new(store.clone(), retention.clone(), clock.clone());
         blocking("recovering segments", move || rec.recover()).await??
     };
     let closed = {
@@ -140,7 +144,7 @@ async fn serve(
     // The recorder and the events thread end when every camera has dropped its sender
     // (they drain what the cameras sent while finishing), so they need no stop of their own.
     let (seg_tx, seg_rx) = std::sync::mpsc::channel();
-    let recorder_thread = recorder::spawn(store.clone(), retention, seg_rx)?;
+    let recorder_thread = recorder::spawn(store.clone(), retention, clock.clone(), seg_rx)?;
     // Frames for motion detection: a short queue; a camera drops frames the detector
     // has no time for rather than waiting.
     let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel(32);
@@ -148,7 +152,7 @@ async fn serve(
     let cloud = if cfg.cloud.store.is_empty() {
         None
     } else {
-        Some(cloud::relay::Relay::start(&cfg.cloud, store.clone(), hub_id.clone(), stop.clone())?)
+        Some(cloud::relay::Relay::start(&cfg.cloud, store.clone(), hub_id.clone(), clock.clone(), stop.clone())?)
     };
     let motion = Arc::new(MotionState::default());
     let registry = Arc::new(Registry::default());
@@ -161,6 +165,7 @@ async fn serve(
             cameras: registry.clone(),
             jpeg: camera::encode_jpeg,
             cloud: cloud.as_ref().map(|(r, _)| r.clone() as Arc<dyn events::CloudRelay>),
+            clock: clock.clone(),
         },
         frame_rx,
         motion.clone(),
@@ -194,6 +199,7 @@ async fn serve(
         Box::new(fleet.clone()),
         fleet.clone(),
         changes.subscribe(),
+        clock.clone(),
         stop.clone(),
     );
     let fingerprint = web::tls::fingerprint(&tls_paths.cert)?;
@@ -221,6 +227,7 @@ async fn serve(
     state.mqtt = Some(mqtt.clone());
     state.mdns = mdns.clone();
     state.cloud = cloud.as_ref().map(|(r, _)| r.clone());
+    state.clock = clock.clone();
     let web_task = tokio::spawn(web::serve(listener, tls, web::router(state), stop.clone()));
     tracing::info!(
         hub_id = %hub_id,

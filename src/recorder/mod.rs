@@ -17,9 +17,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::camera::{SegmentEvent, start_ms_from_file_name};
+use crate::clock::Clock;
 use crate::config::Recording;
 use crate::error::{Error, Result, ResultExt};
 use crate::store::{Segment, Store};
@@ -55,12 +56,12 @@ impl From<&Recording> for Retention {
 
 /// The recorder thread: indexes segments as cameras close them and applies retention.
 /// It ends when every camera has dropped its sender, after handling what is queued.
-pub fn spawn(store: Store, retention: Retention, events: Receiver<SegmentEvent>) -> Result<JoinHandle<()>> {
+pub fn spawn(store: Store, retention: Retention, clock: Clock, events: Receiver<SegmentEvent>) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("recorder".into())
         .spawn(move || {
-            let rec = Recorder::new(store, retention);
-            let mut last_retention = Instant::now();
+            let rec = Recorder::new(store, retention, clock);
+            let mut timer = RetentionTimer::new(rec.clock.monotonic());
             loop {
                 match events.recv_timeout(Duration::from_secs(1)) {
                     Ok(ev) => {
@@ -68,29 +69,50 @@ pub fn spawn(store: Store, retention: Retention, events: Receiver<SegmentEvent>)
                         rec.handle(ev);
                         if closed {
                             rec.apply_retention_logged();
-                            last_retention = Instant::now();
+                            timer.ran(rec.clock.monotonic());
                         }
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
-                if last_retention.elapsed() >= RETENTION_EVERY {
+                if timer.due(rec.clock.monotonic()) {
                     rec.apply_retention_logged();
-                    last_retention = Instant::now();
+                    timer.ran(rec.clock.monotonic());
                 }
             }
         })
         .map_err(|e| Error::internal(format!("starting the recorder thread: {e}")))
 }
 
+/// When retention runs besides after each closed segment: [`RETENTION_EVERY`] after it
+/// last ran, on the monotonic clock.
+#[derive(Debug, Clone, Copy)]
+struct RetentionTimer {
+    last: Duration,
+}
+
+impl RetentionTimer {
+    fn new(now: Duration) -> Self {
+        RetentionTimer { last: now }
+    }
+    fn due(&self, now: Duration) -> bool {
+        now.saturating_sub(self.last) >= RETENTION_EVERY
+    }
+    fn ran(&mut self, now: Duration) {
+        self.last = now;
+    }
+}
+
 pub struct Recorder {
     store: Store,
     retention: Retention,
+    /// "Older than `retain_days`" is measured on its wall time.
+    clock: Clock,
 }
 
 impl Recorder {
-    pub fn new(store: Store, retention: Retention) -> Self {
-        Recorder { store, retention }
+    pub fn new(store: Store, retention: Retention, clock: Clock) -> Self {
+        Recorder { store, retention, clock }
     }
 
     fn data_dir(&self) -> &Path {
@@ -167,7 +189,7 @@ impl Recorder {
     /// Deletes the oldest segments that are past `retain_days`, and then as many more
     /// as it takes to get under `max_bytes` (or above `min_free_percent` free).
     pub fn apply_retention(&self) -> Result<usize> {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = self.clock.now_ms();
         let before_ms = match self.retention.retain_days {
             0 => i64::MIN,
             d => now - i64::from(d) * 86_400_000,
@@ -322,7 +344,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let cams = store
-            .call_blocking(|db| db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())]))
+            .call_blocking(|db| db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())], 0))
             .unwrap();
         let id = cams[0].id;
         fs::create_dir_all(camera_dir(dir.path(), id)).unwrap();
@@ -345,7 +367,7 @@ mod tests {
         fs::write(cdir.join("1000.mp4"), &partial).unwrap();
         fs::write(cdir.join("2000.mp4"), b"\0\0\0\x08ftyp").unwrap();
         fs::write(cdir.join("notes.txt"), b"x").unwrap();
-        let rec = Recorder::new(store.clone(), retention(0));
+        let rec = Recorder::new(store.clone(), retention(0), Clock::system());
         let report = rec.recover().unwrap();
         assert_eq!(report.indexed_partial, 1);
         assert_eq!(report.removed_orphans, 2);
@@ -368,7 +390,7 @@ mod tests {
         let (dir, store, cam) = setup();
         let f = camera_dir(dir.path(), cam).join("5000.mp4");
         fs::write(&f, mp4::tests::synthetic_file(1)).unwrap();
-        let rec = Recorder::new(store.clone(), retention(0));
+        let rec = Recorder::new(store.clone(), retention(0), Clock::system());
         rec.index(cam, &f, false).unwrap();
         fs::remove_file(&f).unwrap();
         assert_eq!(rec.recover().unwrap().forgotten_rows, 1);
@@ -379,7 +401,7 @@ mod tests {
     fn retention_removes_oldest_first_down_to_the_limit() {
         let (dir, store, cam) = setup();
         let body = mp4::tests::synthetic_file(1);
-        let rec = Recorder::new(store.clone(), retention(body.len() as u64 * 2));
+        let rec = Recorder::new(store.clone(), retention(body.len() as u64 * 2), Clock::system());
         for start in [1000, 2000, 3000, 4000] {
             let f = camera_dir(dir.path(), cam).join(format!("{start}.mp4"));
             fs::write(&f, &body).unwrap();
@@ -396,11 +418,62 @@ mod tests {
     }
 
     #[test]
+    fn retention_by_age_takes_segments_older_than_retain_days_as_the_clock_moves() {
+        let (dir, store, cam) = setup();
+        let day: i64 = 86_400_000;
+        let tc = crate::clock::TestClock::at(1_700_000_000_000);
+        let now = tc.now_ms();
+        let rec = Recorder::new(store.clone(), Retention { retain_days: 2, max_bytes: 0, min_free_percent: 0.0 }, tc.clock());
+        // One-second segments: one that ended just over two days ago, one that ended
+        // exactly two days ago, and one a day old.
+        let (old, limit, young) = (now - 2 * day - 1_001, now - 2 * day - 1_000, now - day);
+        for start in [old, limit, young] {
+            let f = camera_dir(dir.path(), cam).join(format!("{start}.mp4"));
+            fs::write(&f, mp4::tests::synthetic_file(1)).unwrap();
+            rec.index(cam, &f, false).unwrap();
+        }
+        let starts = || -> Vec<i64> {
+            let segs = store.call_blocking(|db| db.segments(&SegmentQuery::default())).unwrap();
+            segs.iter().map(|s| s.segment.start_ms).collect()
+        };
+        let on_disk = |start: i64| camera_dir(dir.path(), cam).join(format!("{start}.mp4")).exists();
+        assert_eq!(rec.apply_retention().unwrap(), 1);
+        assert_eq!(starts(), [limit, young]);
+        assert!(!on_disk(old) && on_disk(limit) && on_disk(young));
+        // A millisecond later the one at the limit is past it.
+        tc.advance(Duration::from_millis(1));
+        assert_eq!(rec.apply_retention().unwrap(), 1);
+        assert_eq!(starts(), [young]);
+        // The young one lives until it ended two days ago.
+        tc.set_wall_ms(young + 1_000 + 2 * day);
+        assert_eq!(rec.apply_retention().unwrap(), 0);
+        tc.advance(Duration::from_millis(1));
+        assert_eq!(rec.apply_retention().unwrap(), 1);
+        assert!(starts().is_empty() && !on_disk(young));
+        assert!(store.call_blocking(|db| db.garbage()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn retention_also_runs_every_thirty_seconds_of_monotonic_time() {
+        let tc = crate::clock::TestClock::at(0);
+        let mut timer = RetentionTimer::new(tc.monotonic());
+        tc.advance(RETENTION_EVERY - Duration::from_millis(1));
+        assert!(!timer.due(tc.monotonic()));
+        // A wall-clock jump does not make it due.
+        tc.set_wall_ms(i64::MAX / 2);
+        assert!(!timer.due(tc.monotonic()));
+        tc.advance(Duration::from_millis(1));
+        assert!(timer.due(tc.monotonic()));
+        timer.ran(tc.monotonic());
+        assert!(!timer.due(tc.monotonic()));
+    }
+
+    #[test]
     fn a_crash_between_row_delete_and_unlink_is_finished_on_recovery() {
         let (dir, store, cam) = setup();
         let f = camera_dir(dir.path(), cam).join("1000.mp4");
         fs::write(&f, mp4::tests::synthetic_file(1)).unwrap();
-        let rec = Recorder::new(store.clone(), retention(0));
+        let rec = Recorder::new(store.clone(), retention(0), Clock::system());
         rec.index(cam, &f, false).unwrap();
         // Rows moved to the garbage list, then "power cut" before unlink.
         store.call_blocking(|db| db.collect_old_media(i64::MAX, 0, 10)).unwrap();

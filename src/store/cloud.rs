@@ -351,7 +351,7 @@ mod tests {
     fn retention_spares_queued_clips_unless_told_the_disk_is_full() {
         use crate::store::FinishedEvent;
         let mut db = Db::open_in_memory_at(LATEST_VERSION);
-        let cam = db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())]).unwrap()[0].id;
+        let cam = db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())], 0).unwrap()[0].id;
         let ev = db.insert_event(cam, 5).unwrap();
         db.finish_event(&FinishedEvent { id: ev, end_ms: 20, clip_path: Some("c1.mp4".into()), clip_bytes: Some(100), ..Default::default() })
             .unwrap();

@@ -8,12 +8,6 @@ use rusqlite::{OptionalExtension, params};
 use super::{CameraRow, Db, db_err};
 use crate::error::{Error, ErrorKind, Result};
 
-/// How long a pairing request waits for the owner.
-pub const PAIRING_TTL_MS: i64 = 10 * 60 * 1000;
-/// Wrong setup codes in a row before a device id is locked out.
-pub const MAX_WRONG_CODES: i64 = 5;
-/// How long a lock-out lasts.
-pub const LOCKOUT_MS: i64 = 15 * 60 * 1000;
 /// Nonces are remembered this long (replays of older requests fail the TTL anyway).
 const NONCE_MEMORY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -150,10 +144,11 @@ impl Db {
         Ok(())
     }
 
-    /// Requests still waiting (younger than [`PAIRING_TTL_MS`]); expired ones are dropped.
-    pub fn pending_requests(&mut self, now_ms: i64) -> Result<Vec<PendingRequest>> {
+    /// Requests still waiting at `now_ms` (received less than `ttl_ms` before); expired
+    /// ones are dropped. The TTL is the caller's policy (`devices::PairingPolicy`).
+    pub fn pending_requests(&mut self, now_ms: i64, ttl_ms: i64) -> Result<Vec<PendingRequest>> {
         self.conn
-            .execute("DELETE FROM pairing_requests WHERE received_ms <= ?1", params![now_ms - PAIRING_TTL_MS])
+            .execute("DELETE FROM pairing_requests WHERE received_ms <= ?1", params![now_ms - ttl_ms])
             .map_err(db_err("expiring pairing requests"))?;
         let mut st = self
             .conn
@@ -166,12 +161,13 @@ impl Db {
         rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing pairing requests"))
     }
 
-    pub fn pending_request(&mut self, device_id: &str, now_ms: i64) -> Result<Option<PendingRequest>> {
-        Ok(self.pending_requests(now_ms)?.into_iter().find(|r| r.device_id == device_id))
+    pub fn pending_request(&mut self, device_id: &str, now_ms: i64, ttl_ms: i64) -> Result<Option<PendingRequest>> {
+        Ok(self.pending_requests(now_ms, ttl_ms)?.into_iter().find(|r| r.device_id == device_id))
     }
 
-    /// Counts a wrong setup code; the fifth in a row locks the id and drops its request.
-    pub fn wrong_setup_code(&mut self, device_id: &str, now_ms: i64) -> Result<WrongCode> {
+    /// Counts a wrong setup code; the `max_wrong`-th in a row locks the id until
+    /// `now_ms + lockout_ms` and drops its request (the limits are the caller's policy).
+    pub fn wrong_setup_code(&mut self, device_id: &str, now_ms: i64, max_wrong: i64, lockout_ms: i64) -> Result<WrongCode> {
         self.conn
             .execute(
                 "INSERT INTO pairing_failures (device_id, failures) VALUES (?1, 1)
@@ -183,10 +179,10 @@ impl Db {
             .conn
             .query_row("SELECT failures FROM pairing_failures WHERE device_id = ?1", params![device_id], |r| r.get(0))
             .map_err(db_err("counting wrong code"))?;
-        if failures < MAX_WRONG_CODES {
+        if failures < max_wrong {
             return Ok(WrongCode::Counted(failures));
         }
-        let until = now_ms + LOCKOUT_MS;
+        let until = now_ms + lockout_ms;
         self.conn
             .execute("UPDATE pairing_failures SET failures = 0, locked_until_ms = ?2 WHERE device_id = ?1", params![device_id, until])
             .and_then(|_| self.conn.execute("DELETE FROM pairing_requests WHERE device_id = ?1", params![device_id]))
@@ -395,6 +391,9 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::PairingPolicy;
+
+    const P: PairingPolicy = PairingPolicy::SPEC;
 
     fn req(id: &str, nonce: u8, at: i64) -> PendingRequest {
         PendingRequest {
@@ -415,30 +414,33 @@ mod tests {
         db.put_pairing_request(&req("cam-1", 1, 1000)).unwrap();
         let e = db.put_pairing_request(&req("cam-1", 1, 2000)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Conflict);
-        assert_eq!(db.pending_requests(2000).unwrap().len(), 1);
+        assert_eq!(db.pending_requests(2000, P.ttl_ms).unwrap().len(), 1);
         // A fresh nonce replaces the request.
         db.put_pairing_request(&req("cam-1", 2, 3000)).unwrap();
-        let p = db.pending_requests(3000).unwrap();
+        let p = db.pending_requests(3000, P.ttl_ms).unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].nonce, vec![2; 16]);
-        assert!(db.pending_requests(3000 + PAIRING_TTL_MS).unwrap().is_empty());
+        assert!(db.pending_requests(3000 + P.ttl_ms, P.ttl_ms).unwrap().is_empty());
     }
 
     #[test]
     fn five_wrong_codes_lock_the_id_for_fifteen_minutes() {
         let mut db = Db::open_in_memory_at(super::super::LATEST_VERSION);
         db.put_pairing_request(&req("cam-1", 1, 0)).unwrap();
-        for i in 1..MAX_WRONG_CODES {
-            assert_eq!(db.wrong_setup_code("cam-1", 10).unwrap(), WrongCode::Counted(i));
+        for i in 1..P.max_wrong_codes {
+            assert_eq!(db.wrong_setup_code("cam-1", 10, P.max_wrong_codes, P.lockout_ms).unwrap(), WrongCode::Counted(i));
         }
-        assert_eq!(db.wrong_setup_code("cam-1", 10).unwrap(), WrongCode::Locked { until_ms: 10 + LOCKOUT_MS });
-        assert!(db.pending_requests(20).unwrap().is_empty(), "the request is dropped");
+        assert_eq!(
+            db.wrong_setup_code("cam-1", 10, P.max_wrong_codes, P.lockout_ms).unwrap(),
+            WrongCode::Locked { until_ms: 10 + P.lockout_ms }
+        );
+        assert!(db.pending_requests(20, P.ttl_ms).unwrap().is_empty(), "the request is dropped");
         let e = db.put_pairing_request(&req("cam-1", 2, 20)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Forbidden);
         assert!(e.message().contains("locked"));
         // Other ids are not affected; after the lock the id may ask again.
         db.put_pairing_request(&req("cam-2", 3, 20)).unwrap();
-        db.put_pairing_request(&req("cam-1", 4, 11 + LOCKOUT_MS)).unwrap();
+        db.put_pairing_request(&req("cam-1", 4, 11 + P.lockout_ms)).unwrap();
     }
 
     #[test]
@@ -449,7 +451,7 @@ mod tests {
         db.complete_pairing(&r, b"digest", 5).unwrap();
         assert_eq!(db.device_password_hash("cam-1").unwrap().as_deref(), Some(&b"digest"[..]));
         assert_eq!(db.put_pairing_request(&req("cam-1", 2, 6)).unwrap_err().kind(), ErrorKind::Conflict);
-        db.sync_config_cameras(&[("Porch".into(), "rtsp://a/".into(), String::new())]).unwrap();
+        db.sync_config_cameras(&[("Porch".into(), "rtsp://a/".into(), String::new())], 6).unwrap();
         let cam = db.put_paired_camera("cam-1", "Porch", "rtsp://b/main", "rtsp://b/sub", 7).unwrap();
         assert_eq!(cam.name, "Porch (cam-1)");
         assert_eq!(cam.source, "paired");

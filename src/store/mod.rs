@@ -28,9 +28,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::error::{Error, ErrorKind, Result};
 
 pub use cloud::{CloudEvent, NewUpload, QueueStatus, Upload, UploadKind};
-pub use devices::{
-    AuditRow, DeviceRow, LOCKOUT_MS, MAX_WRONG_CODES, MqttUserRow, PAIRING_TTL_MS, PendingRequest, WrongCode,
-};
+pub use devices::{AuditRow, DeviceRow, MqttUserRow, PendingRequest, WrongCode};
 pub use schema::LATEST_VERSION;
 
 pub const DB_FILE: &str = "homehub.db";
@@ -309,16 +307,15 @@ impl Db {
     // ---- cameras ----
 
     /// Makes sure each configured camera has a row (matched by name) with its current
-    /// URLs, and returns them all in config order.
-    pub fn sync_config_cameras(&mut self, cams: &[(String, String, String)]) -> Result<Vec<CameraRow>> {
-        let now = chrono::Utc::now().timestamp_millis();
+    /// URLs, and returns them all in config order. New rows are created at `now_ms`.
+    pub fn sync_config_cameras(&mut self, cams: &[(String, String, String)], now_ms: i64) -> Result<Vec<CameraRow>> {
         let mut out = Vec::new();
         for (name, url, sub) in cams {
             self.conn
                 .execute(
                     "INSERT INTO cameras (name, source, url, substream_url, created_ms) VALUES (?1, 'config', ?2, ?3, ?4)
                      ON CONFLICT(name) DO UPDATE SET url = excluded.url, substream_url = excluded.substream_url",
-                    params![name, url, sub, now],
+                    params![name, url, sub, now_ms],
                 )
                 .map_err(db_err("saving camera"))?;
             out.push(self.camera_by_name(name)?.ok_or_else(|| Error::internal("camera row vanished"))?);
@@ -592,11 +589,10 @@ impl Db {
 
     // ---- users and sessions ----
 
-    pub fn add_user(&mut self, email: &str, role: Role, password_hash: &str) -> Result<i64> {
-        let now = chrono::Utc::now().timestamp_millis();
+    pub fn add_user(&mut self, email: &str, role: Role, password_hash: &str, now_ms: i64) -> Result<i64> {
         match self.conn.execute(
             "INSERT INTO users (email, role, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![email, role.as_str(), password_hash, now],
+            params![email, role.as_str(), password_hash, now_ms],
         ) {
             Ok(_) => Ok(self.conn.last_insert_rowid()),
             Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
@@ -645,10 +641,9 @@ impl Db {
         self.conn.execute("DELETE FROM sessions WHERE expires_ms <= ?1", params![now_ms]).map_err(db_err("expiring sessions"))
     }
 
-    pub fn audit(&mut self, actor: &str, action: &str, detail: &str) -> Result<()> {
-        let now = chrono::Utc::now().timestamp_millis();
+    pub fn audit(&mut self, actor: &str, action: &str, detail: &str, now_ms: i64) -> Result<()> {
         self.conn
-            .execute("INSERT INTO audit (at_ms, actor, action, detail) VALUES (?1, ?2, ?3, ?4)", params![now, actor, action, detail])
+            .execute("INSERT INTO audit (at_ms, actor, action, detail) VALUES (?1, ?2, ?3, ?4)", params![now_ms, actor, action, detail])
             .map_err(db_err("writing audit"))?;
         Ok(())
     }
@@ -809,7 +804,7 @@ mod tests {
     #[test]
     fn segments_round_trip_and_retention_uses_the_garbage_list() {
         let mut db = Db::open_in_memory_at(LATEST_VERSION);
-        let cams = db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())]).unwrap();
+        let cams = db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())], 0).unwrap();
         let cam = cams[0].id;
         for i in 0..5 {
             db.insert_segment(&Segment {
@@ -838,7 +833,7 @@ mod tests {
     #[test]
     fn retention_takes_clips_and_segments_oldest_first_but_not_open_events() {
         let mut db = Db::open_in_memory_at(LATEST_VERSION);
-        let cam = db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())]).unwrap()[0].id;
+        let cam = db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())], 0).unwrap()[0].id;
         let seg = |db: &mut Db, start: i64| {
             db.insert_segment(&Segment { camera_id: cam, path: format!("s{start}"), start_ms: start, end_ms: start + 10, bytes: 100, partial: false })
                 .unwrap();
@@ -870,9 +865,9 @@ mod tests {
     #[test]
     fn config_cameras_keep_their_ids() {
         let mut db = Db::open_in_memory_at(LATEST_VERSION);
-        let a = db.sync_config_cameras(&[("A".into(), "rtsp://h/a".into(), String::new())]).unwrap();
+        let a = db.sync_config_cameras(&[("A".into(), "rtsp://h/a".into(), String::new())], 0).unwrap();
         let b = db
-            .sync_config_cameras(&[("B".into(), "rtsp://h/b".into(), String::new()), ("A".into(), "rtsp://h/a2".into(), String::new())])
+            .sync_config_cameras(&[("B".into(), "rtsp://h/b".into(), String::new()), ("A".into(), "rtsp://h/a2".into(), String::new())], 0)
             .unwrap();
         assert_eq!(a[0].id, b[1].id);
         assert_eq!(b[1].url, "rtsp://h/a2");
@@ -881,8 +876,8 @@ mod tests {
     #[test]
     fn sessions_expire_and_users_are_unique() {
         let mut db = Db::open_in_memory_at(LATEST_VERSION);
-        let uid = db.add_user("a@example.com", Role::Owner, "h").unwrap();
-        assert_eq!(db.add_user("A@example.com", Role::Viewer, "h").unwrap_err().kind(), ErrorKind::Conflict);
+        let uid = db.add_user("a@example.com", Role::Owner, "h", 0).unwrap();
+        assert_eq!(db.add_user("A@example.com", Role::Viewer, "h", 0).unwrap_err().kind(), ErrorKind::Conflict);
         db.add_session(b"tok", uid, 0, 100).unwrap();
         assert_eq!(db.session_user(b"tok", 50).unwrap().unwrap().email, "a@example.com");
         assert!(db.session_user(b"tok", 100).unwrap().is_none());
@@ -893,12 +888,12 @@ mod tests {
     fn batches_commit_and_a_failing_job_rolls_back_only_itself() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let ok = store.call_blocking(|db| db.add_user("a@x", Role::Owner, "h"));
+        let ok = store.call_blocking(|db| db.add_user("a@x", Role::Owner, "h", 0));
         assert!(ok.is_ok());
-        let dup = store.call_blocking(|db| db.add_user("a@x", Role::Owner, "h"));
+        let dup = store.call_blocking(|db| db.add_user("a@x", Role::Owner, "h", 0));
         assert_eq!(dup.unwrap_err().kind(), ErrorKind::Conflict);
         let failing = store.call_blocking(|db| {
-            db.add_user("b@x", Role::Owner, "h")?;
+            db.add_user("b@x", Role::Owner, "h", 0)?;
             Err::<(), _>(Error::invalid("no"))
         });
         assert!(failing.is_err());

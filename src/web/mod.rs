@@ -21,11 +21,12 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use crate::clock::{Clock, rfc3339};
 use crate::error::{Error, ErrorKind};
 use crate::motion::DetectorConfig;
 use crate::store::{EventRow, Role, SegmentQuery, SegmentRow, Store, UserRow};
@@ -69,6 +70,8 @@ pub struct AppState {
     pub mdns: Option<Arc<crate::mdns::Mdns>>,
     /// The cloud relay; None when `cloud.store` is empty.
     pub cloud: Option<Arc<crate::cloud::relay::Relay>>,
+    /// Stamps sessions and the audit trail; the system clock unless the hub hands its own.
+    pub clock: Clock,
     throttle: Arc<auth::Throttle>,
 }
 
@@ -82,6 +85,7 @@ impl AppState {
             mqtt: None,
             mdns: None,
             cloud: None,
+            clock: Clock::system(),
             throttle: Arc::new(auth::Throttle::new(10, Duration::from_secs(300))),
         }
     }
@@ -213,7 +217,7 @@ fn cookie_token(h: &HeaderMap) -> Option<String> {
 async fn session_of(st: &AppState, h: &HeaderMap) -> ApiResult<Option<Session>> {
     let Some(token) = cookie_token(h) else { return Ok(None) };
     let hash = auth::token_hash(&token);
-    let now = Utc::now().timestamp_millis();
+    let now = st.clock.now_ms();
     let user = st.store.call(move |db| db.session_user(&hash, now)).await?;
     Ok(user.map(|user| Session { user }))
 }
@@ -249,20 +253,20 @@ async fn login(
     let ok = crate::error::blocking("checking a password", move || auth::verify_password(&password, &hash)).await.map_err(ApiError)?;
     let Some(user) = user.filter(|_| ok) else {
         st.throttle.failed(peer.ip());
-        let (ip, e) = (peer.ip().to_string(), email.clone());
-        st.store.call(move |db| db.audit(&e, "login.failed", &ip)).await?;
+        let (ip, e, now) = (peer.ip().to_string(), email.clone(), st.clock.now_ms());
+        st.store.call(move |db| db.audit(&e, "login.failed", &ip, now)).await?;
         return Err(err(ErrorKind::Unauthenticated, "wrong email or password"));
     };
     st.throttle.succeeded(peer.ip());
     let (token, hash) = auth::new_token();
-    let now = Utc::now().timestamp_millis();
+    let now = st.clock.now_ms();
     let expires = now + auth::SESSION_LIFETIME.as_millis() as i64;
     let (uid, e, ip) = (user.id, user.email.clone(), peer.ip().to_string());
     st.store
         .call(move |db| {
             db.delete_expired_sessions(now)?;
             db.add_session(&hash, uid, now, expires)?;
-            db.audit(&e, "login", &ip)
+            db.audit(&e, "login", &ip, now)
         })
         .await?;
     let cookie = format!(
@@ -354,10 +358,6 @@ fn parse_time(key: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
         .transpose()
 }
 
-fn rfc3339(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 #[derive(Serialize)]
 struct RecordingInfo {
     id: i64,
@@ -426,11 +426,11 @@ async fn put_motion(
     let cfg: DetectorConfig = serde_json::from_slice(&body).map_err(|e| err(ErrorKind::Invalid, &format!("body: {e}")))?;
     cfg.validate().map_err(|e| err(ErrorKind::Invalid, &e.to_string()))?;
     let json = serde_json::to_string(&cfg).map_err(|e| ApiError(Error::internal(e.to_string())))?;
-    let who = s.user.email.clone();
+    let (who, now) = (s.user.email.clone(), st.clock.now_ms());
     st.store
         .call(move |db| {
             db.set_camera_motion(id, &json)?;
-            db.audit(&who, "camera.motion", &format!("camera {id}"))
+            db.audit(&who, "camera.motion", &format!("camera {id}"), now)
         })
         .await?;
     Ok(Json(serde_json::to_value(cfg).map_err(|e| ApiError(Error::internal(e.to_string())))?))
