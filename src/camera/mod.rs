@@ -244,6 +244,27 @@ pub struct Status {
     pub since_ms: i64,
 }
 
+/// One running camera as the rest of the hub sees it (the web's camera list, Home
+/// Assistant discovery, metrics).
+#[derive(Debug, Clone)]
+pub struct CameraStatus {
+    pub id: i64,
+    pub name: String,
+    pub status: Status,
+    /// "config" | "paired"
+    pub source: String,
+    /// Motion going on now.
+    pub motion: bool,
+    /// Encoded stream held for clip pre-roll.
+    pub preroll_bytes: u64,
+}
+
+/// The running cameras, read-only: what the hub's fleet gives those who only look.
+pub trait CameraView: Send + Sync {
+    /// Sorted by id.
+    fn cameras(&self) -> Vec<CameraStatus>;
+}
+
 /// What the pipeline of one camera is built from.
 #[derive(Debug, Clone)]
 pub struct Spec {

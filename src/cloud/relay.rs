@@ -48,40 +48,24 @@ struct Stats {
     reachable: bool,
 }
 
-/// `GET /api/cloud`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Status {
-    pub enabled: bool,
+/// What the relay can tell about itself: the queue (from the database) and what it saw
+/// since the hub started.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Where clips go, without credentials.
     pub store: String,
     pub recipients: usize,
-    pub queue_length: u64,
-    pub bytes_pending: u64,
-    pub oldest_pending: Option<String>,
-    pub failed: u64,
-    pub uploaded: u64,
-    pub uploads_since_start: u64,
-    pub failures_since_start: u64,
-    pub bytes_sent_since_start: u64,
-    pub last_success: Option<String>,
-    pub last_error: Option<String>,
-    pub last_error_at: Option<String>,
-    pub reachable: bool,
     pub max_upload_kbps: u64,
-}
-
-/// The relay's figures, for `/metrics`.
-#[derive(Debug, Clone)]
-pub struct Figures {
-    pub queue_length: u64,
-    pub bytes_pending: u64,
-    /// Objects given up (their file was deleted before upload).
-    pub failed: u64,
+    pub queue: QueueStatus,
     /// Since the hub started: uploads, failed attempts, ciphertext bytes sent.
     pub uploads: u64,
     pub failures: u64,
     pub bytes_sent: u64,
-    /// ms since the epoch; None = never.
+    /// ms since the epoch.
     pub last_success_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+    /// False while the cloud is unreachable.
     pub reachable: bool,
 }
 
@@ -143,42 +127,22 @@ impl Relay {
         Ok((relay, task))
     }
 
-    pub async fn status(&self) -> Result<Status> {
-        let q: QueueStatus = self.store.call(|db| db.cloud_status()).await?;
-        let s = self.stats.lock().expect("stats").clone();
-        Ok(Status {
-            enabled: true,
+    /// The queue and the live figures, for the API and metrics.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let queue: QueueStatus = self.store.call(|db| db.cloud_status()).await?;
+        let s = crate::sync::lock(&self.stats).clone();
+        Ok(Snapshot {
             store: self.remote.describe.clone(),
             recipients: self.recipients.len(),
-            queue_length: q.pending,
-            bytes_pending: q.bytes_pending,
-            oldest_pending: q.oldest_pending_ms.map(rfc3339),
-            failed: q.failed,
-            uploaded: q.uploaded,
-            uploads_since_start: s.uploads,
-            failures_since_start: s.failures,
-            bytes_sent_since_start: s.bytes_sent,
-            last_success: s.last_success_ms.or(q.last_success_ms).map(rfc3339),
-            last_error: s.last_error.or(q.last_error),
-            last_error_at: s.last_error_ms.map(rfc3339),
-            reachable: s.reachable,
             max_upload_kbps: self.max_upload_kbps,
-        })
-    }
-
-    /// The relay's figures for `/metrics`.
-    pub async fn figures(&self) -> Result<Figures> {
-        let q = self.store.call(|db| db.cloud_status()).await?;
-        let s = crate::sync::lock(&self.stats).clone();
-        Ok(Figures {
-            queue_length: q.pending,
-            bytes_pending: q.bytes_pending,
-            failed: q.failed,
             uploads: s.uploads,
             failures: s.failures,
             bytes_sent: s.bytes_sent,
-            last_success_ms: s.last_success_ms.or(q.last_success_ms),
+            last_success_ms: s.last_success_ms.or(queue.last_success_ms),
+            last_error: s.last_error.or_else(|| queue.last_error.clone()),
+            last_error_ms: s.last_error_ms,
             reachable: s.reachable,
+            queue,
         })
     }
 
@@ -273,7 +237,7 @@ impl Relay {
     }
 
     fn last_sent(&self) -> u64 {
-        self.stats.lock().expect("stats").bytes_sent
+        crate::sync::lock(&self.stats).bytes_sent
     }
 
     /// Queues clips of events that finished while the relay was not listening, forgets
@@ -372,7 +336,7 @@ impl Relay {
                 {
                     let _ = std::fs::remove_file(self.data_dir.join(rel));
                 }
-                let mut s = self.stats.lock().expect("stats");
+                let mut s = crate::sync::lock(&self.stats);
                 if !s.reachable {
                     tracing::info!("cloud relay: the cloud is reachable again");
                 }
@@ -394,7 +358,7 @@ impl Relay {
                 let delay = backoff_ms(attempts);
                 let msg = e.to_string();
                 {
-                    let mut s = self.stats.lock().expect("stats");
+                    let mut s = crate::sync::lock(&self.stats);
                     if s.reachable || attempts == 1 {
                         tracing::warn!(error = %msg, retry_in_ms = delay, "cloud relay: upload failed; will retry");
                     }
@@ -566,15 +530,15 @@ mod tests {
             tc.advance(ms(wait - 1));
             assert_eq!(due().await, None, "attempt {}: not yet due {} ms later", attempts + 1, wait - 1);
             tc.advance(ms(1));
-            let status = relay.status().await.unwrap();
+            let status = relay.snapshot().await.unwrap();
             assert!(!status.reachable);
-            assert_eq!(status.last_error_at.as_deref(), Some(rfc3339(failed_at).as_str()));
+            assert_eq!(status.last_error_ms, Some(failed_at));
         }
         let job = due().await.expect("due after the last wait");
         relay.settle(&job, Ok(64), Duration::ZERO).await;
-        let status = relay.status().await.unwrap();
+        let status = relay.snapshot().await.unwrap();
         assert!(status.reachable);
-        assert_eq!(status.last_success.as_deref(), Some(rfc3339(tc.now_ms()).as_str()));
+        assert_eq!(status.last_success_ms, Some(tc.now_ms()));
         // Now its index entry is due.
         assert_eq!(due().await.map(|j| j.kind), Some(UploadKind::Index));
     }

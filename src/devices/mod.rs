@@ -19,16 +19,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, LastWill, Packet, QoS};
-use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::clock::{Clock, rfc3339};
+use crate::camera::CameraView;
+use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::MotionChange;
 use crate::mqtt::Mqtt;
 use crate::pairing::{self, Credentials, Response};
 use crate::store::{CameraRow, PendingRequest, Store, WrongCode};
-use crate::web::CameraView;
 
 /// Device messages update `last_seen` in the database at most this often (SD cards wear).
 const SEEN_WRITE_EVERY_MS: i64 = 30_000;
@@ -66,17 +65,17 @@ pub trait CameraControl: Send + Sync + 'static {
     fn running(&self, camera_id: i64) -> bool;
 }
 
-/// A paired (or once paired) device as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeviceInfo {
+/// A paired (or once paired) device, with what is known live about it.
+#[derive(Debug, Clone)]
+pub struct Device {
     pub id: String,
     pub kind: String,
     pub model: String,
     pub firmware: String,
-    pub paired: bool,
-    pub paired_at: String,
-    pub unpaired_at: Option<String>,
-    pub last_seen: Option<String>,
+    pub paired_ms: i64,
+    /// Set once unpaired.
+    pub unpaired_ms: Option<i64>,
+    pub last_seen_ms: Option<i64>,
     /// "online" | "offline" | "unknown"
     pub availability: String,
     pub connections: i64,
@@ -86,15 +85,21 @@ pub struct DeviceInfo {
     pub state: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+impl Device {
+    pub fn paired(&self) -> bool {
+        self.unpaired_ms.is_none()
+    }
+}
+
 /// A request waiting for the owner.
-#[derive(Debug, Clone, Serialize)]
-pub struct PendingInfo {
+#[derive(Debug, Clone)]
+pub struct Pending {
     pub device_id: String,
     pub kind: String,
     pub model: String,
     pub firmware: String,
-    pub received_at: String,
-    pub expires_at: String,
+    pub received_ms: i64,
+    pub expires_ms: i64,
 }
 
 #[derive(Default)]
@@ -209,7 +214,7 @@ impl Devices {
 
     /// The in-memory state; a panic elsewhere never takes the devices down with it.
     fn live(&self) -> std::sync::MutexGuard<'_, Live> {
-        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.live)
     }
 
     fn subscribe_all(&self) {
@@ -387,14 +392,14 @@ impl Devices {
 
     // ---- what the owner does (web API) ----
 
-    pub async fn pending(&self) -> Result<Vec<PendingInfo>> {
+    pub async fn pending(&self) -> Result<Vec<Pending>> {
         let (now, ttl) = (self.clock.now_ms(), self.policy.ttl_ms);
         let rows = self.store.call(move |db| db.pending_requests(now, ttl)).await?;
         Ok(rows
             .into_iter()
-            .map(|r| PendingInfo {
-                received_at: rfc3339(r.received_ms),
-                expires_at: rfc3339(r.received_ms + ttl),
+            .map(|r| Pending {
+                received_ms: r.received_ms,
+                expires_ms: r.received_ms + ttl,
                 device_id: r.device_id,
                 kind: r.kind,
                 model: r.model,
@@ -486,17 +491,16 @@ impl Devices {
         Ok(())
     }
 
-    pub async fn list(&self) -> Result<Vec<DeviceInfo>> {
+    pub async fn list(&self) -> Result<Vec<Device>> {
         let rows = self.store.call(|db| db.devices()).await?;
         let live = self.live();
         Ok(rows
             .into_iter()
-            .map(|d| DeviceInfo {
+            .map(|d| Device {
                 state: live.states.get(&d.id).cloned(),
-                paired: d.unpaired_ms.is_none(),
-                paired_at: rfc3339(d.paired_ms),
-                unpaired_at: d.unpaired_ms.map(rfc3339),
-                last_seen: d.last_seen_ms.map(rfc3339),
+                paired_ms: d.paired_ms,
+                unpaired_ms: d.unpaired_ms,
+                last_seen_ms: d.last_seen_ms,
                 id: d.id,
                 kind: d.kind,
                 model: d.model,
@@ -543,7 +547,6 @@ fn discovery_config(hub_id: &str, camera_id: i64, name: &str) -> serde_json::Val
 mod tests {
     use super::*;
     use crate::clock::TestClock;
-    use crate::web::CameraInfo;
 
     const CODE: &str = "12345678";
     const WRONG: &str = "87654321";
@@ -560,7 +563,7 @@ mod tests {
     }
 
     impl CameraView for NoCameras {
-        fn cameras(&self) -> Vec<CameraInfo> {
+        fn cameras(&self) -> Vec<crate::camera::CameraStatus> {
             Vec::new()
         }
     }
@@ -627,8 +630,8 @@ mod tests {
         r.request("cam-1").await;
         let p = r.devices.pending().await.unwrap();
         assert_eq!(p.len(), 1);
-        assert_eq!(p[0].received_at, rfc3339(received));
-        assert_eq!(p[0].expires_at, rfc3339(received + P.ttl_ms));
+        assert_eq!(p[0].received_ms, received);
+        assert_eq!(p[0].expires_ms, received + P.ttl_ms);
         r.tc.advance(ms(P.ttl_ms - 1));
         assert_eq!(r.pending().await, ["cam-1"], "still pending a millisecond before its TTL");
         r.tc.advance(ms(1));

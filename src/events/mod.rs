@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::sync::lock;
 use crate::camera::pieces::{PieceSink, PieceSpec};
 use crate::camera::{ClipSink, Frame};
 use crate::clock::Clock;
@@ -70,13 +71,13 @@ type Registered = (DetectorConfig, Option<Arc<dyn ClipSink>>);
 
 impl Registry {
     pub fn register(&self, camera_id: i64, detector: DetectorConfig, clips: Option<Arc<dyn ClipSink>>) {
-        self.cams.lock().expect("registry lock").insert(camera_id, (detector, clips));
+        lock(&self.cams).insert(camera_id, (detector, clips));
     }
     fn detector(&self, camera_id: i64) -> DetectorConfig {
-        self.cams.lock().expect("registry lock").get(&camera_id).map(|c| c.0.clone()).unwrap_or_default()
+        lock(&self.cams).get(&camera_id).map(|c| c.0.clone()).unwrap_or_default()
     }
     fn clips(&self, camera_id: i64) -> Option<Arc<dyn ClipSink>> {
-        self.cams.lock().expect("registry lock").get(&camera_id).and_then(|c| c.1.clone())
+        lock(&self.cams).get(&camera_id).and_then(|c| c.1.clone())
     }
 }
 
@@ -92,10 +93,10 @@ pub struct MotionState {
 
 impl MotionState {
     pub fn moving(&self, camera_id: i64) -> bool {
-        self.moving.lock().expect("motion lock").get(&camera_id).copied().unwrap_or(false)
+        lock(&self.moving).get(&camera_id).copied().unwrap_or(false)
     }
     fn set(&self, camera_id: i64, on: bool) {
-        self.moving.lock().expect("motion lock").insert(camera_id, on);
+        lock(&self.moving).insert(camera_id, on);
     }
 }
 

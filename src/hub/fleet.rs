@@ -7,7 +7,7 @@ use std::sync::mpsc::{Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::camera::{self, Camera, Frame, SegmentEvent};
+use crate::camera::{self, Camera, CameraStatus, CameraView, Frame, SegmentEvent};
 use crate::config::RecordingMode;
 use crate::devices::CameraControl;
 use crate::error::Result;
@@ -16,7 +16,6 @@ use crate::motion::DetectorConfig;
 use crate::recorder;
 use crate::sync::lock;
 use crate::store::{CameraRow, Store};
-use crate::web::{CameraInfo, CameraView};
 
 /// What every camera of this hub shares.
 pub struct Template {
@@ -159,23 +158,17 @@ impl CameraControl for Arc<Fleet> {
 }
 
 impl CameraView for Fleet {
-    fn cameras(&self) -> Vec<CameraInfo> {
+    fn cameras(&self) -> Vec<CameraStatus> {
         let running = lock(&self.running);
-        let mut out: Vec<CameraInfo> = running
+        let mut out: Vec<CameraStatus> = running
             .iter()
-            .map(|(c, source)| {
-                let s = c.status();
-                CameraInfo {
-                    id: c.id,
-                    name: c.name.clone(),
-                    status: s.state.as_str().to_string(),
-                    reason: s.reason,
-                    decoder: s.decoder,
-                    decoded_fps: s.decoded_fps,
-                    source: source.clone(),
-                    motion: self.motion.moving(c.id),
-                    preroll_bytes: c.clips().map_or(0, |cl| cl.bytes() as u64),
-                }
+            .map(|(c, source)| CameraStatus {
+                id: c.id,
+                name: c.name.clone(),
+                status: c.status(),
+                source: source.clone(),
+                motion: self.motion.moving(c.id),
+                preroll_bytes: c.clips().map_or(0, |cl| cl.bytes() as u64),
             })
             .collect();
         out.sort_by_key(|c| c.id);

@@ -222,12 +222,16 @@ async fn serve(
         None
     };
 
-    let mut state = web::AppState::new(store.clone(), fleet.clone(), cfg.web.allow_public_clients);
-    state.devices = Some(devices.clone());
-    state.mqtt = Some(mqtt.clone());
-    state.mdns = mdns.clone();
-    state.cloud = cloud.as_ref().map(|(r, _)| r.clone());
-    state.clock = clock.clone();
+    let state = web::AppState::new(web::Parts {
+        store: store.clone(),
+        clock: clock.clone(),
+        cameras: fleet.clone(),
+        devices: devices.clone(),
+        broker: mqtt.clone(),
+        discovery: mdns.clone().map(|m| m as Arc<dyn web::ports::Discovery>),
+        cloud: cloud.as_ref().map(|(r, _)| r.clone() as Arc<dyn web::ports::CloudStatus>),
+        allow_public_clients: cfg.web.allow_public_clients,
+    });
     let web_task = tokio::spawn(web::serve(listener, tls, web::router(state), stop.clone()));
     tracing::info!(
         hub_id = %hub_id,

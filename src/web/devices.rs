@@ -8,12 +8,72 @@ use axum::extract::{Path as UrlPath, State};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiResult, AppState, Items, Session, err, require, rfc3339, session};
-use crate::devices::{DeviceInfo, Devices, PendingInfo};
+use crate::devices::{Device, Pending};
 use crate::error::ErrorKind;
 use crate::store::Role;
 
-fn devices(st: &AppState) -> ApiResult<&Devices> {
-    st.devices.as_deref().ok_or_else(|| err(ErrorKind::Unavailable, "devices are not running"))
+/// A paired (or once paired) device as the API shows it.
+#[derive(Debug, Serialize)]
+pub(super) struct DeviceInfo {
+    id: String,
+    kind: String,
+    model: String,
+    firmware: String,
+    paired: bool,
+    paired_at: String,
+    unpaired_at: Option<String>,
+    last_seen: Option<String>,
+    /// "online" | "offline" | "unknown"
+    availability: String,
+    connections: i64,
+    failed_connections: i64,
+    camera_id: Option<i64>,
+    /// The device's last retained `state`, as it sent it.
+    state: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl From<Device> for DeviceInfo {
+    fn from(d: Device) -> Self {
+        DeviceInfo {
+            paired: d.paired(),
+            paired_at: rfc3339(d.paired_ms),
+            unpaired_at: d.unpaired_ms.map(rfc3339),
+            last_seen: d.last_seen_ms.map(rfc3339),
+            id: d.id,
+            kind: d.kind,
+            model: d.model,
+            firmware: d.firmware,
+            availability: d.availability,
+            connections: d.connections,
+            failed_connections: d.failed_connections,
+            camera_id: d.camera_id,
+            state: d.state,
+        }
+    }
+}
+
+/// A pairing request waiting for the owner.
+#[derive(Debug, Serialize)]
+pub(super) struct PendingInfo {
+    device_id: String,
+    kind: String,
+    model: String,
+    firmware: String,
+    received_at: String,
+    expires_at: String,
+}
+
+impl From<Pending> for PendingInfo {
+    fn from(p: Pending) -> Self {
+        PendingInfo {
+            received_at: rfc3339(p.received_ms),
+            expires_at: rfc3339(p.expires_ms),
+            device_id: p.device_id,
+            kind: p.kind,
+            model: p.model,
+            firmware: p.firmware,
+        }
+    }
 }
 
 pub(super) async fn list_devices(
@@ -22,7 +82,7 @@ pub(super) async fn list_devices(
 ) -> ApiResult<Json<Items<DeviceInfo>>> {
     let s = session(ext)?;
     require(&s, Role::Member)?;
-    Ok(Json(Items { items: devices(&st)?.list().await? }))
+    Ok(Json(Items { items: st.devices.devices().await?.into_iter().map(DeviceInfo::from).collect() }))
 }
 
 pub(super) async fn unpair(
@@ -32,7 +92,7 @@ pub(super) async fn unpair(
 ) -> ApiResult<Json<serde_json::Value>> {
     let s = session(ext)?;
     require(&s, Role::Owner)?;
-    devices(&st)?.unpair(&id, &s.user.email).await?;
+    st.devices.unpair(&id, &s.user.email).await?;
     Ok(Json(serde_json::json!({ "unpaired": id })))
 }
 
@@ -42,7 +102,7 @@ pub(super) async fn list_pairing(
 ) -> ApiResult<Json<Items<PendingInfo>>> {
     let s = session(ext)?;
     require(&s, Role::Owner)?;
-    Ok(Json(Items { items: devices(&st)?.pending().await? }))
+    Ok(Json(Items { items: st.devices.pending().await?.into_iter().map(PendingInfo::from).collect() }))
 }
 
 #[derive(Deserialize)]
@@ -60,7 +120,7 @@ pub(super) async fn confirm(
     let s = session(ext)?;
     require(&s, Role::Owner)?;
     let c: Confirm = serde_json::from_slice(&body).map_err(|e| err(ErrorKind::Invalid, &format!("body: {e}")))?;
-    devices(&st)?.confirm(&id, &c.setup_code, &s.user.email).await?;
+    st.devices.confirm(&id, &c.setup_code, &s.user.email).await?;
     Ok(Json(serde_json::json!({ "paired": id })))
 }
 
@@ -82,7 +142,7 @@ pub(super) async fn discovery(
     let s = session(ext)?;
     require(&s, Role::Owner)?;
     let items = st
-        .mdns
+        .discovery
         .as_ref()
         .map(|m| m.candidates())
         .unwrap_or_default()

@@ -11,9 +11,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::CameraInfo;
-use crate::cloud::relay::Figures;
-use crate::devices::{DeviceInfo, Devices};
+use super::ports::DeviceCounts;
+use crate::camera::CameraStatus;
+use crate::cloud::relay::Snapshot;
+use crate::devices::Device;
 use crate::error::{Error, Result};
 use crate::mqtt::Stats as BrokerStats;
 
@@ -100,13 +101,14 @@ impl Scrape {
         self.reg.register(name, help, f);
     }
 
-    pub fn cameras(&mut self, cams: &[CameraInfo]) {
-        let by = |v: fn(&CameraInfo) -> i64| cams.iter().map(move |c| (CameraLabel { camera_id: c.id }, v(c))).collect::<Vec<_>>();
-        self.gauges("camera_streaming", "1 if the camera is streaming.", by(|c| i64::from(c.status == "streaming")));
+    pub fn cameras(&mut self, cams: &[CameraStatus]) {
+        let by = |v: fn(&CameraStatus) -> i64| cams.iter().map(move |c| (CameraLabel { camera_id: c.id }, v(c))).collect::<Vec<_>>();
+        let streaming = |c: &CameraStatus| i64::from(c.status.state == crate::camera::State::Streaming);
+        self.gauges("camera_streaming", "1 if the camera is streaming.", by(streaming));
         self.gauges_f64(
             "camera_decoded_fps",
             "Frames per second reaching motion detection.",
-            cams.iter().map(|c| (CameraLabel { camera_id: c.id }, c.decoded_fps)),
+            cams.iter().map(|c| (CameraLabel { camera_id: c.id }, c.status.decoded_fps)),
         );
         self.gauges("camera_motion", "1 while motion is going on.", by(|c| i64::from(c.motion)));
         self.gauges("preroll_bytes", "Encoded stream held in memory for clip pre-roll.", by(|c| int(c.preroll_bytes)));
@@ -117,10 +119,9 @@ impl Scrape {
         self.gauge("recordings_bytes", "Bytes of indexed recordings.", int(recording_bytes));
     }
 
-    pub fn devices(&mut self, d: &Devices, list: &[DeviceInfo]) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let paired = || list.iter().filter(|x| x.paired);
-        let label = |x: &DeviceInfo| DeviceLabel { device: x.id.clone() };
+    pub fn devices(&mut self, list: &[Device], counts: DeviceCounts) {
+        let paired = || list.iter().filter(|x| x.paired());
+        let label = |x: &Device| DeviceLabel { device: x.id.clone() };
         self.gauge("devices_paired", "Devices paired now.", paired().count() as i64);
         self.gauges("device_online", "1 if the device says it is online.", paired().map(|x| (label(x), i64::from(x.availability == "online"))));
         let non_negative = |v: i64| u64::try_from(v).unwrap_or(0);
@@ -133,15 +134,15 @@ impl Scrape {
         self.counter(
             "device_payloads_rejected",
             "Device messages refused (malformed, oversized, unknown fields, replays).",
-            d.counters.payloads_rejected.load(Relaxed),
+            counts.payloads_rejected,
         );
         let outcome = |o: &str| OutcomeLabel { outcome: o.to_string() };
         self.counters(
             "pairings",
             "Pairing outcomes.",
             [
-                (outcome("accepted"), d.counters.pairings_accepted.load(Relaxed)),
-                (outcome("rejected"), d.counters.pairings_rejected.load(Relaxed)),
+                (outcome("accepted"), counts.pairings_accepted),
+                (outcome("rejected"), counts.pairings_rejected),
             ],
         );
     }
@@ -155,10 +156,10 @@ impl Scrape {
         self.gauge("mqtt_live", "Broker connections open now.", int(s.live));
     }
 
-    pub fn cloud(&mut self, c: &Figures) {
-        self.gauge("cloud_queue_length", "Objects waiting to be uploaded.", int(c.queue_length));
-        self.gauge("cloud_bytes_pending", "Plaintext bytes waiting to be uploaded.", int(c.bytes_pending));
-        self.gauge("cloud_failed_objects", "Objects given up (their file was deleted before upload).", int(c.failed));
+    pub fn cloud(&mut self, c: &Snapshot) {
+        self.gauge("cloud_queue_length", "Objects waiting to be uploaded.", int(c.queue.pending));
+        self.gauge("cloud_bytes_pending", "Plaintext bytes waiting to be uploaded.", int(c.queue.bytes_pending));
+        self.gauge("cloud_failed_objects", "Objects given up (their file was deleted before upload).", int(c.queue.failed));
         self.counter("cloud_uploads", "Objects uploaded since the hub started.", c.uploads);
         self.counter("cloud_upload_failures", "Failed upload attempts since the hub started.", c.failures);
         self.counter("cloud_sent_bytes", "Ciphertext bytes uploaded since the hub started.", c.bytes_sent);
@@ -189,14 +190,17 @@ mod tests {
     fn names_values_and_labels_are_what_dashboards_expect() {
         let mut s = Scrape::default();
         s.media(2, 1234);
-        s.cloud(&Figures {
-            queue_length: 0,
-            bytes_pending: 5,
-            failed: 0,
+        s.cloud(&Snapshot {
+            store: "file:///x".into(),
+            recipients: 1,
+            max_upload_kbps: 0,
+            queue: crate::store::QueueStatus { bytes_pending: 5, ..Default::default() },
             uploads: 3,
             failures: 1,
             bytes_sent: 99,
             last_success_ms: Some(1_700_000_000_500),
+            last_error: None,
+            last_error_ms: None,
             reachable: false,
         });
         s.counters("device_connections", "Broker logins of the device.", [(DeviceLabel { device: "cam-a".into() }, 4u64)]);

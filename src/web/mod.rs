@@ -4,11 +4,13 @@
 //! API (declared here, apart from the store's rows). Default deny: `/healthz` is the
 //! only route that answers without a session; every other path, known or not, gets
 //! 401 first. May not touch: GStreamer, media pipelines; it reads camera state through
-//! [`CameraView`] and the database through the [`Store`].
+//! [`CameraView`], the other subsystems through the narrow traits of [`ports`], and the
+//! database through the [`Store`].
 
 pub mod auth;
 mod devices;
 pub mod metrics;
+pub mod ports;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use crate::camera::{CameraStatus, CameraView};
 use crate::clock::{Clock, rfc3339};
 use crate::error::{Error, ErrorKind};
 use crate::motion::DetectorConfig;
@@ -49,43 +52,63 @@ pub struct CameraInfo {
     pub source: String,
     /// Motion going on now.
     pub motion: bool,
-    /// Encoded stream held for clip pre-roll.
-    #[serde(skip)]
-    pub preroll_bytes: u64,
 }
 
-/// How the web sees cameras: a narrow read-only view the hub provides.
-pub trait CameraView: Send + Sync {
-    fn cameras(&self) -> Vec<CameraInfo>;
+impl From<CameraStatus> for CameraInfo {
+    fn from(c: CameraStatus) -> Self {
+        CameraInfo {
+            id: c.id,
+            name: c.name,
+            status: c.status.state.as_str().to_string(),
+            reason: c.status.reason,
+            decoder: c.status.decoder,
+            decoded_fps: c.status.decoded_fps,
+            source: c.source,
+            motion: c.motion,
+        }
+    }
+}
+
+/// What the hub hands the web when it builds it: the database, the clock, and a narrow
+/// view of each subsystem the pages show.
+pub struct Parts {
+    pub store: Store,
+    /// Stamps sessions and the audit trail.
+    pub clock: Clock,
+    pub cameras: Arc<dyn CameraView>,
+    pub devices: Arc<dyn ports::DeviceAdmin>,
+    pub broker: Arc<dyn ports::BrokerStats>,
+    /// None when mDNS is off or could not start.
+    pub discovery: Option<Arc<dyn ports::Discovery>>,
+    /// None when `cloud.store` is empty.
+    pub cloud: Option<Arc<dyn ports::CloudStatus>>,
+    pub allow_public_clients: bool,
 }
 
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
-    pub cameras: Arc<dyn CameraView>,
-    pub allow_public_clients: bool,
-    /// Pairing and paired devices; None in a hub without a broker.
-    pub devices: Option<Arc<crate::devices::Devices>>,
-    pub mqtt: Option<Arc<crate::mqtt::Mqtt>>,
-    pub mdns: Option<Arc<crate::mdns::Mdns>>,
-    /// The cloud relay; None when `cloud.store` is empty.
-    pub cloud: Option<Arc<crate::cloud::relay::Relay>>,
-    /// Stamps sessions and the audit trail; the system clock unless the hub hands its own.
-    pub clock: Clock,
+    store: Store,
+    clock: Clock,
+    cameras: Arc<dyn CameraView>,
+    devices: Arc<dyn ports::DeviceAdmin>,
+    broker: Arc<dyn ports::BrokerStats>,
+    discovery: Option<Arc<dyn ports::Discovery>>,
+    cloud: Option<Arc<dyn ports::CloudStatus>>,
+    allow_public_clients: bool,
     throttle: Arc<auth::Throttle>,
 }
 
 impl AppState {
-    pub fn new(store: Store, cameras: Arc<dyn CameraView>, allow_public_clients: bool) -> Self {
+    pub fn new(p: Parts) -> Self {
         AppState {
-            store,
-            cameras,
-            allow_public_clients,
-            devices: None,
-            mqtt: None,
-            mdns: None,
-            cloud: None,
-            clock: Clock::system(),
+            store: p.store,
+            clock: p.clock,
+            cameras: p.cameras,
+            devices: p.devices,
+            broker: p.broker,
+            discovery: p.discovery,
+            cloud: p.cloud,
+            allow_public_clients: p.allow_public_clients,
             throttle: Arc::new(auth::Throttle::new(10, Duration::from_secs(300))),
         }
     }
@@ -324,7 +347,7 @@ struct Items<T> {
 
 async fn list_cameras(State(st): State<AppState>, ext: Option<axum::Extension<Session>>) -> ApiResult<Json<Items<CameraInfo>>> {
     session(ext)?;
-    Ok(Json(Items { items: st.cameras.cameras() }))
+    Ok(Json(Items { items: st.cameras.cameras().into_iter().map(CameraInfo::from).collect() }))
 }
 
 #[derive(Deserialize)]
@@ -495,8 +518,52 @@ async fn cloud_status(State(st): State<AppState>, ext: Option<axum::Extension<Se
     let s = session(ext)?;
     require(&s, Role::Member)?;
     let Some(cloud) = &st.cloud else { return Ok(Json(serde_json::json!({ "enabled": false }))) };
-    let status = cloud.status().await?;
-    Ok(Json(serde_json::to_value(status).map_err(|e| ApiError(Error::internal(e.to_string())))?))
+    let status = CloudInfo::from(cloud.snapshot().await?);
+    Ok(Json(serde_json::to_value(status).map_err(|e| ApiError(Error::internal(format!("encoding /api/cloud: {e}"))))?))
+}
+
+/// `GET /api/cloud`.
+#[derive(Serialize)]
+struct CloudInfo {
+    enabled: bool,
+    store: String,
+    recipients: usize,
+    queue_length: u64,
+    bytes_pending: u64,
+    oldest_pending: Option<String>,
+    failed: u64,
+    uploaded: u64,
+    uploads_since_start: u64,
+    failures_since_start: u64,
+    bytes_sent_since_start: u64,
+    last_success: Option<String>,
+    last_error: Option<String>,
+    last_error_at: Option<String>,
+    reachable: bool,
+    max_upload_kbps: u64,
+}
+
+impl From<crate::cloud::relay::Snapshot> for CloudInfo {
+    fn from(s: crate::cloud::relay::Snapshot) -> Self {
+        CloudInfo {
+            enabled: true,
+            store: s.store,
+            recipients: s.recipients,
+            queue_length: s.queue.pending,
+            bytes_pending: s.queue.bytes_pending,
+            oldest_pending: s.queue.oldest_pending_ms.map(rfc3339),
+            failed: s.queue.failed,
+            uploaded: s.queue.uploaded,
+            uploads_since_start: s.uploads,
+            failures_since_start: s.failures,
+            bytes_sent_since_start: s.bytes_sent,
+            last_success: s.last_success_ms.map(rfc3339),
+            last_error: s.last_error,
+            last_error_at: s.last_error_ms.map(rfc3339),
+            reachable: s.reachable,
+            max_upload_kbps: s.max_upload_kbps,
+        }
+    }
 }
 
 /// Serves a file under the data dir with HTTP Range support.
@@ -514,14 +581,10 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
     scrape.cameras(&st.cameras.cameras());
     let (bytes, events) = st.store.call(|db| Ok((db.media_bytes_total()?, db.event_count()?))).await?;
     scrape.media(events, bytes);
-    if let Some(d) = st.devices.as_deref() {
-        scrape.devices(d, &d.list().await?);
-    }
-    if let Some(m) = st.mqtt.as_deref() {
-        scrape.broker(&m.stats());
-    }
+    scrape.devices(&st.devices.devices().await?, st.devices.counts());
+    scrape.broker(&st.broker.broker_stats());
     if let Some(cloud) = &st.cloud {
-        scrape.cloud(&cloud.figures().await?);
+        scrape.cloud(&cloud.snapshot().await?);
     }
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], scrape.encode()?).into_response())
 }

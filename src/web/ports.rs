@@ -1,0 +1,92 @@
+//! What the web needs from the rest of the hub, as narrow traits: it is handed them when
+//! the hub builds it ([`super::Parts`]) and sees nothing else of the subsystems behind
+//! them. Camera status comes through [`crate::camera::CameraView`]; the database through
+//! the [`crate::store::Store`].
+//!
+//! The implementations for the hub's own subsystems are here too, so no subsystem has
+//! to know the web exists (the dependency points one way: web → subsystems).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::cloud::relay::{Relay, Snapshot};
+use crate::devices::{Device, Devices, Pending};
+use crate::error::Result;
+use crate::mdns::{Candidate, Mdns};
+use crate::mqtt::{Mqtt, Stats};
+
+/// A boxed future of a port's answer (ports are used as trait objects).
+pub type PortFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// Counters of the devices subsystem, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeviceCounts {
+    pub payloads_rejected: u64,
+    pub pairings_accepted: u64,
+    pub pairings_rejected: u64,
+}
+
+/// Pairing and paired devices: what the owner administers from the page.
+pub trait DeviceAdmin: Send + Sync {
+    fn devices(&self) -> PortFuture<'_, Vec<Device>>;
+    fn pending(&self) -> PortFuture<'_, Vec<Pending>>;
+    fn confirm<'a>(&'a self, device_id: &'a str, setup_code: &'a str, actor: &'a str) -> PortFuture<'a, ()>;
+    fn unpair<'a>(&'a self, device_id: &'a str, actor: &'a str) -> PortFuture<'a, ()>;
+    fn counts(&self) -> DeviceCounts;
+}
+
+/// The broker edge's counters.
+pub trait BrokerStats: Send + Sync {
+    fn broker_stats(&self) -> Stats;
+}
+
+/// What mDNS sees on the LAN.
+pub trait Discovery: Send + Sync {
+    fn candidates(&self) -> Vec<Candidate>;
+}
+
+/// The cloud relay's queue and figures.
+pub trait CloudStatus: Send + Sync {
+    fn snapshot(&self) -> PortFuture<'_, Snapshot>;
+}
+
+impl DeviceAdmin for Devices {
+    fn devices(&self) -> PortFuture<'_, Vec<Device>> {
+        Box::pin(self.list())
+    }
+    fn pending(&self) -> PortFuture<'_, Vec<Pending>> {
+        Box::pin(Devices::pending(self))
+    }
+    fn confirm<'a>(&'a self, device_id: &'a str, setup_code: &'a str, actor: &'a str) -> PortFuture<'a, ()> {
+        Box::pin(Devices::confirm(self, device_id, setup_code, actor))
+    }
+    fn unpair<'a>(&'a self, device_id: &'a str, actor: &'a str) -> PortFuture<'a, ()> {
+        Box::pin(Devices::unpair(self, device_id, actor))
+    }
+    fn counts(&self) -> DeviceCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        DeviceCounts {
+            payloads_rejected: self.counters.payloads_rejected.load(Relaxed),
+            pairings_accepted: self.counters.pairings_accepted.load(Relaxed),
+            pairings_rejected: self.counters.pairings_rejected.load(Relaxed),
+        }
+    }
+}
+
+impl BrokerStats for Mqtt {
+    fn broker_stats(&self) -> Stats {
+        self.stats()
+    }
+}
+
+impl Discovery for Mdns {
+    fn candidates(&self) -> Vec<Candidate> {
+        Mdns::candidates(self)
+    }
+}
+
+impl CloudStatus for Relay {
+    fn snapshot(&self) -> PortFuture<'_, Snapshot> {
+        Box::pin(Relay::snapshot(self))
+    }
+}
