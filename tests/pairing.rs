@@ -32,11 +32,8 @@ fn mosq(tool: &str, args: &[&str]) -> Output {
     Command::new(tool).args(["-h", "127.0.0.1"]).args(args).output().expect(tool)
 }
 
-fn mosq_spawn(tool: &str, args: &[&str]) -> Child {
-    Command::new(tool).args(["-h", "127.0.0.1"]).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect(tool)
-}
-
-/// A `mosquitto_sub -d` in the background, its stdout read line by line as it comes.
+/// A `mosquitto_sub -d` in the background, its stdout read line by line as it comes (line
+/// buffered by coreutils' stdbuf: mosquitto_sub flushes only its messages, not -d's lines).
 struct Sub {
     child: Child,
     lines: Receiver<String>,
@@ -45,7 +42,13 @@ struct Sub {
 
 impl Sub {
     fn spawn(args: &[&str]) -> Sub {
-        let mut child = mosq_spawn("mosquitto_sub", &[&["-d"], args].concat());
+        let mut child = Command::new("stdbuf")
+            .args(["-oL", "mosquitto_sub", "-d", "-h", "127.0.0.1"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("stdbuf mosquitto_sub");
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
