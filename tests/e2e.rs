@@ -16,22 +16,10 @@ fn camera_status(hub: &Hub, cookie: &str, id: i64) -> serde_json::Value {
 }
 
 #[test]
-fn records_two_cameras_behind_a_login_and_survives_sigkill() {
+fn the_door_is_locked_without_a_session_and_shut_to_other_sites() {
     let tmp = tempfile::tempdir().unwrap();
-    let c1 = camsim(&[]);
-    let c2 = camsim(&[]);
-    let (p1, p2) = (c1.port, c2.port);
-    let t0 = Instant::now();
-    let mut hub = Hub::start(
-        tmp.path(),
-        &format!(
-            "[recording]\nmode = \"continuous\"\nsegment_seconds = 10\n{}substream_url = \"rtsp://127.0.0.1:{p2}/sub\"\n",
-            cameras_toml(&[p1, p2])
-        ),
-    );
+    let hub = Hub::start(tmp.path(), "[recording]\nmode = \"off\"\n");
     hub.add_user(EMAIL, "owner", PASSWORD);
-
-    // --- the locked door ---
     for path in ["/", "/api/cameras", "/api/recordings", "/api/recordings/1/media", "/api/me", "/api/openapi.json", "/nope", "/api/nope"] {
         assert_eq!(hub.get(path, None).0, 401, "GET {path} without a session");
     }
@@ -62,6 +50,23 @@ fn records_two_cameras_behind_a_login_and_survives_sigkill() {
     let token = cookie.split_once('=').unwrap().1.to_string();
     let db_bytes = [std::fs::read(hub.dir.join("homehub.db")).unwrap(), std::fs::read(hub.dir.join("homehub.db-wal")).unwrap_or_default()].concat();
     assert!(!db_bytes.windows(token.len()).any(|w| w == token.as_bytes()), "raw session token stored");
+}
+
+#[test]
+fn records_two_cameras_behind_a_login_and_survives_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c1 = camsim(&[]);
+    let c2 = camsim(&[]);
+    let (p1, p2) = (c1.port, c2.port);
+    let t0 = Instant::now();
+    let mut hub = Hub::start(
+        tmp.path(),
+        &format!(
+            "[recording]\nmode = \"continuous\"\nsegment_seconds = 10\n{}substream_url = \"rtsp://127.0.0.1:{p2}/sub\"\n",
+            cameras_toml(&[p1, p2])
+        ),
+    );
+    let cookie = hub.session("owner");
 
     // --- recording ---
     let cams = hub.get_json("/api/cameras", &cookie);
