@@ -324,8 +324,8 @@ impl Hub {
     }
 
     /// The database itself, for what no API or command shows: the file's integrity after a
-    /// SIGKILL, the crash protocol's garbage list, how a secret is stored. Hub state is read
-    /// through the API.
+    /// SIGKILL, the crash protocol's garbage list, how a secret is stored, the rows an orderly
+    /// stop left (no API once stopped). Hub state is read through the API.
     pub fn db(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.dir.join("homehub.db")).unwrap()
     }
