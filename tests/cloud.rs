@@ -39,19 +39,21 @@ fn cloud_toml(s3: &S3, recipient: &str) -> String {
     )
 }
 
-fn hub_id(hub: &Hub) -> String {
-    hub.db().query_row("SELECT value FROM meta WHERE key = 'hub_id'", [], |r| r.get(0)).unwrap()
-}
-
 /// Finished events with a clip: (event id, camera id, clip bytes).
-fn clipped_events(hub: &Hub) -> Vec<(i64, i64, i64)> {
-    let db = hub.db();
-    let mut st = db.prepare("SELECT id, camera_id, clip_bytes FROM events WHERE end_ms IS NOT NULL AND clip_path IS NOT NULL ORDER BY id").unwrap();
-    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(|r| r.unwrap()).collect()
+fn clipped_events(hub: &Hub, cookie: &str) -> Vec<(i64, i64, i64)> {
+    let mut evs: Vec<(i64, i64, i64)> = hub
+        .events(cookie)
+        .iter()
+        .filter(|e| !e["end"].is_null() && !e["clip_url"].is_null())
+        .map(|e| (e["id"].as_i64().unwrap(), e["camera_id"].as_i64().unwrap(), e["clip_bytes"].as_i64().expect("clip_bytes")))
+        .collect();
+    evs.sort();
+    evs
 }
 
-fn open_events(hub: &Hub) -> i64 {
-    hub.db().query_row("SELECT COUNT(*) FROM events WHERE end_ms IS NULL", [], |r| r.get(0)).unwrap()
+/// Events still going on (no end yet): their ids.
+fn open_events(hub: &Hub, cookie: &str) -> Vec<i64> {
+    hub.events(cookie).iter().filter(|e| e["end"].is_null()).map(|e| e["id"].as_i64().unwrap()).collect()
 }
 
 /// Debian's age opens `data` with the owner's key.
@@ -136,10 +138,9 @@ struct Rig {
     s3: S3,
     key: PathBuf,
     recipient: String,
-    port: u16,
     /// When the camera started (its motion spans count from here).
     t0: i64,
-    _cam: Proc,
+    cam: Cam,
 }
 
 impl Rig {
@@ -148,10 +149,9 @@ impl Rig {
         let s3 = S3::start();
         s3.create_bucket(BUCKET);
         let (key, recipient) = owner_key(tmp.path());
-        let port = free_port();
         let t0 = now_ms();
-        let cam = camsim(port, &["--motion", motion]);
-        Rig { tmp, s3, key, recipient, port, t0, _cam: cam }
+        let cam = camsim(&["--motion", motion]);
+        Rig { tmp, s3, key, recipient, t0, cam }
     }
 
     /// The hub recording events of the camera, relaying to the bucket.
@@ -160,7 +160,7 @@ impl Rig {
             self.tmp.path(),
             &format!(
                 "[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = {pre_post_roll}\npost_roll_seconds = {pre_post_roll}\n{}{}",
-                cameras_toml(&[self.port]),
+                cameras_toml(&[self.cam.port]),
                 cloud_toml(&self.s3, &self.recipient)
             ),
         )
@@ -196,24 +196,21 @@ fn only_ciphertext_leaves_and_the_owner_reads_it_without_the_hub() {
     let s3 = S3::start();
     s3.create_bucket(BUCKET);
     let (key, recipient) = owner_key(tmp.path());
-    let pa = free_port();
-    let _a = camsim(pa, &["--motion", "10-15"]);
-    let cams = format!("[[camera]]\nname = \"{CAM_NAME}\"\nurl = \"rtsp://127.0.0.1:{pa}/main\"\n");
+    let a = camsim(&["--motion", "10-15"]);
+    let cams = format!("[[camera]]\nname = \"{CAM_NAME}\"\nurl = \"rtsp://127.0.0.1:{}/main\"\n", a.port);
     let mut hub = Hub::start(
         tmp.path(),
         &format!("[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = 3\npost_roll_seconds = 3\n{cams}{}", cloud_toml(&s3, &recipient)),
     );
     hub.add_user(OWNER, "owner", PASSWORD);
     let cookie = hub.login(OWNER, PASSWORD).1.unwrap().0;
-    let id = hub_id(&hub);
+    let id = hub.hub_id.clone();
     assert_eq!(status(&hub, &cookie)["enabled"], true);
 
     // A paired camera whose name, model and Wi-Fi network are all canaries too.
-    let pb = free_port();
     let hub_addr = format!("127.0.0.1:{}", hub.mqtt_tls);
-    let fp = hub.fingerprint();
+    let fp = hub.fingerprint.clone();
     let (_b, lines) = camsim_lines(
-        pb,
         &[
             "--pair", "--hub", &hub_addr, "--hub-fp", &fp, "--hub-id", &id, "--device-id", "cam-canary", "--setup-code", CODE,
             "--name", PAIRED_NAME, "--model", MODEL, "--ssid", SSID, "--motion", "8-13",
@@ -233,8 +230,8 @@ fn only_ciphertext_leaves_and_the_owner_reads_it_without_the_hub() {
 
     // Both cameras move, their events end, and everything reaches the bucket.
     wait_until("an event with a clip from each camera", Duration::from_secs(60), || {
-        let evs = clipped_events(&hub);
-        evs.iter().any(|e| e.1 == 1) && evs.iter().any(|e| e.1 == 2) && open_events(&hub) == 0
+        let evs = clipped_events(&hub, &cookie);
+        evs.iter().any(|e| e.1 == 1) && evs.iter().any(|e| e.1 == 2) && open_events(&hub, &cookie).is_empty()
     });
     wait_until("the upload queue drained", Duration::from_secs(30), || status(&hub, &cookie)["queue_length"] == 0);
     let st = status(&hub, &cookie);
@@ -249,7 +246,7 @@ fn only_ciphertext_leaves_and_the_owner_reads_it_without_the_hub() {
     let scratch = tmp.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     let bucket = inspect(&s3, &key, &id, &scratch);
-    let events = clipped_events(&hub);
+    let events = clipped_events(&hub, &cookie);
     let clips: Vec<&serde_json::Value> = bucket.lines.iter().map(|(_, v)| v).filter(|v| v["kind"] == "clip").collect();
     for (event, camera, bytes) in &events {
         let ev = format!("{id}/{event}");
@@ -327,15 +324,17 @@ fn a_hub_killed_mid_event_has_already_sent_all_but_the_last_seconds() {
     let rig = Rig::new("8-38");
     let (tmp, s3, key, t0) = (&rig.tmp, &rig.s3, &rig.key, rig.t0);
     let mut hub = rig.hub(3);
-    let id = hub_id(&hub);
-    hub.add_user(EMAIL, "owner", PASSWORD);
+    let id = hub.hub_id.clone();
+    let cookie = hub.session("owner");
     assert!(now_ms() < t0 + 7_000, "the hub was not up well before the movement began");
     // SIGKILL 10 s into the 30 s movement.
     let kill_at = t0 + 18_000;
+    // Pacing: the scripted kill, at a point in the movement.
     std::thread::sleep(Duration::from_millis((kill_at - now_ms()).max(0) as u64));
+    let open = open_events(&hub, &cookie);
     hub.proc.as_mut().unwrap().kill9();
     let killed = now_ms();
-    assert_eq!(open_events(&hub), 1, "the event was going on");
+    assert_eq!(open.len(), 1, "the event was going on");
 
     let scratch = tmp.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
@@ -364,11 +363,10 @@ fn a_hub_killed_mid_event_has_already_sent_all_but_the_last_seconds() {
 
     // The hub comes back: the event cut short is closed from its partial clip, and the
     // queue (pieces not yet sent) and that clip go up; nothing twice.
-    let killed_event: i64 = hub.db().query_row("SELECT id FROM events WHERE end_ms IS NULL", [], |r| r.get(0)).unwrap();
+    let killed_event = open[0];
     hub.restart();
-    let cookie = hub.login(EMAIL, PASSWORD).1.unwrap().0;
     wait_until("the recovered clip uploaded", Duration::from_secs(30), || {
-        clipped_events(&hub).iter().any(|e| e.0 == killed_event) && status(&hub, &cookie)["queue_length"] == 0
+        clipped_events(&hub, &cookie).iter().any(|e| e.0 == killed_event) && status(&hub, &cookie)["queue_length"] == 0
     });
     let after = inspect(s3, key, &id, &scratch);
     let ev = format!("{id}/{killed_event}");
@@ -393,12 +391,13 @@ fn a_two_minute_outage_loses_and_duplicates_nothing() {
     let hub = rig.hub(2);
     hub.add_user(EMAIL, "owner", PASSWORD);
     let cookie = hub.login(EMAIL, PASSWORD).1.unwrap().0;
-    let id = hub_id(&hub);
+    let id = hub.hub_id.clone();
+    // Pacing: the scripted outage, s seconds after the camera started.
     let at = |s: i64| std::thread::sleep(Duration::from_millis((t0 + s * 1000 - now_ms()).max(0) as u64));
 
     // The first event goes up while the cloud is there.
     wait_until("the first event uploaded", Duration::from_secs(25), || {
-        clipped_events(&hub).len() == 1 && status(&hub, &cookie)["queue_length"] == 0
+        clipped_events(&hub, &cookie).len() == 1 && status(&hub, &cookie)["queue_length"] == 0
     });
     at(20);
     // Two minutes without the S3 server: first it refuses connections, then it hangs.
@@ -416,7 +415,7 @@ fn a_two_minute_outage_loses_and_duplicates_nothing() {
     at(140);
     s3.resume();
     assert!(outage.elapsed() >= Duration::from_secs(119));
-    let events = clipped_events(&hub);
+    let events = clipped_events(&hub, &cookie);
     assert_eq!(events.len(), 5, "events: {events:?}\n{}", hub.log_text());
 
     wait_until("the queue drained after the outage", Duration::from_secs(90), || status(&hub, &cookie)["queue_length"] == 0);

@@ -103,7 +103,9 @@ fn refuse_and_pause_simulate_outages() {
     // A connection open when refusing starts is cut.
     let mut open = TcpStream::connect(("127.0.0.1", port)).unwrap();
     open.write_all(b"PUT /outage/cut HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhalf").unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    common::wait_until("the proxy relaying the open connection", Duration::from_secs(5), || {
+        s3.client_sent().windows(15).any(|w| w == b"PUT /outage/cut")
+    });
 
     s3.refuse(true);
     open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -389,6 +389,8 @@ struct RecordingInfo {
     end: String,
     bytes: u64,
     partial: bool,
+    /// The file, relative to the data dir.
+    path: String,
     url: String,
 }
 
@@ -409,6 +411,7 @@ async fn list_recordings(
             end: rfc3339(s.end_ms),
             bytes: s.bytes,
             partial: s.partial,
+            path: s.path,
             url: format!("/api/recordings/{id}/media"),
         })
         .collect();
@@ -467,6 +470,9 @@ struct EventInfo {
     end: Option<String>,
     score: f64,
     zones: serde_json::Value,
+    /// Where the clip begins (pre-roll included), once it has one.
+    clip_start: Option<String>,
+    clip_bytes: Option<u64>,
     clip_url: Option<String>,
     thumbnail_url: Option<String>,
 }
@@ -488,6 +494,8 @@ async fn list_events(
             end: e.end_ms.map(rfc3339),
             score: (e.peak_score * 1000.0).round() / 1000.0,
             zones: serde_json::from_str(&e.zones_json).unwrap_or_default(),
+            clip_start: e.clip_start_ms.map(rfc3339),
+            clip_bytes: e.clip_bytes,
             clip_url: e.clip_path.as_ref().map(|_| format!("/api/events/{}/clip", e.id)),
             thumbnail_url: e.thumb_path.as_ref().map(|_| format!("/api/events/{}/thumbnail", e.id)),
         })

@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{free_port, Proc};
+use super::{poll, Proc};
 
 /// moto accepts any credentials; these are what the tests hand the client.
 pub const ACCESS_KEY: &str = "AKIAHOMEHUBTEST00001";
@@ -88,20 +88,21 @@ pub struct S3 {
 }
 
 impl S3 {
-    /// Starts moto and the recording proxy; returns once moto answers.
+    /// Starts moto on a port of its choosing and the recording proxy; returns once moto
+    /// answers.
     pub fn start() -> S3 {
         let venv = venv_dir();
         let moto_server = venv.join("bin/moto_server");
         let tmp = tempfile::tempdir().unwrap();
         let log = tmp.path().join("moto.log");
-        let moto_port = free_port();
         let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(&moto_server);
-        cmd.args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
+        // Port 0: werkzeug binds any free port and says which on stderr.
+        cmd.args(["-H", "127.0.0.1", "-p", "0"])
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
-            .stderr(out);
+            .stderr(Stdio::piped());
         // Should the test process die without dropping S3 (killed, aborted), moto goes
         // with it. (The signal follows the exit of the thread that started moto, so an
         // S3 must not be started on a short-lived helper thread.)
@@ -111,21 +112,29 @@ impl S3 {
                 Ok(())
             });
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", moto_server.display()));
-        let mut moto = Proc { child, name: format!("moto_server:{moto_port}") };
-
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", moto_server.display()));
+        let bound = moto_port_line(child.stderr.take().unwrap(), out);
+        let mut moto = Proc { child, name: "moto_server".into() };
+        let started = Instant::now();
+        let moto_port = match bound.recv_timeout(Duration::from_secs(40)) {
+            Ok(port) => port,
+            Err(_) => {
+                let st = poll(Duration::from_secs(2), || moto.child.try_wait().unwrap());
+                let why = st.map_or("did not say which port it bound within 40 s".into(), |st| format!("exited at start ({st})"));
+                panic!("moto_server {why}; its output:\n{}", read_tail(&log));
+            }
+        };
+        moto.name = format!("moto_server:{moto_port}");
+        // Listening, but its first answer can take a moment (backends load on first use).
+        let left = Duration::from_secs(40).saturating_sub(started.elapsed());
+        let answered = poll(left, || {
             if let Some(st) = moto.child.try_wait().unwrap() {
                 panic!("moto_server exited at start ({st}); its output:\n{}", read_tail(&log));
             }
-            if let Ok((200, _, _)) = http(moto_port, "GET", "/", &[], b"", Duration::from_secs(2)) {
-                break;
-            }
-            if Instant::now() > deadline {
-                panic!("moto_server not answering on 127.0.0.1:{moto_port} within 40 s; its output:\n{}", read_tail(&log));
-            }
-            std::thread::sleep(Duration::from_millis(100));
+            matches!(http(moto_port, "GET", "/", &[], b"", Duration::from_secs(2)), Ok((200, _, _))).then_some(())
+        });
+        if answered.is_none() {
+            panic!("moto_server not answering on 127.0.0.1:{moto_port} within 40 s; its output:\n{}", read_tail(&log));
         }
 
         let (listener, port) = bind_proxy_port();
@@ -366,6 +375,26 @@ fn venv_dir() -> PathBuf {
     dir
 }
 
+/// Copies moto's stderr into its log, and hands on the port from werkzeug's
+/// ` * Running on http://127.0.0.1:PORT` line.
+fn moto_port_line(stderr: std::process::ChildStderr, mut log: std::fs::File) -> std::sync::mpsc::Receiver<u16> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        const AT: &str = "Running on http://127.0.0.1:";
+        for line in std::io::BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+            let _ = writeln!(log, "{line}");
+            if let Some(rest) = line.split_once(AT).map(|(_, r)| r) {
+                let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+                if let Ok(port) = digits.parse::<u16>() {
+                    let _ = tx.send(port);
+                }
+            }
+        }
+    });
+    rx
+}
+
 fn read_tail(path: &Path) -> String {
     let s = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = s.lines().collect();
@@ -439,6 +468,8 @@ impl Proxy {
                 }
             };
             if !accepted {
+                // The idle tick of a non-blocking accept loop (refuse() must be able to take
+                // the listener away): not a test waiting on anything.
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
@@ -454,18 +485,12 @@ impl Proxy {
                 c.cut();
             }
         } else if guard.is_none() {
-            let deadline = Instant::now() + Duration::from_secs(10);
             // std sets SO_REUSEADDR on listeners, so TIME_WAIT leftovers do not block this.
-            let l = loop {
-                match TcpListener::bind(("127.0.0.1", self.port)) {
-                    Ok(l) => break l,
-                    Err(e) if Instant::now() < deadline => {
-                        let _ = e;
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    Err(e) => panic!("S3 proxy: cannot listen again on 127.0.0.1:{}: {e}", self.port),
-                }
-            };
+            let mut last = None;
+            let l = super::poll_every(Duration::from_millis(50), Duration::from_secs(10), || {
+                TcpListener::bind(("127.0.0.1", self.port)).map_err(|e| last = Some(e)).ok()
+            })
+            .unwrap_or_else(|| panic!("S3 proxy: cannot listen again on 127.0.0.1:{}: {last:?}", self.port));
             l.set_nonblocking(true).unwrap();
             *guard = Some(l);
         }
@@ -523,7 +548,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, record: &Mutex<Vec<u8>>) {
 static RESERVED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
 
 /// Binds the proxy on a port outside the kernel's ephemeral range, so that while it is
-/// closed (refusing) no outgoing connection or `free_port()` can be handed that port and
+/// closed (refusing) no outgoing connection or port-0 listener can be handed that port and
 /// block listening again.
 fn bind_proxy_port() -> (TcpListener, u16) {
     let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
