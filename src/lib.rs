@@ -11,10 +11,13 @@
 //! - [`motion`]: the motion detector on small grey frames; pure, no I/O.
 //! - [`recorder`]: turns closed segment files into rows (files before rows), recovery
 //!   after a crash, retention.
-//! - [`web`]: HTTPS server, sessions, the JSON API.
-//! - [`hub`]: start-up and ordered tear-down of all of the above; the shutdown signal.
+//! - [`web`]: HTTPS server, sessions, the JSON API and `/metrics`; it reads the other
+//!   subsystems through narrow ports and nothing reaches back into it.
+//! - [`hub`]: `run(cfg, shutdown, ready)`: start-up and ordered tear-down of all of the
+//!   above, every thread and task joined before it returns.
 //! - [`cloud`]: what may leave the LAN, and only as ciphertext: owner keys, padding,
-//!   age encryption (the relay to a bucket comes with the cloud issue).
+//!   age encryption, the bucket, the persistent upload queue and its relay task, the
+//!   encrypted index and `cloud list/get`.
 //! - [`mqtt`]: the broker edge: an authorising front end (TLS, topic grants, CONNACK
 //!   codes, revocation) before an embedded rumqttd on loopback.
 //! - [`devices`]: broker logins and grants, pairing, paired devices, Home Assistant discovery.

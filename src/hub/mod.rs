@@ -1,16 +1,18 @@
 //! Start-up and ordered tear-down of the hub, in one readable function: [`run`].
 //!
-//! Owns: the order things start and stop in, the one shutdown signal every task
+//! Owns: the order things start and stop in, the one [`Shutdown`] every thread and task
 //! listens to, and the readiness notice to systemd. May not touch: SQL, GStreamer
-//! elements, HTTP details; it wires the subsystems together and nothing more.
+//! elements, HTTP details, signals (the caller passes `shutdown`: `homehub serve` the
+//! first SIGTERM/SIGINT, a test any future); it wires the subsystems together.
 //!
 //! Start: data dir and lock → database → TLS → web and MQTT listeners (fail fast if a
-//! port is taken) → recovery of half-written segments → recorder → events → cameras
-//! (config and paired) → devices (the hub's broker client) → mDNS → web → READY=1. The cloud
-//! relay (when configured) starts before the events thread, which feeds it.
-//! Stop (first SIGTERM/SIGINT): mDNS goodbye → web, broker front end and devices stop →
-//! cameras finish their segments → events and recorder drain → database closes. A
-//! second signal exits at once.
+//! port is taken) → recovery of half-written segments and open events → recorder →
+//! cloud relay (when configured) → events → cameras (config and paired) → devices (the
+//! hub's broker client) → mDNS → web → READY=1.
+//! Stop (`shutdown` resolved): STOPPING=1 → web → mDNS goodbye → devices and the broker
+//! edge → cameras finish their segments → events and recorder drain → relay → the
+//! database is checkpointed and closed. `run` returns only after every thread and task
+//! it started has been joined (rumqttd's, which cannot be stopped, aside).
 
 mod fleet;
 

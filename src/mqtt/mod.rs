@@ -10,7 +10,9 @@
 //! - [`front`]/[`login`]/[`relay`]: the listeners on `mqtt.listen_tls` / `mqtt.listen_plain`,
 //!   the login of each client through an [`Authenticator`], and the packet-by-packet relay;
 //! - [`acl`]: which topics a login may publish and subscribe to (pure);
-//! - revocation ([`Mqtt::revoke`]) and the counters ([`Mqtt::stats`]).
+//! - revocation ([`Mqtt::revoke`]) and the counters ([`Mqtt::stats`]);
+//! - stopping: listeners and every connection task end on the hub's `Shutdown`, and
+//!   [`Mqtt::stopped`] waits for them (the embedded rumqttd itself cannot be stopped).
 //!
 //! Invariants:
 //! - Only the front end faces the network. rumqttd listens on loopback only and requires
@@ -71,15 +73,17 @@ pub enum Refusal {
     NotAuthorized,
 }
 
-/// Decides who may log in. Implemented by the hub on top of the store.
-///
-/// The front end checks the rest itself: MQTT 3.1.1 only, a client id of 1–256 bytes, a
-/// username present (anonymous logins get 0x05 without a call, so `username` is `Some`
-/// today), the returned identity not being the broker's internal login, and the will
-/// topic being inside the publish grants. Calls taking over 10 s count as `Unavailable`.
 /// What [`Authenticator::authenticate`] returns.
 pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = std::result::Result<Identity, Refusal>> + Send + 'a>>;
 
+/// Decides who may log in and with which grants. The hub's is `devices::auth::HubAuth`,
+/// on top of the store; tests bring their own.
+///
+/// The front end checks the rest itself: the peer is on the home network (unless
+/// `allow_public_clients`), MQTT 3.1.1 only, a client id of 1–256 bytes, a username
+/// present (anonymous logins get 0x05 without a call, so `username` is `Some` today), the
+/// returned identity not being the broker's internal login, and the will topic being
+/// inside the publish grants. Calls taking over 10 s count as `Unavailable`.
 pub trait Authenticator: Send + Sync + 'static {
     /// Called once per CONNECT, after the codec parsed it. username/password None when absent.
     fn authenticate<'a>(
