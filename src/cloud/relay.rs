@@ -25,7 +25,7 @@ use crate::config;
 use crate::error::{Error, ErrorKind, Result, blocking};
 use crate::events;
 use crate::shutdown::Shutdown;
-use crate::store::{NewUpload, QueueStatus, Store, Upload, UploadKind};
+use crate::store::{NewUpload, Payload, QueueStatus, Store, Upload, UploadKind};
 
 /// Piece files wait here (relative to the data dir) until they are up.
 pub const PIECES_DIR: &str = "cloud/pieces";
@@ -277,18 +277,17 @@ impl Relay {
 
     async fn upload(&self, job: &Upload) -> Result<u64> {
         let at = self.remote.object(&self.hub_id, &job.object);
-        match job.kind {
-            UploadKind::Index => {
-                let body = job.body.clone().unwrap_or_default();
+        match &job.payload {
+            Payload::Index { body } => {
+                let body = body.clone();
                 let recipients = self.recipients.clone();
                 let sealed = blocking("sealing an index entry", move || seal_index(&recipients, body.trim_end().as_bytes())).await??;
                 let n = sealed.len() as u64;
                 self.remote.put_bytes(&at, sealed).await?;
                 Ok(n)
             }
-            UploadKind::Clip | UploadKind::Piece => {
-                let rel = job.path.clone().unwrap_or_default();
-                let src = self.data_dir.join(&rel);
+            Payload::File { path } => {
+                let src = self.data_dir.join(path);
                 if !src.exists() {
                     return Err(Error::not_found(format!("{} was deleted before it was uploaded", src.display())));
                 }
@@ -332,7 +331,7 @@ impl Relay {
                     return;
                 }
                 if kind == UploadKind::Piece
-                    && let Some(rel) = &job.path
+                    && let Payload::File { path: rel } = &job.payload
                 {
                     let _ = std::fs::remove_file(self.data_dir.join(rel));
                 }

@@ -12,7 +12,9 @@ use rusqlite::{OptionalExtension, params};
 use super::{Db, db_err};
 use crate::error::{Error, Result};
 
-/// What a row uploads.
+/// What a row uploads. The kind decides the [`Payload`]: a clip or a piece is a file
+/// ([`Payload::File`]), an index entry is lines held in the row ([`Payload::Index`]);
+/// reading a row checks that they agree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadKind {
     /// An event's full clip (a file under the data dir, kept after upload).
@@ -54,14 +56,41 @@ pub struct NewUpload {
     pub index_body: String,
 }
 
+/// What an upload sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// A clip or a piece: a file, relative to the data dir.
+    File { path: String },
+    /// JSON lines of the index, held in the row.
+    Index { body: String },
+}
+
+impl Payload {
+    /// The kind and payload of queue row `id` from its `kind`, `path` and `body` columns:
+    /// a clip or a piece has a path and no body, an index entry a body and no path.
+    /// Anything else is a corrupt row, refused with its id.
+    fn decode(id: i64, kind: &str, path: Option<String>, body: Option<String>) -> Result<(UploadKind, Payload)> {
+        let corrupt = |what: String| Error::internal(format!("database: upload queue row {id} is corrupt: {what}"));
+        let kind = UploadKind::parse(kind).ok_or_else(|| corrupt(format!("unknown kind {kind:?}")))?;
+        match (kind, path, body) {
+            (UploadKind::Clip | UploadKind::Piece, Some(path), None) => Ok((kind, Payload::File { path })),
+            (UploadKind::Index, None, Some(body)) => Ok((kind, Payload::Index { body })),
+            (kind, path, body) => {
+                let has = |v: &Option<String>| if v.is_some() { "a" } else { "no" };
+                Err(corrupt(format!("kind {} with {} path and {} body", kind.as_str(), has(&path), has(&body))))
+            }
+        }
+    }
+}
+
 /// A row due for upload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Upload {
     pub id: i64,
     pub object: String,
     pub kind: UploadKind,
-    pub path: Option<String>,
-    pub body: Option<String>,
+    /// Always the one `kind` calls for.
+    pub payload: Payload,
     pub event_id: Option<i64>,
     pub bytes: u64,
     pub attempts: i64,
@@ -106,31 +135,24 @@ impl Db {
 
     /// The next row to upload at `now_ms`: small ones (pieces and index entries, which
     /// matter most while an event goes on) before full clips, oldest first. An index row
-    /// is due only once the object it describes is up.
+    /// is due only once the object it describes is up. A corrupt row (see
+    /// [`Payload`]) is an error naming it.
     pub fn cloud_next(&mut self, now_ms: i64) -> Result<Option<Upload>> {
-        self.conn
+        let row: Option<(i64, String, String, Option<String>, Option<String>, Option<i64>, i64, i64)> = self
+            .conn
             .query_row(
                 "SELECT q.id, q.object, q.kind, q.path, q.body, q.event_id, q.bytes, q.attempts FROM cloud_queue q
                  WHERE q.done_ms IS NULL AND q.failed = 0 AND q.next_ms <= ?1
                    AND (q.after IS NULL OR EXISTS (SELECT 1 FROM cloud_queue a WHERE a.id = q.after AND a.done_ms IS NOT NULL))
                  ORDER BY q.kind = 'clip', q.id LIMIT 1",
                 params![now_ms],
-                |r| {
-                    let kind: String = r.get(2)?;
-                    Ok(Upload {
-                        id: r.get(0)?,
-                        object: r.get(1)?,
-                        kind: UploadKind::parse(&kind).unwrap_or(UploadKind::Index),
-                        path: r.get(3)?,
-                        body: r.get(4)?,
-                        event_id: r.get(5)?,
-                        bytes: r.get::<_, i64>(6)? as u64,
-                        attempts: r.get(7)?,
-                    })
-                },
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
             )
             .optional()
-            .map_err(db_err("reading the upload queue"))
+            .map_err(db_err("reading the upload queue"))?;
+        let Some((id, object, kind, path, body, event_id, bytes, attempts)) = row else { return Ok(None) };
+        let (kind, payload) = Payload::decode(id, &kind, path, body)?;
+        Ok(Some(Upload { id, object, kind, payload, event_id, bytes: bytes as u64, attempts }))
     }
 
     /// When the earliest row waiting for a retry is due, if any.
@@ -313,13 +335,33 @@ mod tests {
         db.cloud_done(piece, 101).unwrap();
         let next = db.cloud_next(102).unwrap().unwrap();
         assert_eq!(next.kind, UploadKind::Index);
-        assert_eq!(next.body.as_deref(), Some("{\"id\":\"2\"}\n"));
+        assert_eq!(next.payload, Payload::Index { body: "{\"id\":\"2\"}\n".into() });
         db.cloud_done(next.id, 103).unwrap();
         let next = db.cloud_next(104).unwrap().unwrap();
         assert_eq!(next.id, clip);
         let st = db.cloud_status().unwrap();
         assert_eq!((st.pending, st.bytes_pending, st.uploaded), (2, 1000 + 11, 2));
         assert_eq!(st.last_success_ms, Some(103));
+    }
+
+    #[test]
+    fn the_kind_decides_the_payload_and_a_corrupt_row_is_refused_by_its_id() {
+        let mut db = Db::open_in_memory_at(LATEST_VERSION);
+        let piece = db.cloud_enqueue(&upload(2, UploadKind::Piece, 8), 11).unwrap();
+        let next = db.cloud_next(100).unwrap().unwrap();
+        assert_eq!((next.id, next.payload), (piece, Payload::File { path: "clips/1/2.mp4".into() }));
+        for (path, body) in [(None, None), (Some("clips/1/2.mp4"), Some("{}")), (None, Some("{}"))] {
+            db.conn.execute("UPDATE cloud_queue SET path = ?2, body = ?3 WHERE id = ?1", params![piece, path, body]).unwrap();
+            let e = db.cloud_next(100).unwrap_err();
+            assert!(e.to_string().contains(&format!("row {piece} is corrupt")), "{e}");
+        }
+        db.conn.execute("UPDATE cloud_queue SET path = 'clips/1/2.mp4', body = NULL WHERE id = ?1", params![piece]).unwrap();
+        db.cloud_done(piece, 101).unwrap();
+        let index = db.cloud_next(102).unwrap().unwrap();
+        assert_eq!((index.kind, index.payload), (UploadKind::Index, Payload::Index { body: "{\"id\":\"2\"}\n".into() }));
+        db.conn.execute("UPDATE cloud_queue SET path = 'clips/1/2.mp4' WHERE id = ?1", params![index.id]).unwrap();
+        let e = db.cloud_next(102).unwrap_err();
+        assert!(e.to_string().contains(&format!("row {} is corrupt: kind index with a path and a body", index.id)), "{e}");
     }
 
     #[test]

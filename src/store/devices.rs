@@ -1,4 +1,4 @@
-//! Rows of paired devices, broker users, pairing requests and the audit trail.
+//! Rows of paired devices, broker users and pairing requests.
 //!
 //! Secrets never arrive here in the clear: callers hand in SHA-256 digests of the
 //! random passwords they issued (high-entropy secrets need no slow hash).
@@ -77,15 +77,6 @@ pub struct MqttUserRow {
     pub name: String,
     pub password_hash: Vec<u8>,
     pub read_only: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditRow {
-    pub id: i64,
-    pub at_ms: i64,
-    pub actor: String,
-    pub action: String,
-    pub detail: String,
 }
 
 /// What a wrong setup code did.
@@ -370,21 +361,6 @@ impl Db {
     pub fn delete_mqtt_user(&mut self, name: &str) -> Result<bool> {
         let n = self.conn.execute("DELETE FROM mqtt_users WHERE name = ?1", params![name]).map_err(db_err("deleting broker user"))?;
         Ok(n > 0)
-    }
-
-    // ---- audit ----
-
-    pub fn audit_entries(&mut self, limit: u32) -> Result<Vec<AuditRow>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT id, at_ms, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?1")
-            .map_err(db_err("listing audit"))?;
-        let rows = st
-            .query_map(params![limit], |r| {
-                Ok(AuditRow { id: r.get(0)?, at_ms: r.get(1)?, actor: r.get(2)?, action: r.get(3)?, detail: r.get(4)? })
-            })
-            .map_err(db_err("listing audit"))?;
-        rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing audit"))
     }
 }
 
