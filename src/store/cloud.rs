@@ -135,9 +135,25 @@ impl Db {
 
     /// The next row to upload at `now_ms`: small ones (pieces and index entries, which
     /// matter most while an event goes on) before full clips, oldest first. An index row
-    /// is due only once the object it describes is up. A corrupt row (see
-    /// [`Payload`]) is an error naming it.
+    /// is due only once the object it describes is up. A corrupt row (see [`Payload`])
+    /// must not hold up the rows behind it: it is given up (with its index row), logged
+    /// with its id, and the next row is looked at.
     pub fn cloud_next(&mut self, now_ms: i64) -> Result<Option<Upload>> {
+        loop {
+            let Some(due) = self.cloud_next_row(now_ms)? else { return Ok(None) };
+            match due {
+                Ok(upload) => return Ok(Some(upload)),
+                Err((id, e)) => {
+                    tracing::error!(row = id, error = %e, "upload queue: giving up a corrupt row");
+                    self.cloud_give_up(id, &e.to_string())?;
+                }
+            }
+        }
+    }
+
+    /// The first due row, decoded, or its id and why it cannot be.
+    #[allow(clippy::type_complexity)]
+    fn cloud_next_row(&mut self, now_ms: i64) -> Result<Option<std::result::Result<Upload, (i64, Error)>>> {
         let row: Option<(i64, String, String, Option<String>, Option<String>, Option<i64>, i64, i64)> = self
             .conn
             .query_row(
@@ -151,8 +167,10 @@ impl Db {
             .optional()
             .map_err(db_err("reading the upload queue"))?;
         let Some((id, object, kind, path, body, event_id, bytes, attempts)) = row else { return Ok(None) };
-        let (kind, payload) = Payload::decode(id, &kind, path, body)?;
-        Ok(Some(Upload { id, object, kind, payload, event_id, bytes: bytes as u64, attempts }))
+        Ok(Some(match Payload::decode(id, &kind, path, body) {
+            Ok((kind, payload)) => Ok(Upload { id, object, kind, payload, event_id, bytes: bytes as u64, attempts }),
+            Err(e) => Err((id, e)),
+        }))
     }
 
     /// When the earliest row waiting for a retry is due, if any.
@@ -184,10 +202,7 @@ impl Db {
     pub fn cloud_give_up(&mut self, id: i64, error: &str) -> Result<()> {
         self.in_savepoint(|db| {
             db.conn
-                .execute(
-                    "UPDATE cloud_queue SET failed = 1, last_error = ?2 WHERE id = ?1 OR after = ?1",
-                    params![id, error],
-                )
+                .execute("UPDATE cloud_queue SET failed = 1, last_error = ?2 WHERE id = ?1 OR after = ?1", params![id, error])
                 .map_err(db_err("giving up an upload"))?;
             Ok(())
         })
@@ -351,17 +366,21 @@ mod tests {
         let next = db.cloud_next(100).unwrap().unwrap();
         assert_eq!((next.id, next.payload), (piece, Payload::File { path: "clips/1/2.mp4".into() }));
         for (path, body) in [(None, None), (Some("clips/1/2.mp4"), Some("{}")), (None, Some("{}"))] {
-            db.conn.execute("UPDATE cloud_queue SET path = ?2, body = ?3 WHERE id = ?1", params![piece, path, body]).unwrap();
-            let e = db.cloud_next(100).unwrap_err();
+            let e = Payload::decode(piece, "piece", path.map(str::to_string), body.map(str::to_string)).unwrap_err();
             assert!(e.to_string().contains(&format!("row {piece} is corrupt")), "{e}");
         }
-        db.conn.execute("UPDATE cloud_queue SET path = 'clips/1/2.mp4', body = NULL WHERE id = ?1", params![piece]).unwrap();
         db.cloud_done(piece, 101).unwrap();
         let index = db.cloud_next(102).unwrap().unwrap();
         assert_eq!((index.kind, index.payload), (UploadKind::Index, Payload::Index { body: "{\"id\":\"2\"}\n".into() }));
+        // A corrupt row is given up, naming itself, and does not hold up the next one.
+        let clip = db.cloud_enqueue(&upload(3, UploadKind::Clip, 9), 12).unwrap();
         db.conn.execute("UPDATE cloud_queue SET path = 'clips/1/2.mp4' WHERE id = ?1", params![index.id]).unwrap();
-        let e = db.cloud_next(102).unwrap_err();
-        assert!(e.to_string().contains(&format!("row {} is corrupt: kind index with a path and a body", index.id)), "{e}");
+        let next = db.cloud_next(102).unwrap().unwrap();
+        assert_eq!(next.id, clip, "the queue goes on past the corrupt row");
+        let st = db.cloud_status().unwrap();
+        assert_eq!(st.failed, 1);
+        let e = st.last_error.unwrap_or_default();
+        assert!(e.contains(&format!("row {} is corrupt: kind index with a path and a body", index.id)), "{e}");
     }
 
     #[test]
@@ -395,8 +414,14 @@ mod tests {
         let mut db = Db::open_in_memory_at(LATEST_VERSION);
         let cam = db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())], 0).unwrap()[0].id;
         let ev = db.insert_event(cam, 5).unwrap();
-        db.finish_event(&FinishedEvent { id: ev, end_ms: 20, clip_path: Some("c1.mp4".into()), clip_bytes: Some(100), ..Default::default() })
-            .unwrap();
+        db.finish_event(&FinishedEvent {
+            id: ev,
+            end_ms: 20,
+            clip_path: Some("c1.mp4".into()),
+            clip_bytes: Some(100),
+            ..Default::default()
+        })
+        .unwrap();
         let q = db.cloud_enqueue(&NewUpload { path: "c1.mp4".into(), ..upload(1, UploadKind::Clip, ev) }, 30).unwrap();
         assert_eq!(db.cloud_unqueued_clips(0).unwrap(), Vec::<i64>::new());
         // Past its age and over the size limit, but still queued: kept.
@@ -408,8 +433,14 @@ mod tests {
         assert!(st.last_error.unwrap().contains("disk was full"));
         // Once uploaded, a clip is ordinary media again.
         let ev2 = db.insert_event(cam, 40).unwrap();
-        db.finish_event(&FinishedEvent { id: ev2, end_ms: 50, clip_path: Some("c2.mp4".into()), clip_bytes: Some(100), ..Default::default() })
-            .unwrap();
+        db.finish_event(&FinishedEvent {
+            id: ev2,
+            end_ms: 50,
+            clip_path: Some("c2.mp4".into()),
+            clip_bytes: Some(100),
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(db.cloud_unqueued_clips(0).unwrap(), [ev2]);
         assert_eq!(db.cloud_unqueued_clips(41).unwrap(), Vec::<i64>::new(), "events before the relay began are not sent");
         let q2 = db.cloud_enqueue(&upload(2, UploadKind::Clip, ev2), 60).unwrap();
