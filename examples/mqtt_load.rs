@@ -23,10 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use rand::Rng;
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS,
-    SubscribeReasonCode,
-};
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, SubscribeReasonCode};
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
@@ -126,10 +123,7 @@ struct Device {
 type Failure = String;
 
 fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos() as u64
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos() as u64
 }
 
 fn options(client_id: &str, args: &Args, login: Option<(&str, &str)>) -> MqttOptions {
@@ -233,12 +227,7 @@ async fn device(
                 let _ = client.disconnect().await;
                 return;
             }
-            Cmd::Steady {
-                start,
-                count,
-                period,
-                devices,
-            } => {
+            Cmd::Steady { start, count, period, devices } => {
                 let offset = period.mul_f64(f64::from(idx - 1) / f64::from(devices));
                 (STEADY, count, Some((start + offset, period)))
             }
@@ -250,10 +239,7 @@ async fn device(
             }
             seq += 1;
             let body = payload(idx, ph, seq, args.payload, started, rssi);
-            if let Err(e) = client
-                .publish(&topic, QoS::AtLeastOnce, args.retain, body)
-                .await
-            {
+            if let Err(e) = client.publish(&topic, QoS::AtLeastOnce, args.retain, body).await {
                 let _ = failures.send(format!("{}: publish failed: {e}", dev.username));
                 return;
             }
@@ -270,19 +256,13 @@ fn start_subscriber(
     failures: mpsc::UnboundedSender<Failure>,
 ) {
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         rt.block_on(async move {
             let login = match (&args.watch_user, &args.watch_pass) {
                 (Some(u), Some(p)) => Some((u.as_str(), p.as_str())),
                 _ => None,
             };
-            let id = args
-                .watch_user
-                .clone()
-                .unwrap_or_else(|| "bench-watch".into());
+            let id = args.watch_user.clone().unwrap_or_else(|| "bench-watch".into());
             let mut opts = options(&id, &args, login);
             opts.set_max_packet_size(1 << 20, 1 << 20);
             opts.set_request_channel_capacity(1024);
@@ -292,10 +272,7 @@ fn start_subscriber(
                 let _ = ready.send(Err(e));
                 return;
             }
-            if let Err(e) = client
-                .subscribe("homehub/dev/+/state", QoS::AtLeastOnce)
-                .await
-            {
+            if let Err(e) = client.subscribe("homehub/dev/+/state", QoS::AtLeastOnce).await {
                 let _ = ready.send(Err(format!("subscriber: subscribe: {e}")));
                 return;
             }
@@ -314,10 +291,7 @@ fn start_subscriber(
                 };
                 match ev {
                     Event::Incoming(Packet::SubAck(ack)) => {
-                        let ok = matches!(
-                            ack.return_codes.as_slice(),
-                            [SubscribeReasonCode::Success(_)]
-                        );
+                        let ok = matches!(ack.return_codes.as_slice(), [SubscribeReasonCode::Success(_)]);
                         let r = ready.take().expect("one subscription");
                         if !ok {
                             let _ = r.send(Err(format!(
@@ -332,8 +306,7 @@ fn start_subscriber(
                         let at = now_ns();
                         let now = Instant::now();
                         let Ok(s) = serde_json::from_slice::<State>(&p.payload) else {
-                            let _ = failures
-                                .send(format!("subscriber: unreadable payload on {}", p.topic));
+                            let _ = failures.send(format!("subscriber: unreadable payload on {}", p.topic));
                             continue;
                         };
                         let mut seen = seen.lock().expect("not poisoned");
@@ -371,15 +344,9 @@ fn read_creds(path: &str) -> Result<Vec<Device>, Failure> {
         let mut w = line.split_whitespace();
         match (w.next(), w.next(), w.next()) {
             (None, _, _) => continue,
-            (Some(u), Some(p), None) => out.push(Device {
-                username: u.into(),
-                password: Some(p.into()),
-            }),
+            (Some(u), Some(p), None) => out.push(Device { username: u.into(), password: Some(p.into()) }),
             _ => {
-                return Err(format!(
-                    "--creds {path}:{}: expected `username password`",
-                    n + 1
-                ));
+                return Err(format!("--creds {path}:{}: expected `username password`", n + 1));
             }
         }
     }
@@ -453,12 +420,7 @@ async fn main() -> ExitCode {
 async fn run(args: Arc<Args>) -> Result<usize, Failure> {
     let devices: Vec<Device> = match (&args.creds, args.devices) {
         (Some(path), _) => read_creds(path)?,
-        (None, Some(n)) if n > 0 => (1..=n)
-            .map(|i| Device {
-                username: format!("bench-{i}"),
-                password: None,
-            })
-            .collect(),
+        (None, Some(n)) if n > 0 => (1..=n).map(|i| Device { username: format!("bench-{i}"), password: None }).collect(),
         _ => return Err("give --creds FILE or --devices N".into()),
     };
     let n = devices.len();
@@ -481,15 +443,7 @@ async fn run(args: Arc<Args>) -> Result<usize, Failure> {
     let acks = Arc::new(Acks::default());
     let t0 = Instant::now();
     for (i, d) in devices.into_iter().enumerate() {
-        tokio::spawn(device(
-            i as u32 + 1,
-            d,
-            args.clone(),
-            cmd_rx.clone(),
-            conn_tx.clone(),
-            fail_tx.clone(),
-            acks.clone(),
-        ));
+        tokio::spawn(device(i as u32 + 1, d, args.clone(), cmd_rx.clone(), conn_tx.clone(), fail_tx.clone(), acks.clone()));
     }
     drop(conn_tx);
     let mut connect_ns = Vec::with_capacity(n);
@@ -501,24 +455,12 @@ async fn run(args: Arc<Args>) -> Result<usize, Failure> {
         }
     }
     let connect_secs = t0.elapsed().as_secs_f64();
-    line(
-        &args,
-        "connect",
-        n,
-        n as u64,
-        connect_ns.len() as u64,
-        connect_secs,
-        connect_ns,
-        serde_json::json!({}),
-    );
+    line(&args, "connect", n, n as u64, connect_ns.len() as u64, connect_secs, connect_ns, serde_json::json!({}));
     if !refused.is_empty() {
         for e in refused.iter().take(10) {
             eprintln!("mqtt_load: {e}");
         }
-        return Err(format!(
-            "{} of {n} devices could not connect",
-            refused.len()
-        ));
+        return Err(format!("{} of {n} devices could not connect", refused.len()));
     }
 
     let mut failures = 0usize;
@@ -543,12 +485,7 @@ async fn run(args: Arc<Args>) -> Result<usize, Failure> {
         let acked_before = acks.count.load(Ordering::Relaxed);
         let sent = count * n as u64;
         let (began, scheduled_end) = if ph == STEADY {
-            cmd_tx.send_replace(Cmd::Steady {
-                start,
-                count,
-                period,
-                devices: n as u32,
-            });
+            cmd_tx.send_replace(Cmd::Steady { start, count, period, devices: n as u32 });
             (start, start + period.mul_f64(count as f64))
         } else {
             let b = Instant::now();
@@ -569,9 +506,7 @@ async fn run(args: Arc<Args>) -> Result<usize, Failure> {
             }
             if (a, r) != (last.0, last.1) {
                 last = (a, r, Instant::now());
-            } else if Instant::now() > scheduled_end
-                && last.2.elapsed() > Duration::from_secs(args.drain_secs)
-            {
+            } else if Instant::now() > scheduled_end && last.2.elapsed() > Duration::from_secs(args.drain_secs) {
                 eprintln!(
                     "mqtt_load: {name}: stopped waiting: {a} of {sent} acknowledged, {r} delivered, nothing new for {} s",
                     args.drain_secs
@@ -587,16 +522,8 @@ async fn run(args: Arc<Args>) -> Result<usize, Failure> {
         };
         let a = acks.count.load(Ordering::Relaxed) - acked_before;
         // The rate the broker took messages in (PUBACKs), beside the rate it delivered them.
-        let ack_secs = acks
-            .last_ns
-            .load(Ordering::Relaxed)
-            .saturating_sub(began_ns) as f64
-            / 1e9;
-        let acked_per_s = if ack_secs > 0.0 {
-            round(a as f64 / ack_secs, 1)
-        } else {
-            0.0
-        };
+        let ack_secs = acks.last_ns.load(Ordering::Relaxed).saturating_sub(began_ns) as f64 / 1e9;
+        let acked_per_s = if ack_secs > 0.0 { round(a as f64 / ack_secs, 1) } else { 0.0 };
         line(
             &args,
             name,

@@ -11,10 +11,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "--threads") {
         // The same count `encrypt_stream` uses.
-        println!(
-            "{}",
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        );
+        println!("{}", std::thread::available_parallelism().map_or(1, |n| n.get()));
         return;
     }
     if args.len() < 3 {
@@ -23,15 +20,9 @@ fn main() {
     }
     let run = || -> homehub::Result<u64> {
         let recipients = homehub::cloud::keys::parse_recipients(&args[2..])?;
-        let input = File::open(&args[0])
-            .map_err(|e| homehub::Error::invalid(format!("{}: {e}", args[0])))?;
-        let output = File::create(&args[1])
-            .map_err(|e| homehub::Error::invalid(format!("{}: {e}", args[1])))?;
-        homehub::cloud::seal::encrypt_stream(
-            &recipients,
-            BufReader::new(input),
-            BufWriter::new(output),
-        )
+        let input = File::open(&args[0]).map_err(|e| homehub::Error::invalid(format!("{}: {e}", args[0])))?;
+        let output = File::create(&args[1]).map_err(|e| homehub::Error::invalid(format!("{}: {e}", args[1])))?;
+        homehub::cloud::seal::encrypt_stream(&recipients, BufReader::new(input), BufWriter::new(output))
     };
     match run() {
         Ok(n) => eprintln!("sealed {n} bytes"),

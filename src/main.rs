@@ -189,7 +189,9 @@ fn run(args: Args) -> Result<i32, Error> {
             Ok(0)
         }
         Cmd::Demo { cameras, data_dir, listen } => {
-            listen.parse::<std::net::SocketAddr>().map_err(|_| Error::invalid(format!("--listen: expected ADDRESS:PORT, got {listen:?}")))?;
+            listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| Error::invalid(format!("--listen: expected ADDRESS:PORT, got {listen:?}")))?;
             cli::demo(cli::DemoArgs { cameras, data_dir, listen })?;
             Ok(0)
         }

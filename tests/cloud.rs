@@ -200,7 +200,10 @@ fn only_ciphertext_leaves_and_the_owner_reads_it_without_the_hub() {
     let cams = format!("[[camera]]\nname = \"{CAM_NAME}\"\nurl = \"rtsp://127.0.0.1:{}/main\"\n", a.port);
     let mut hub = Hub::start(
         tmp.path(),
-        &format!("[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = 3\npost_roll_seconds = 3\n{cams}{}", cloud_toml(&s3, &recipient)),
+        &format!(
+            "[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = 3\npost_roll_seconds = 3\n{cams}{}",
+            cloud_toml(&s3, &recipient)
+        ),
     );
     hub.add_user(OWNER, "owner", PASSWORD);
     let cookie = hub.login(OWNER, PASSWORD).1.unwrap().0;
@@ -210,12 +213,27 @@ fn only_ciphertext_leaves_and_the_owner_reads_it_without_the_hub() {
     // A paired camera whose name, model and Wi-Fi network are all canaries too.
     let hub_addr = format!("127.0.0.1:{}", hub.mqtt_tls);
     let fp = hub.fingerprint.clone();
-    let (_b, lines) = camsim_lines(
-        &[
-            "--pair", "--hub", &hub_addr, "--hub-fp", &fp, "--hub-id", &id, "--device-id", "cam-canary", "--setup-code", CODE,
-            "--name", PAIRED_NAME, "--model", MODEL, "--ssid", SSID, "--motion", "8-13",
-        ],
-    );
+    let (_b, lines) = camsim_lines(&[
+        "--pair",
+        "--hub",
+        &hub_addr,
+        "--hub-fp",
+        &fp,
+        "--hub-id",
+        &id,
+        "--device-id",
+        "cam-canary",
+        "--setup-code",
+        CODE,
+        "--name",
+        PAIRED_NAME,
+        "--model",
+        MODEL,
+        "--ssid",
+        SSID,
+        "--motion",
+        "8-13",
+    ]);
     wait_until("the pairing request", Duration::from_secs(15), || {
         hub.get_json("/api/pairing", &cookie)["items"].as_array().unwrap().iter().any(|r| r["device_id"] == "cam-canary")
     });
@@ -240,7 +258,10 @@ fn only_ciphertext_leaves_and_the_owner_reads_it_without_the_hub() {
     let metrics = hub.get("/metrics", Some(&cookie)).2;
     let metrics = String::from_utf8_lossy(&metrics);
     assert!(metrics.contains("homehub_cloud_queue_length 0"), "{metrics}");
-    assert!(metrics.lines().any(|l| l.starts_with("homehub_cloud_last_success_timestamp_seconds ") && !l.ends_with(" 0")), "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("homehub_cloud_last_success_timestamp_seconds ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
 
     // Format: every object is age, opens with the owner's key and is valid inside.
     let scratch = tmp.path().join("scratch");
@@ -311,7 +332,11 @@ fn only_ciphertext_leaves_and_the_owner_reads_it_without_the_hub() {
     let (other, _) = owner_key(&tmp.path().join("scratch"));
     let out = cli(&["list"], &other, &s3);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("objects this identity cannot open"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("objects this identity cannot open"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = cli(&["get", "nonsense", "-o", "/dev/null"], &key, &s3);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("32 hex digits"));

@@ -20,7 +20,9 @@ fn the_door_is_locked_without_a_session_and_shut_to_other_sites() {
     let tmp = tempfile::tempdir().unwrap();
     let hub = Hub::start(tmp.path(), "[recording]\nmode = \"off\"\n");
     hub.add_user(EMAIL, "owner", PASSWORD);
-    for path in ["/", "/api/cameras", "/api/recordings", "/api/recordings/1/media", "/api/me", "/api/openapi.json", "/nope", "/api/nope"] {
+    for path in
+        ["/", "/api/cameras", "/api/recordings", "/api/recordings/1/media", "/api/me", "/api/openapi.json", "/nope", "/api/nope"]
+    {
         assert_eq!(hub.get(path, None).0, 401, "GET {path} without a session");
     }
     assert_eq!(hub.get("/api/cameras", Some("homehub_session=forged")).0, 401);
@@ -42,13 +44,22 @@ fn the_door_is_locked_without_a_session_and_shut_to_other_sites() {
     let (st, _, _) = hub.curl(&["-X", "DELETE", "-H", &format!("cookie: {cookie}"), &hub.url("/api/session")]);
     assert_eq!(st, 403);
     let (st, _, _) = hub.curl(&[
-        "-X", "DELETE", "-H", &format!("cookie: {cookie}"), "-H", "content-type: application/json",
-        "-H", "origin: https://evil.example", &hub.url("/api/session"),
+        "-X",
+        "DELETE",
+        "-H",
+        &format!("cookie: {cookie}"),
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "origin: https://evil.example",
+        &hub.url("/api/session"),
     ]);
     assert_eq!(st, 403);
     // Sessions are stored hashed: the token is nowhere in the database file.
     let token = cookie.split_once('=').unwrap().1.to_string();
-    let db_bytes = [std::fs::read(hub.dir.join("homehub.db")).unwrap(), std::fs::read(hub.dir.join("homehub.db-wal")).unwrap_or_default()].concat();
+    let db_bytes =
+        [std::fs::read(hub.dir.join("homehub.db")).unwrap(), std::fs::read(hub.dir.join("homehub.db-wal")).unwrap_or_default()]
+            .concat();
     assert!(!db_bytes.windows(token.len()).any(|w| w == token.as_bytes()), "raw session token stored");
 }
 
@@ -156,7 +167,10 @@ fn records_two_cameras_behind_a_login_and_survives_sigkill() {
     assert_eq!(ok, "ok");
     let rows = hub.segments(&cookie);
     for f in &open {
-        let r = rows.iter().find(|r| &r.path == f).unwrap_or_else(|| panic!("partial segment {f} not indexed; log:\n{}", hub.log_text()));
+        let r = rows
+            .iter()
+            .find(|r| &r.path == f)
+            .unwrap_or_else(|| panic!("partial segment {f} not indexed; log:\n{}", hub.log_text()));
         assert!(r.partial, "{f} is marked partial");
         let d = ffprobe_duration(&hub.dir.join(f)).expect("partial segment is readable");
         assert!(d >= 3.0, "{f}: partial segment holds {d} s, expected most of the 5 s before the kill");
@@ -189,7 +203,8 @@ fn a_camera_that_goes_away_shows_an_error_and_records_again_soon_after_it_return
     let tmp = tempfile::tempdir().unwrap();
     let mut cam = camsim(&[]);
     let port = cam.port;
-    let hub = Hub::start(tmp.path(), &format!("[recording]\nmode = \"continuous\"\nsegment_seconds = 10\n{}", cameras_toml(&[port])));
+    let hub =
+        Hub::start(tmp.path(), &format!("[recording]\nmode = \"continuous\"\nsegment_seconds = 10\n{}", cameras_toml(&[port])));
     hub.add_user(EMAIL, "viewer", PASSWORD);
     let (_, cookie) = hub.login(EMAIL, PASSWORD);
     let cookie = cookie.unwrap().0;
@@ -305,14 +320,14 @@ fn two_hubs_cannot_share_a_data_dir_and_short_passwords_are_refused() {
     let hub = Hub::start(tmp.path(), "[recording]\nmode = \"off\"\n");
     // Same data dir, another port.
     let cfg2 = tmp.path().join("second.toml");
-    std::fs::write(
-        &cfg2,
-        format!("data_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n", hub.dir.display()),
-    )
-    .unwrap();
+    std::fs::write(&cfg2, format!("data_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n", hub.dir.display())).unwrap();
     let out = Command::new(HUB).args(["serve", "--config", cfg2.to_str().unwrap()]).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another homehub"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use by another homehub"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let mut child = Command::new(HUB)
         .args(["user", "add", "a@example.com", "--role", "owner", "--config", hub.config.to_str().unwrap()])
@@ -370,10 +385,19 @@ fn a_stalled_stream_is_restarted_and_a_malformed_one_is_an_error_on_that_camera_
     let broken = camera_status(&hub, &cookie, 2);
     assert_eq!(broken["status"], "error", "{broken}");
     assert!(!broken["reason"].as_str().unwrap_or("").is_empty());
-    wait_until("the camera with credentials streaming", Duration::from_secs(20), || camera_status(&hub, &cookie, 3)["status"] == "streaming");
+    wait_until("the camera with credentials streaming", Duration::from_secs(20), || {
+        camera_status(&hub, &cookie, 3)["status"] == "streaming"
+    });
     // A member may look but not change motion settings.
     let (st, _, _) = hub.curl(&[
-        "-X", "PUT", "-H", &format!("cookie: {cookie}"), "-H", "content-type: application/json", "--data", "{}",
+        "-X",
+        "PUT",
+        "-H",
+        &format!("cookie: {cookie}"),
+        "-H",
+        "content-type: application/json",
+        "--data",
+        "{}",
         &hub.url("/api/cameras/1/motion"),
     ]);
     assert_eq!(st, 403);
@@ -392,7 +416,9 @@ fn a_stalled_stream_is_restarted_and_a_malformed_one_is_an_error_on_that_camera_
     let s = camera_status(&hub, &cookie, 1);
     assert!(s["reason"].as_str().unwrap().contains("no data"), "{s}");
     unsafe { libc::kill(cam.pid(), libc::SIGCONT) };
-    wait_until("streaming again after the stall", Duration::from_secs(20), || camera_status(&hub, &cookie, 1)["status"] == "streaming");
+    wait_until("streaming again after the stall", Duration::from_secs(20), || {
+        camera_status(&hub, &cookie, 1)["status"] == "streaming"
+    });
     // The hub stayed up throughout, and the broken camera is still only an error.
     assert_eq!(hub.get("/healthz", None).0, 200);
     assert_eq!(camera_status(&hub, &cookie, 2)["status"], "error");

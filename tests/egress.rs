@@ -43,7 +43,18 @@ const CONFINED: &[(&[&str], &[&str])] = &[
 /// them through narrow traits (`web::ports`); none of them knows the web exists.
 const NO_BACK_REFERENCES: &[(&str, &[&str])] = &[(
     "crate::web",
-    &["src/devices/", "src/camera/", "src/events/", "src/recorder/", "src/store/", "src/cloud/", "src/mqtt/", "src/motion/", "src/pairing/", "src/mdns/"],
+    &[
+        "src/devices/",
+        "src/camera/",
+        "src/events/",
+        "src/recorder/",
+        "src/store/",
+        "src/cloud/",
+        "src/mqtt/",
+        "src/motion/",
+        "src/pairing/",
+        "src/mdns/",
+    ],
 )];
 
 /// Code lines of `text` (comments skipped), numbered from 1.
@@ -111,7 +122,10 @@ fn the_layering_check_catches_a_violation() {
     let found = layering_violations(tmp.path());
     assert_eq!(found.len(), 3, "{found:?}");
     assert!(found.iter().any(|f| f.starts_with("src/devices/mod.rs:1: crate::web from a lower layer")), "{found:?}");
-    assert!(found[0].starts_with("src/events/mod.rs:1: gst::") || found[1].starts_with("src/events/mod.rs:1: gst::"), "{found:?}");
+    assert!(
+        found[0].starts_with("src/events/mod.rs:1: gst::") || found[1].starts_with("src/events/mod.rs:1: gst::"),
+        "{found:?}"
+    );
     assert!(found.iter().any(|f| f.starts_with("src/web/mod.rs:2: rusqlite::")), "{found:?}");
 }
 
@@ -137,7 +151,11 @@ fn only_the_cloud_module_opens_connections_beyond_the_lan() {
         let rel = f.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
         // The cloud relay; the simulated camera (not part of the hub, not in the .deb);
         // unit tests, which talk to loopback servers they start.
-        if rel.starts_with("src/cloud/") || rel.starts_with("src/camsim/") || rel.starts_with("src/bin/") || rel.ends_with("/tests.rs") {
+        if rel.starts_with("src/cloud/")
+            || rel.starts_with("src/camsim/")
+            || rel.starts_with("src/bin/")
+            || rel.ends_with("/tests.rs")
+        {
             continue;
         }
         let text = std::fs::read_to_string(f).unwrap();

@@ -48,7 +48,8 @@ fn start_camsim() -> (std::process::Child, u16) {
         .spawn()
         .expect("start camsim");
     let out = child.stdout.take().unwrap();
-    let line = BufReader::new(out).lines().map_while(Result::ok).find(|l| l.starts_with("camsim ready")).expect("camsim ready line");
+    let line =
+        BufReader::new(out).lines().map_while(Result::ok).find(|l| l.starts_with("camsim ready")).expect("camsim ready line");
     // camsim ready rtsp://127.0.0.1:PORT/main rtsp://…/sub
     let port = line.split_whitespace().nth(2).and_then(|u| u.rsplit(':').next()).and_then(|p| p.split('/').next()).unwrap();
     (child, port.parse().unwrap())
@@ -100,7 +101,10 @@ fn run_returns_after_its_shutdown_future_with_every_thread_joined_and_the_wal_ch
         },
         Some(ready_tx),
     ));
-    let ready = rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), ready_rx).await }).expect("ready in 30 s").expect("ready");
+    let ready = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), ready_rx).await })
+        .expect("ready in 30 s")
+        .expect("ready");
     assert!(ready.web.port() != 0 && ready.mqtt_tls.is_some_and(|a| a.port() != 0), "bound ports are reported");
     drop(ready);
     // The camera records: at least one finished segment and the next one open.

@@ -18,7 +18,18 @@ fn events(hub: &Hub, cookie: &str, camera: i64) -> Vec<serde_json::Value> {
 
 fn first_frame_is_key(path: &std::path::Path) -> bool {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v", "-show_entries", "frame=pict_type", "-of", "csv=p=0", "-read_intervals", "%+#1"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "frame=pict_type",
+            "-of",
+            "csv=p=0",
+            "-read_intervals",
+            "%+#1",
+        ])
         .arg(path)
         .output()
         .unwrap();
@@ -38,19 +49,36 @@ fn two_movements_make_two_events_and_still_or_masked_scenes_make_none() {
          [[camera]]\nname = \"Still\"\nurl = \"rtsp://127.0.0.1:{pb}/main\"\n\
          [[camera]]\nname = \"Masked\"\nurl = \"rtsp://127.0.0.1:{pc}/main\"\n"
     );
-    let mut hub = Hub::start(tmp.path(), &format!("[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = 5\npost_roll_seconds = 10\n{cams}"));
+    let mut hub = Hub::start(
+        tmp.path(),
+        &format!("[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = 5\npost_roll_seconds = 10\n{cams}"),
+    );
     hub.add_user(EMAIL, "owner", PASSWORD);
     let cookie = hub.login(EMAIL, PASSWORD).1.unwrap().0;
     // Mask the whole picture of the third camera; zones apply from the next start.
     let mask = r#"{"sensitivity":5,"zones":[{"name":"everything","kind":"mask","points":[[0,0],[1,0],[1,1],[0,1]]}]}"#;
     let (st, _, body) = hub.curl(&[
-        "-X", "PUT", "-H", &format!("cookie: {cookie}"), "-H", "content-type: application/json", "--data", mask,
+        "-X",
+        "PUT",
+        "-H",
+        &format!("cookie: {cookie}"),
+        "-H",
+        "content-type: application/json",
+        "--data",
+        mask,
         &hub.url("/api/cameras/3/motion"),
     ]);
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
     let bad = r#"{"zones":[{"name":"x","kind":"mask","points":[[0,0],[2,0],[1,1]]}]}"#;
     let (st, _, _) = hub.curl(&[
-        "-X", "PUT", "-H", &format!("cookie: {cookie}"), "-H", "content-type: application/json", "--data", bad,
+        "-X",
+        "PUT",
+        "-H",
+        &format!("cookie: {cookie}"),
+        "-H",
+        "content-type: application/json",
+        "--data",
+        bad,
         &hub.url("/api/cameras/3/motion"),
     ]);
     assert_eq!(st, 400, "a zone outside the picture is refused");

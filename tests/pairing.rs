@@ -136,7 +136,9 @@ fn a_camera_pairs_with_its_code_gets_its_own_topics_and_is_revoked_at_once() {
     let cam_id = c["id"].as_i64().unwrap();
     let rec_dir = hub.dir.join(format!("recordings/{cam_id}"));
     wait_until("recording files of the paired camera", Duration::from_secs(10), || {
-        std::fs::read_dir(&rec_dir).map(|d| d.flatten().any(|f| f.metadata().map(|m| m.len() > 0).unwrap_or(false))).unwrap_or(false)
+        std::fs::read_dir(&rec_dir)
+            .map(|d| d.flatten().any(|f| f.metadata().map(|m| m.len() > 0).unwrap_or(false)))
+            .unwrap_or(false)
     });
     wait_until("device online", Duration::from_secs(10), || {
         device(&hub, &cookie, "cam-a").is_some_and(|d| d["availability"] == "online" && d["connections"].as_i64() >= Some(1))
@@ -148,7 +150,11 @@ fn a_camera_pairs_with_its_code_gets_its_own_topics_and_is_revoked_at_once() {
     hub.proc.as_mut().unwrap().term();
     hub.restart();
     let streaming = |hub: &Hub| {
-        hub.get_json("/api/cameras", &cookie)["items"].as_array().unwrap().iter().any(|c| c["id"] == cam_id && c["status"] == "streaming")
+        hub.get_json("/api/cameras", &cookie)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == cam_id && c["status"] == "streaming")
     };
     wait_until("paired camera streaming after a restart", Duration::from_secs(15), || streaming(&hub));
     wait_until("device online after a restart", Duration::from_secs(15), || {
@@ -167,10 +173,31 @@ fn a_camera_pairs_with_its_code_gets_its_own_topics_and_is_revoked_at_once() {
     assert!(text(&o).contains("bad user name or password"), "wrong password: {}", text(&o));
     // pair/pair reaches nothing but its own pairing topics.
     for filter in ["homehub/dev/#", "#", "homehub/pair/+/response", "homehub/pair/cam-a/response"] {
-        let o = mosq("mosquitto_sub", &["-p", &plain, "-u", "pair", "-P", "pair", "-i", "intruder", "-t", filter, "-C", "1", "-W", "3"]);
+        let o = mosq(
+            "mosquitto_sub",
+            &["-p", &plain, "-u", "pair", "-P", "pair", "-i", "intruder", "-t", filter, "-C", "1", "-W", "3"],
+        );
         assert!(text(&o).contains("denied"), "pair subscribing {filter}: {}", text(&o));
     }
-    let o = mosq("mosquitto_sub", &["-p", &plain, "-u", "pair", "-P", "pair", "-i", "intruder", "-t", "homehub/pair/intruder/response", "-C", "1", "-W", "2"]);
+    let o = mosq(
+        "mosquitto_sub",
+        &[
+            "-p",
+            &plain,
+            "-u",
+            "pair",
+            "-P",
+            "pair",
+            "-i",
+            "intruder",
+            "-t",
+            "homehub/pair/intruder/response",
+            "-C",
+            "1",
+            "-W",
+            "2",
+        ],
+    );
     assert!(!text(&o).contains("denied"), "pair may read its own response topic: {}", text(&o));
 
     // Device B (provisioned by hand) and a read-write integration user.
@@ -183,11 +210,40 @@ fn a_camera_pairs_with_its_code_gets_its_own_topics_and_is_revoked_at_once() {
     // B over TLS, by IP address, pinned to the hub's certificate: its own topics work.
     let cafile = hub.dir.join("tls/cert.pem");
     let tls = hub.mqtt_tls.to_string();
-    let mut own = Sub::spawn(
-        &["-p", &tls, "--cafile", cafile.to_str().unwrap(), "-u", &b_user, "-P", &b_pass, "-t", "homehub/dev/dev-b/#", "-C", "1", "-W", "10"],
-    );
+    let mut own = Sub::spawn(&[
+        "-p",
+        &tls,
+        "--cafile",
+        cafile.to_str().unwrap(),
+        "-u",
+        &b_user,
+        "-P",
+        &b_pass,
+        "-t",
+        "homehub/dev/dev-b/#",
+        "-C",
+        "1",
+        "-W",
+        "10",
+    ]);
     own.subscribed();
-    let o = mosq("mosquitto_pub", &["-p", &tls, "--cafile", cafile.to_str().unwrap(), "-u", &b_user, "-P", &b_pass, "-t", "homehub/dev/dev-b/state", "-m", "{\"ok\":1}"]);
+    let o = mosq(
+        "mosquitto_pub",
+        &[
+            "-p",
+            &tls,
+            "--cafile",
+            cafile.to_str().unwrap(),
+            "-u",
+            &b_user,
+            "-P",
+            &b_pass,
+            "-t",
+            "homehub/dev/dev-b/state",
+            "-m",
+            "{\"ok\":1}",
+        ],
+    );
     assert!(o.status.success(), "B publishes its own state over TLS by IP: {}", text(&o));
     let (got, all) = own.finish();
     assert_eq!(got.trim(), "{\"ok\":1}", "B reads its own topic: {all}");
@@ -198,7 +254,10 @@ fn a_camera_pairs_with_its_code_gets_its_own_topics_and_is_revoked_at_once() {
     }
     let mut watcher = Sub::spawn(&["-p", &plain, "-u", &w_user, "-P", &w_pass, "-t", "homehub/dev/+/state", "-v", "-W", "4"]);
     watcher.subscribed();
-    let o = mosq("mosquitto_pub", &["-p", &plain, "-u", &b_user, "-P", &b_pass, "-t", "homehub/dev/cam-a/state", "-m", "forged", "-q", "1"]);
+    let o = mosq(
+        "mosquitto_pub",
+        &["-p", &plain, "-u", &b_user, "-P", &b_pass, "-t", "homehub/dev/cam-a/state", "-m", "forged", "-q", "1"],
+    );
     assert!(o.status.success(), "a denied publish is dropped, not an error: {}", text(&o));
     let (seen, _) = watcher.finish();
     assert!(seen.contains("homehub/dev/cam-a/state {"), "the watcher sees A's real state: {seen}");
@@ -210,7 +269,8 @@ fn a_camera_pairs_with_its_code_gets_its_own_topics_and_is_revoked_at_once() {
     let o = mosq("mosquitto_sub", &["-p", &plain, "-u", &ha_user, "-P", &ha_pass, "-t", "homeassistant/#", "-v", "-W", "3"]);
     let disc = text(&o);
     assert!(disc.contains(&format!("_camera_{cam_id}/motion/config")) && disc.contains("\"device_class\":\"motion\""), "{disc}");
-    let o = mosq("mosquitto_sub", &["-p", &plain, "-u", &ha_user, "-P", &ha_pass, "-t", "homehub/dev/+/state", "-C", "1", "-W", "3"]);
+    let o =
+        mosq("mosquitto_sub", &["-p", &plain, "-u", &ha_user, "-P", &ha_pass, "-t", "homehub/dev/+/state", "-C", "1", "-W", "3"]);
     assert!(text(&o).contains("denied"), "read-only user reading device state: {}", text(&o));
 
     // --- unpairing drops the live connection and the password stops working ---
@@ -219,11 +279,17 @@ fn a_camera_pairs_with_its_code_gets_its_own_topics_and_is_revoked_at_once() {
     live.subscribed();
     assert!(live.child.try_wait().unwrap().is_none(), "B's subscriber is connected");
     let (st, body) = hub.send_json("DELETE", "/api/devices/dev-b", &cookie, &serde_json::json!({}));
-    assert_eq!(st, 200, "{body}\n{}", hub.log_text().lines().filter(|l| !l.contains("rumqttd")).collect::<Vec<_>>()[..].join("\n"));
+    assert_eq!(
+        st,
+        200,
+        "{body}\n{}",
+        hub.log_text().lines().filter(|l| !l.contains("rumqttd")).collect::<Vec<_>>()[..].join("\n")
+    );
     let t = Instant::now();
     let exited = poll_every(Duration::from_millis(50), Duration::from_secs(3), || live.child.try_wait().unwrap());
     assert!(exited.is_some(), "B's connection still open {:?} after unpairing", t.elapsed());
-    let o = mosq("mosquitto_sub", &["-p", &plain, "-u", &b_user, "-P", &b_pass, "-t", "homehub/dev/dev-b/#", "-C", "1", "-W", "3"]);
+    let o =
+        mosq("mosquitto_sub", &["-p", &plain, "-u", &b_user, "-P", &b_pass, "-t", "homehub/dev/dev-b/#", "-C", "1", "-W", "3"]);
     assert!(text(&o).contains("bad user name or password"), "B's old password: {}", text(&o));
 
     // --- a killed camera turns offline within 1.5 × keepalive (camsim uses 5 s) ---
@@ -241,7 +307,9 @@ fn a_camera_pairs_with_its_code_gets_its_own_topics_and_is_revoked_at_once() {
         hub.get_json("/api/cameras", &cookie)["items"].as_array().unwrap().iter().all(|c| c["id"] != cam_id)
     });
     let audit = hub.get_json("/api/audit", &cookie).to_string();
-    for action in ["pairing.requested", "pairing.wrong_code", "pairing.accepted", "device.unpaired", "device.add", "mqtt_user.add"] {
+    for action in
+        ["pairing.requested", "pairing.wrong_code", "pairing.accepted", "device.unpaired", "device.add", "mqtt_user.add"]
+    {
         assert!(audit.contains(action), "audit lacks {action}: {audit}");
     }
     let metrics = String::from_utf8(hub.get("/metrics", Some(&cookie)).2).unwrap();
@@ -308,7 +376,22 @@ fn malformed_pairing_payloads_are_refused_with_a_reason_and_the_hub_keeps_servin
     // Another client id may not ask on cam-m's behalf: the front end drops it.
     let o = mosq(
         "mosquitto_pub",
-        &["-p", &plain, "-u", "pair", "-P", "pair", "-i", "cam-x", "-t", "homehub/pair/cam-m/request", "-q", "1", "-m", &cases[4].1],
+        &[
+            "-p",
+            &plain,
+            "-u",
+            "pair",
+            "-P",
+            "pair",
+            "-i",
+            "cam-x",
+            "-t",
+            "homehub/pair/cam-m/request",
+            "-q",
+            "1",
+            "-m",
+            &cases[4].1,
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     wait_until("the front end to deny cam-x's publish", Duration::from_secs(5), || {
@@ -318,7 +401,23 @@ fn malformed_pairing_payloads_are_refused_with_a_reason_and_the_hub_keeps_servin
 
     // cam-m's own session sends every case, one message a line.
     let mut publisher = Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &plain, "-u", "pair", "-P", "pair", "-i", "cam-m", "-t", "homehub/pair/cam-m/request", "-q", "1", "-l"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &plain,
+            "-u",
+            "pair",
+            "-P",
+            "pair",
+            "-i",
+            "cam-m",
+            "-t",
+            "homehub/pair/cam-m/request",
+            "-q",
+            "1",
+            "-l",
+        ])
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
@@ -348,13 +447,29 @@ fn malformed_pairing_payloads_are_refused_with_a_reason_and_the_hub_keeps_servin
     std::fs::write(&big, "x".repeat(600 * 1024)).unwrap();
     let _ = mosq(
         "mosquitto_pub",
-        &["-p", &plain, "-u", "pair", "-P", "pair", "-i", "cam-m", "-t", "homehub/pair/cam-m/request", "-f", big.to_str().unwrap()],
+        &[
+            "-p",
+            &plain,
+            "-u",
+            "pair",
+            "-P",
+            "pair",
+            "-i",
+            "cam-m",
+            "-t",
+            "homehub/pair/cam-m/request",
+            "-f",
+            big.to_str().unwrap(),
+        ],
     );
     wait_until("the oversized packet refused and logged", Duration::from_secs(5), || {
         hub.log_text().lines().any(|l| l.contains("MQTT client dropped") && l.contains("over the limit"))
     });
     assert_eq!(hub.get("/healthz", None).0, 200);
-    let o = mosq("mosquitto_sub", &["-p", &plain, "-u", "pair", "-P", "pair", "-i", "cam-z", "-t", "homehub/pair/cam-z/response", "-W", "1"]);
+    let o = mosq(
+        "mosquitto_sub",
+        &["-p", &plain, "-u", "pair", "-P", "pair", "-i", "cam-z", "-t", "homehub/pair/cam-z/response", "-W", "1"],
+    );
     assert!(!text(&o).contains("refused") && !text(&o).contains("denied"), "broker still serves: {}", text(&o));
 }
 
@@ -390,10 +505,23 @@ fn home_assistant_sees_a_paired_cameras_motion_sensor_turn_on_and_off() {
     assert!(ok, "{err}");
     let (user, pass) = creds(&out);
     // Home Assistant's view: discovery, then the sensor's state going ON and back OFF.
-    let mut ha = Sub::spawn(
-        &["-p", &hub.mqtt_plain.to_string(), "-u", &user, "-P", &pass, "-t", "homeassistant/#", "-t", "homehub/camera/+/motion",
-          "-t", "homehub/status", "-v", "-W", "40"],
-    );
+    let mut ha = Sub::spawn(&[
+        "-p",
+        &hub.mqtt_plain.to_string(),
+        "-u",
+        &user,
+        "-P",
+        &pass,
+        "-t",
+        "homeassistant/#",
+        "-t",
+        "homehub/camera/+/motion",
+        "-t",
+        "homehub/status",
+        "-v",
+        "-W",
+        "40",
+    ]);
     let t = Instant::now();
     wait_until("a motion event", Duration::from_secs(40), || {
         hub.get_json("/api/events", &cookie)["items"].as_array().is_some_and(|e| e.iter().any(|e| !e["end"].is_null()))

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::s3::{assert_no_canary, canary_forms, find_canary, S3};
+use common::s3::{S3, assert_no_canary, canary_forms, find_canary};
 
 /// curl with a body (a file, so any bytes go through), as a client that sends no
 /// signature; returns its output.
@@ -26,8 +26,15 @@ fn put(endpoint: &str, path: &str, body: &[u8], max_time: &str) -> Output {
     std::fs::write(&file, body).unwrap();
     // An explicit content type: moto stores a form-urlencoded body (curl's default) as empty.
     curl(&[
-        "--max-time", max_time, "-X", "PUT", "-H", "content-type: application/octet-stream",
-        "--data-binary", &format!("@{}", file.display()), &format!("{endpoint}{path}"),
+        "--max-time",
+        max_time,
+        "-X",
+        "PUT",
+        "-H",
+        "content-type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &format!("{endpoint}{path}"),
     ])
 }
 
@@ -59,7 +66,8 @@ fn put_through_the_proxy_is_stored_and_recorded() {
     assert_eq!(std::fs::read(&files[0].1).unwrap(), body);
 
     // boto3 sees the same object (its requests go to moto directly, unrecorded).
-    let listed = s3.boto3("print(json.dumps([[o['Key'], o['Size'], o['ETag']] for o in s3.list_objects_v2(Bucket='clips')['Contents']]))");
+    let listed =
+        s3.boto3("print(json.dumps([[o['Key'], o['Size'], o['ETag']] for o in s3.list_objects_v2(Bucket='clips')['Contents']]))");
     let v: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
     assert_eq!(v[0][0], key);
     assert_eq!(v[0][1], body.len());
@@ -147,8 +155,8 @@ fn refuse_and_pause_simulate_outages() {
 
 #[test]
 fn canary_forms_cover_the_encodings() {
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
     use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
     // Forms that coincide are listed once: with no "+/" in its base64 and a length that
     // needs no padding, this one has a single base64 form per alignment.
     let canary = "Betty's Room";
@@ -160,10 +168,24 @@ fn canary_forms_cover_the_encodings() {
     let labels: Vec<&str> = forms.iter().map(|(l, _)| l.as_str()).collect();
     assert_eq!(labels.len(), 18, "{labels:?}");
     for want in [
-        "raw", "hex", "HEX", "base64", "base64 unpadded", "base64url", "base64url unpadded",
-        "base64 at offset 0 mod 3", "base64 at offset 1 mod 3", "base64 at offset 2 mod 3",
-        "base64url at offset 0 mod 3", "base64url at offset 1 mod 3", "base64url at offset 2 mod 3",
-        "UTF-16LE", "UTF-16BE", "percent-encoded", "percent-encoded, lower-case hex", "form-encoded",
+        "raw",
+        "hex",
+        "HEX",
+        "base64",
+        "base64 unpadded",
+        "base64url",
+        "base64url unpadded",
+        "base64 at offset 0 mod 3",
+        "base64 at offset 1 mod 3",
+        "base64 at offset 2 mod 3",
+        "base64url at offset 0 mod 3",
+        "base64url at offset 1 mod 3",
+        "base64url at offset 2 mod 3",
+        "UTF-16LE",
+        "UTF-16BE",
+        "percent-encoded",
+        "percent-encoded, lower-case hex",
+        "form-encoded",
     ] {
         assert!(labels.contains(&want), "no {want} in {labels:?}");
     }

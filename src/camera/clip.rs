@@ -15,8 +15,8 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::ring::Ring;
-use crate::sync::lock;
 use crate::error::{Error, ErrorKind, Result};
+use crate::sync::lock;
 
 /// How long [`ClipWriter::finish`] waits for the muxer to write out the clip.
 const FINISH_WAIT: Duration = Duration::from_secs(5);
@@ -120,13 +120,7 @@ impl ClipWriter {
             path: path.to_path_buf(),
             pipeline,
             appsrc,
-            state: Mutex::new(WriterState {
-                offset: None,
-                last_in: None,
-                last_out: 0,
-                step: 33_333_333,
-                failed: None,
-            }),
+            state: Mutex::new(WriterState { offset: None, last_in: None, last_out: 0, step: 33_333_333, failed: None }),
         };
         if let Err(e) = writer.pipeline.set_state(gst::State::Playing) {
             let _ = writer.pipeline.set_state(gst::State::Null);
@@ -217,9 +211,7 @@ impl ClipWriter {
         };
         let _ = self.pipeline.set_state(gst::State::Null);
         result?;
-        std::fs::File::open(&self.path)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::internal(format!("{what}: fsync: {e}")))
+        std::fs::File::open(&self.path).and_then(|f| f.sync_all()).map_err(|e| Error::internal(format!("{what}: fsync: {e}")))
     }
 
     fn wait_eos(&self, what: &str) -> Result<()> {
@@ -276,7 +268,8 @@ mod tests {
     }
 
     fn ffprobe(args: &[&str], file: &Path) -> String {
-        let out = std::process::Command::new("ffprobe").args(["-v", "error"]).args(args).arg(file).output().expect("ffprobe runs");
+        let out =
+            std::process::Command::new("ffprobe").args(["-v", "error"]).args(args).arg(file).output().expect("ffprobe runs");
         assert!(out.status.success(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -340,10 +333,7 @@ mod tests {
         let want = pushed as f64 / 15.0;
         assert!((dur - want).abs() <= 1.0 / 15.0 + 1e-3, "duration {dur}, pushed {pushed} frames = {want}");
 
-        let frames = ffprobe(
-            &["-select_streams", "v:0", "-show_entries", "frame=key_frame,pict_type", "-of", "csv=p=0"],
-            &path,
-        );
+        let frames = ffprobe(&["-select_streams", "v:0", "-show_entries", "frame=key_frame,pict_type", "-of", "csv=p=0"], &path);
         let lines: Vec<&str> = frames.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), pushed, "every frame decodes");
         assert!(lines[0].starts_with("1,I"), "first frame: {}", lines[0]);

@@ -15,9 +15,7 @@ pub fn choose(prefer: &[String], available: impl Fn(&str) -> bool) -> Option<&st
 /// Like [`choose`], but falls back to the software decoders even when the config
 /// leaves them out, so a short `prefer` list never leaves a camera without a decoder.
 pub fn choose_with_fallback(prefer: &[String], available: impl Fn(&str) -> bool) -> Option<String> {
-    choose(prefer, &available)
-        .map(str::to_string)
-        .or_else(|| SOFTWARE.iter().find(|n| available(n)).map(|n| n.to_string()))
+    choose(prefer, &available).map(str::to_string).or_else(|| SOFTWARE.iter().find(|n| available(n)).map(|n| n.to_string()))
 }
 
 /// True for decoders that run on dedicated hardware.

@@ -26,10 +26,10 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::clock::now_ms;
-use crate::sync::lock;
 use crate::config::redact_url;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shutdown::Shutdown;
+use crate::sync::lock;
 
 /// Grey frames handed to motion detection are this size.
 pub const FRAME_WIDTH: u32 = 320;
@@ -178,8 +178,7 @@ impl ClipSink for Clips {
     fn begin_pieces(&self, spec: pieces::PieceSpec, from_ms: i64) -> Result<()> {
         let mut g = lock(&self.inner);
         let caps = g.preroll.caps().cloned().ok_or_else(|| Error::new(ErrorKind::Unavailable, "no stream yet"))?;
-        std::fs::create_dir_all(&spec.dir)
-            .map_err(|e| Error::internal(format!("creating {}: {e}", spec.dir.display())))?;
+        std::fs::create_dir_all(&spec.dir).map_err(|e| Error::internal(format!("creating {}: {e}", spec.dir.display())))?;
         let mut p = pieces::Pieces::new(spec, caps);
         for (buf, at_ms) in g.preroll.start_from(from_ms) {
             p.push(&buf, at_ms)?;
@@ -305,7 +304,8 @@ impl Camera {
         }));
         let stop = Shutdown::new();
         let clips = spec.pre_roll_ms.map(|ms| Arc::new(Clips::new(ms)));
-        let sup = Supervisor { spec: spec.clone(), status: status.clone(), stop: stop.clone(), segments, frames, clips: clips.clone() };
+        let sup =
+            Supervisor { spec: spec.clone(), status: status.clone(), stop: stop.clone(), segments, frames, clips: clips.clone() };
         let thread = std::thread::Builder::new()
             .name(format!("camera-{}", spec.id))
             .spawn(move || sup.run())
@@ -495,7 +495,13 @@ impl Supervisor {
 
     /// Orderly stop: EOS lets the muxer write out the open segment, then the pipeline
     /// goes down. Messages seen meanwhile still reach the recorder.
-    fn finish(&self, pipeline: &gst::Pipeline, bus: &gst::Bus, open: &mut Option<PathBuf>, planned_end: &mut HashMap<PathBuf, u64>) {
+    fn finish(
+        &self,
+        pipeline: &gst::Pipeline,
+        bus: &gst::Bus,
+        open: &mut Option<PathBuf>,
+        planned_end: &mut HashMap<PathBuf, u64>,
+    ) {
         pipeline.send_event(gst::event::Eos::new());
         let until = Instant::now() + EOS_WAIT;
         while Instant::now() < until {
@@ -587,7 +593,10 @@ fn describe(spec: &Spec) -> String {
             .to_string()
     });
     // The encoded main stream for clip pre-roll: every access unit, never dropped.
-    let enc = spec.pre_roll_ms.map(|_| "queue max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 ! appsink name=enc sync=false emit-signals=false".to_string());
+    let enc = spec.pre_roll_ms.map(|_| {
+        "queue max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 ! appsink name=enc sync=false emit-signals=false"
+            .to_string()
+    });
     let main = format!("rtspsrc name=src {rtsp} ! rtph264depay name=depay ! h264parse config-interval=-1");
     let sub = spec.substream_url.is_empty().not().then(|| decode.clone()).flatten();
     let mut main_branches: Vec<String> = [record, enc].into_iter().flatten().collect();
@@ -696,8 +705,10 @@ pub fn encode_jpeg(gray: &[u8], width: u32, height: u32) -> Result<Vec<u8>> {
         .map_err(|e| fail(&e))?
         .downcast::<gst::Pipeline>()
         .map_err(|_| Error::internal("JPEG pipeline"))?;
-    let src = pipeline.by_name("src").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()).ok_or_else(|| Error::internal("appsrc"))?;
-    let out = pipeline.by_name("out").and_then(|e| e.downcast::<gst_app::AppSink>().ok()).ok_or_else(|| Error::internal("appsink"))?;
+    let src =
+        pipeline.by_name("src").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()).ok_or_else(|| Error::internal("appsrc"))?;
+    let out =
+        pipeline.by_name("out").and_then(|e| e.downcast::<gst_app::AppSink>().ok()).ok_or_else(|| Error::internal("appsink"))?;
     let info = gstreamer_video::VideoInfo::builder(gstreamer_video::VideoFormat::Gray8, width, height)
         .fps(gst::Fraction::new(1, 1))
         .build()

@@ -40,30 +40,15 @@ pub struct Args {
     pub rtsp: String,
 
     /// Size of /main (/sub is always 640x360).
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        value_name = "WxH",
-        default_value = "1920x1080"
-    )]
+    #[arg(long, allow_hyphen_values = true, value_name = "WxH", default_value = "1920x1080")]
     pub size: String,
 
     /// Frames per second of both streams.
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        value_name = "N",
-        default_value = "30"
-    )]
+    #[arg(long, allow_hyphen_values = true, value_name = "N", default_value = "30")]
     pub fps: String,
 
     /// Bit rate of /main in kbit/s (/sub uses 600).
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        value_name = "KBPS",
-        default_value = "4000"
-    )]
+    #[arg(long, allow_hyphen_values = true, value_name = "KBPS", default_value = "4000")]
     pub bitrate: String,
 
     /// Keyframe interval in frames (default 2 x fps).
@@ -133,8 +118,7 @@ const PAIR_STOP_WAIT: Duration = Duration::from_secs(2);
 /// one-line messages.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    let settings =
-        Settings::from_args(&args, random_setup_code, random_suffix).map_err(anyhow::Error::msg)?;
+    let settings = Settings::from_args(&args, random_setup_code, random_suffix).map_err(anyhow::Error::msg)?;
 
     // Block the stop signals before any thread exists (GStreamer starts its own), so that only
     // the waiting thread started by the server ever sees them.
@@ -145,27 +129,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let running = server::start(&settings)?;
 
     if settings.setup_code_generated {
-        eprintln!(
-            "homehub-camsim: device {} setup code {}",
-            settings.device_id, settings.setup_code
-        );
+        eprintln!("homehub-camsim: device {} setup code {}", settings.device_id, settings.setup_code);
     }
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "camsim ready {} {}",
-        running.url("main"),
-        running.url("sub")
-    )
-    .and_then(|_| out.flush())
-    .context("cannot write to stdout")?;
+    writeln!(out, "camsim ready {} {}", running.url("main"), running.url("sub"))
+        .and_then(|_| out.flush())
+        .context("cannot write to stdout")?;
     drop(out);
 
-    let pairing = if settings.pair {
-        Some(start_pairing(&settings, running.address(), started)?)
-    } else {
-        None
-    };
+    let pairing = if settings.pair { Some(start_pairing(&settings, running.address(), started)?) } else { None };
     let result = running.run_until_signal(signals);
     if let Some(pairing) = pairing {
         pairing.stop();
@@ -187,11 +159,7 @@ impl Pairing {
     }
 }
 
-fn start_pairing(
-    settings: &Settings,
-    rtsp: SocketAddr,
-    started: Instant,
-) -> anyhow::Result<Pairing> {
+fn start_pairing(settings: &Settings, rtsp: SocketAddr, started: Instant) -> anyhow::Result<Pairing> {
     let device = pair::Device {
         device_id: settings.device_id.clone(),
         setup_code: settings.setup_code.clone(),
@@ -199,10 +167,7 @@ fn start_pairing(
         ssid: settings.ssid.clone(),
         model: settings.model.clone(),
         rtsp,
-        rtsp_login: settings
-            .credentials
-            .as_ref()
-            .map(|c| (c.user.clone(), c.password.clone())),
+        rtsp_login: settings.credentials.as_ref().map(|c| (c.user.clone(), c.password.clone())),
         started,
     };
     let locate = match &settings.hub {
@@ -213,9 +178,7 @@ fn start_pairing(
             hub_id: hub.hub_id.clone(),
             interface: settings.mdns_interface.clone(),
         },
-        None => pair::Locate::Mdns {
-            interface: settings.mdns_interface.clone(),
-        },
+        None => pair::Locate::Mdns { interface: settings.mdns_interface.clone() },
     };
     let (stop, stop_rx) = watch::channel(false);
     let (done_tx, done) = std::sync::mpsc::channel();

@@ -37,14 +37,7 @@ impl BoxGeometry {
         // squares about 64 pixels wide, which survive the hub's downscaling.
         let source_width = even(width / 8).max(16);
         let source_height = even(height / 8).max(16);
-        BoxGeometry {
-            frame_width: s.width,
-            frame_height: s.height,
-            width,
-            height,
-            source_width,
-            source_height,
-        }
+        BoxGeometry { frame_width: s.width, frame_height: s.height, width, height, source_width, source_height }
     }
 
     /// Top-left corner of the box at `t` seconds since start.
@@ -104,13 +97,7 @@ mod tests {
     use super::*;
 
     fn spec(width: u32, height: u32) -> StreamSpec {
-        StreamSpec {
-            width,
-            height,
-            fps: 15,
-            bitrate_kbps: 1000,
-            gop: 30,
-        }
+        StreamSpec { width, height, fps: 15, bitrate_kbps: 1000, gop: 30 }
     }
 
     #[test]
@@ -159,13 +146,7 @@ mod tests {
 
     #[test]
     fn launch_line_has_the_encoder_settings() {
-        let l = launch_line(&StreamSpec {
-            width: 1920,
-            height: 1080,
-            fps: 30,
-            bitrate_kbps: 4000,
-            gop: 60,
-        });
+        let l = launch_line(&StreamSpec { width: 1920, height: 1080, fps: 30, bitrate_kbps: 4000, gop: 60 });
         assert!(l.contains("x264enc tune=zerolatency speed-preset=ultrafast"));
         assert!(l.contains("key-int-max=60 bitrate=4000"));
         assert!(l.contains("rtph264pay name=pay0 pt=96 config-interval=1"));

@@ -85,11 +85,7 @@ impl Motion {
     }
 
     fn track(&self, pad: &gst::Pad, geometry: BoxGeometry) {
-        let mut tracked = TrackedPad {
-            pad: pad.downgrade(),
-            geometry,
-            last: None,
-        };
+        let mut tracked = TrackedPad { pad: pad.downgrade(), geometry, last: None };
         let t = self.seconds();
         apply(&mut tracked, pad, self.moving_at(t), t);
         let mut pads = self.pads.lock().unwrap_or_else(|e| e.into_inner());
@@ -112,20 +108,13 @@ impl Motion {
 }
 
 fn apply(tracked: &mut TrackedPad, pad: &gst::Pad, moving: bool, t: f64) {
-    let (x, y) = if moving {
-        tracked.geometry.position_at(t)
-    } else {
-        tracked.last.map(|(_, x, y)| (x, y)).unwrap_or((0, 0))
-    };
+    let (x, y) = if moving { tracked.geometry.position_at(t) } else { tracked.last.map(|(_, x, y)| (x, y)).unwrap_or((0, 0)) };
     let state = (moving, x, y);
     if tracked.last == Some(state) {
         return;
     }
     if tracked.last.map(|l| l.0) != Some(moving) {
-        debug!(
-            moving,
-            t, "motion state of {}x{}", tracked.geometry.frame_width, tracked.geometry.frame_height
-        );
+        debug!(moving, t, "motion state of {}x{}", tracked.geometry.frame_width, tracked.geometry.frame_height);
     }
     // Position first, then visibility, so the box never flashes at a stale place.
     pad.set_property("xpos", x);
@@ -173,8 +162,7 @@ impl Running {
         if let Some(source) = self.source.take() {
             source.remove();
         }
-        self.server
-            .client_filter(Some(&mut |_, _| rtsp_server::RTSPFilterResult::Remove));
+        self.server.client_filter(Some(&mut |_, _| rtsp_server::RTSPFilterResult::Remove));
         Ok(())
     }
 }
@@ -192,60 +180,36 @@ pub fn start(settings: &Settings) -> anyhow::Result<Running> {
         server.set_auth(Some(&make_auth(creds)));
     }
 
-    let motion = Arc::new(Motion {
-        start: Instant::now(),
-        spans: settings.motion.clone(),
-        pads: Mutex::new(Vec::new()),
-    });
+    let motion = Arc::new(Motion { start: Instant::now(), spans: settings.motion.clone(), pads: Mutex::new(Vec::new()) });
 
-    let mounts = server
-        .mount_points()
-        .ok_or_else(|| anyhow!("the RTSP server has no mount points"))?;
+    let mounts = server.mount_points().ok_or_else(|| anyhow!("the RTSP server has no mount points"))?;
     for (path, spec) in [("/main", settings.main), ("/sub", settings.sub)] {
         let factory = make_factory(path, &spec, settings.credentials.is_some(), &motion);
         mounts.add_factory(path, factory);
     }
 
-    let source = server.attach(None).map_err(|_| {
-        anyhow!(
-            "--rtsp: cannot listen on {} (address in use or not available)",
-            settings.rtsp
-        )
-    })?;
+    let source = server
+        .attach(None)
+        .map_err(|_| anyhow!("--rtsp: cannot listen on {} (address in use or not available)", settings.rtsp))?;
     let port = server.bound_port();
-    let port = u16::try_from(port)
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| anyhow!("--rtsp: cannot listen on {}", settings.rtsp))?;
+    let port =
+        u16::try_from(port).ok().filter(|p| *p != 0).ok_or_else(|| anyhow!("--rtsp: cannot listen on {}", settings.rtsp))?;
     let public = SocketAddr::new(settings.rtsp.ip(), port);
     info!(%public, "RTSP server listening");
 
-    let interval =
-        Duration::from_millis((1000 / u64::from(settings.main.fps.max(1))).clamp(10, 100));
+    let interval = Duration::from_millis((1000 / u64::from(settings.main.fps.max(1))).clamp(10, 100));
     let timer_motion = Arc::clone(&motion);
     let timer = glib::timeout_add(interval, move || {
         timer_motion.tick();
         glib::ControlFlow::Continue
     });
 
-    Ok(Running {
-        server,
-        source: Some(source),
-        timer: Some(timer),
-        public,
-    })
+    Ok(Running { server, source: Some(source), timer: Some(timer), public })
 }
 
 /// Fails with a clear line when a needed GStreamer plugin is missing.
 fn check_elements() -> anyhow::Result<()> {
-    for name in [
-        "videotestsrc",
-        "compositor",
-        "clockoverlay",
-        "x264enc",
-        "rtph264pay",
-        "queue",
-    ] {
+    for name in ["videotestsrc", "compositor", "clockoverlay", "x264enc", "rtph264pay", "queue"] {
         if gst::ElementFactory::find(name).is_none() {
             bail!("GStreamer element '{name}' is missing (install the GStreamer plugins)");
         }
@@ -255,9 +219,7 @@ fn check_elements() -> anyhow::Result<()> {
 
 fn make_auth(creds: &Credentials) -> rtsp_server::RTSPAuth {
     let auth = rtsp_server::RTSPAuth::new();
-    let token = rtsp_server::RTSPToken::builder()
-        .field(rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, VIEWER_ROLE)
-        .build();
+    let token = rtsp_server::RTSPToken::builder().field(rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, VIEWER_ROLE).build();
     let basic = rtsp_server::RTSPAuth::make_basic(&creds.user, &creds.password);
     auth.add_basic(basic.as_str(), &token);
     auth.add_digest(&creds.user, &creds.password, &token);
@@ -267,19 +229,13 @@ fn make_auth(creds: &Credentials) -> rtsp_server::RTSPAuth {
     unsafe {
         rtsp_server::ffi::gst_rtsp_auth_set_supported_methods(
             glib::translate::ToGlibPtr::to_glib_none(&auth).0,
-            rtsp_server::gst_rtsp::ffi::GST_RTSP_AUTH_BASIC
-                | rtsp_server::gst_rtsp::ffi::GST_RTSP_AUTH_DIGEST,
+            rtsp_server::gst_rtsp::ffi::GST_RTSP_AUTH_BASIC | rtsp_server::gst_rtsp::ffi::GST_RTSP_AUTH_DIGEST,
         );
     }
     auth
 }
 
-fn make_factory(
-    path: &'static str,
-    spec: &StreamSpec,
-    with_auth: bool,
-    motion: &Arc<Motion>,
-) -> rtsp_server::RTSPMediaFactory {
+fn make_factory(path: &'static str, spec: &StreamSpec, with_auth: bool, motion: &Arc<Motion>) -> rtsp_server::RTSPMediaFactory {
     let factory = rtsp_server::RTSPMediaFactory::new();
     factory.set_launch(&scene::launch_line(spec));
     factory.set_shared(true);
@@ -300,10 +256,7 @@ fn make_factory(
                 pad.set_property("height", geometry.height as i32);
                 motion.track(&pad, geometry);
             }
-            None => warn!(
-                mount = path,
-                "no compositor box pad; the scene will not move"
-            ),
+            None => warn!(mount = path, "no compositor box pad; the scene will not move"),
         }
     });
     factory
@@ -314,10 +267,7 @@ fn box_pad(element: &gst::Element) -> Option<gst::Pad> {
     let bin = element.downcast_ref::<gst::Bin>()?;
     let mixer = bin.by_name(MIXER_NAME)?;
     let pad = mixer.static_pad(BOX_PAD)?;
-    let has = |name: &str, ty: glib::Type| {
-        pad.find_property(name)
-            .is_some_and(|p| p.value_type() == ty)
-    };
+    let has = |name: &str, ty: glib::Type| pad.find_property(name).is_some_and(|p| p.value_type() == ty);
     (has("xpos", glib::Type::I32)
         && has("ypos", glib::Type::I32)
         && has("width", glib::Type::I32)

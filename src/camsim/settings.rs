@@ -67,10 +67,7 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .finish()
+        f.debug_struct("Credentials").field("user", &self.user).field("password", &"<redacted>").finish()
     }
 }
 
@@ -108,26 +105,13 @@ impl Settings {
         let rtsp = parse_rtsp_addr(&args.rtsp)?;
         let (width, height) = parse_size(&args.size).map_err(|e| format!("--size: {e}"))?;
         let fps = parse_number(&args.fps, 1, MAX_FPS).map_err(|e| format!("--fps: {e}"))?;
-        let bitrate_kbps = parse_number(&args.bitrate, MIN_BITRATE, MAX_BITRATE)
-            .map_err(|e| format!("--bitrate: {e}"))?;
+        let bitrate_kbps = parse_number(&args.bitrate, MIN_BITRATE, MAX_BITRATE).map_err(|e| format!("--bitrate: {e}"))?;
         let gop = match &args.gop {
             Some(g) => parse_number(g, 1, MAX_GOP).map_err(|e| format!("--gop: {e}"))?,
             None => (2 * fps).min(MAX_GOP),
         };
-        let main = StreamSpec {
-            width,
-            height,
-            fps,
-            bitrate_kbps,
-            gop,
-        };
-        let sub = StreamSpec {
-            width: SUB_WIDTH,
-            height: SUB_HEIGHT,
-            fps,
-            bitrate_kbps: SUB_BITRATE_KBPS,
-            gop,
-        };
+        let main = StreamSpec { width, height, fps, bitrate_kbps, gop };
+        let sub = StreamSpec { width: SUB_WIDTH, height: SUB_HEIGHT, fps, bitrate_kbps: SUB_BITRATE_KBPS, gop };
         let motion = match &args.motion {
             Some(m) => parse_spans(m).map_err(|e| format!("--motion: {e}"))?,
             None => Vec::new(),
@@ -148,8 +132,7 @@ impl Settings {
             }
             None => (random_code(), true),
         };
-        let mdns_interface = check_interface_name(&args.mdns_interface)
-            .map_err(|e| format!("--mdns-interface: {e}"))?;
+        let mdns_interface = check_interface_name(&args.mdns_interface).map_err(|e| format!("--mdns-interface: {e}"))?;
         let hub = match (&args.hub, &args.hub_fp) {
             (Some(h), Some(fp)) => {
                 let (host, port) = parse_host_port(h).map_err(|e| format!("--hub: {e}"))?;
@@ -158,12 +141,7 @@ impl Settings {
                     Some(id) => Some(check_hub_id(id).map_err(|e| format!("--hub-id: {e}"))?),
                     None => None,
                 };
-                Some(HubTarget {
-                    host,
-                    port,
-                    fingerprint,
-                    hub_id,
-                })
+                Some(HubTarget { host, port, fingerprint, hub_id })
             }
             (None, None) => None,
             (Some(_), None) => return Err("--hub needs --hub-fp as well".into()),
@@ -178,10 +156,7 @@ impl Settings {
                 if p.is_empty() {
                     return Err("--password: must not be empty".into());
                 }
-                Some(Credentials {
-                    user: u.clone(),
-                    password: p.clone(),
-                })
+                Some(Credentials { user: u.clone(), password: p.clone() })
             }
             (None, None) => None,
             (Some(_), None) => return Err("--user needs --password as well".into()),
@@ -213,9 +188,9 @@ impl Settings {
 
 /// `ADDR:PORT` with an IP address (`127.0.0.1:8554`, `[::1]:8554`); port 0 picks a free port.
 pub fn parse_rtsp_addr(s: &str) -> Result<SocketAddr, String> {
-    s.trim().parse::<SocketAddr>().map_err(|_| {
-        format!("--rtsp: expected ADDR:PORT with an IP address (like 127.0.0.1:8554), got '{s}'")
-    })
+    s.trim()
+        .parse::<SocketAddr>()
+        .map_err(|_| format!("--rtsp: expected ADDR:PORT with an IP address (like 127.0.0.1:8554), got '{s}'"))
 }
 
 /// `WxH`, both even and within sane bounds.
@@ -225,9 +200,7 @@ pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let w: u32 = parse_plain_u32(w).ok_or_else(bad)?;
     let h: u32 = parse_plain_u32(h).ok_or_else(bad)?;
     if !(MIN_DIM..=MAX_WIDTH).contains(&w) || !(MIN_DIM..=MAX_HEIGHT).contains(&h) {
-        return Err(format!(
-            "must be between {MIN_DIM}x{MIN_DIM} and {MAX_WIDTH}x{MAX_HEIGHT}, got '{s}'"
-        ));
+        return Err(format!("must be between {MIN_DIM}x{MIN_DIM} and {MAX_WIDTH}x{MAX_HEIGHT}, got '{s}'"));
     }
     if !w.is_multiple_of(2) || !h.is_multiple_of(2) {
         return Err(format!("width and height must be even, got '{s}'"));
@@ -239,9 +212,7 @@ pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
 pub fn parse_number(s: &str, min: u32, max: u32) -> Result<u32, String> {
     match parse_plain_u32(s) {
         Some(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "expected a whole number from {min} to {max}, got '{s}'"
-        )),
+        _ => Err(format!("expected a whole number from {min} to {max}, got '{s}'")),
     }
 }
 
@@ -279,9 +250,7 @@ pub fn parse_spans(s: &str) -> Result<Vec<Span>, String> {
             return Err(format!("'{part}' ends before it starts"));
         }
         if end == start {
-            return Err(format!(
-                "'{part}' is empty (the end must come after the start)"
-            ));
+            return Err(format!("'{part}' is empty (the end must come after the start)"));
         }
         spans.push(Span { start, end });
     }
@@ -294,10 +263,7 @@ fn check_name(s: &str) -> Result<String, String> {
         return Err("must not be empty".into());
     }
     if t.chars().count() > MAX_NAME {
-        return Err(format!(
-            "at most {MAX_NAME} characters, got {}",
-            t.chars().count()
-        ));
+        return Err(format!("at most {MAX_NAME} characters, got {}", t.chars().count()));
     }
     if t.chars().any(char::is_control) {
         return Err("must not contain control characters".into());
@@ -307,14 +273,8 @@ fn check_name(s: &str) -> Result<String, String> {
 
 /// A plausible network interface name (Linux: at most 15 bytes, no '/' or whitespace).
 fn check_interface_name(s: &str) -> Result<String, String> {
-    if s.is_empty()
-        || s.len() > 15
-        || s.bytes()
-            .any(|b| b == b'/' || b == b':' || !b.is_ascii_graphic())
-    {
-        return Err(format!(
-            "expected an interface name like lo or eth0, got '{s}'"
-        ));
+    if s.is_empty() || s.len() > 15 || s.bytes().any(|b| b == b'/' || b == b':' || !b.is_ascii_graphic()) {
+        return Err(format!("expected an interface name like lo or eth0, got '{s}'"));
     }
     Ok(s.to_string())
 }
@@ -329,14 +289,9 @@ pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
         return Ok((addr.ip().to_string(), addr.port()));
     }
     let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
-    let port = parse_plain_u32(port)
-        .filter(|p| (1..=65535).contains(p))
-        .ok_or_else(bad)? as u16;
-    let host_ok = !host.is_empty()
-        && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    let port = parse_plain_u32(port).filter(|p| (1..=65535).contains(p)).ok_or_else(bad)? as u16;
+    let host_ok =
+        !host.is_empty() && host.len() <= 253 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     if !host_ok {
         return Err(bad());
     }
@@ -360,10 +315,7 @@ pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], String> {
 /// A hub id as the hub advertises it: 1 to 64 letters, digits or '-'.
 fn check_hub_id(s: &str) -> Result<String, String> {
     if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(format!(
-            "expected 1 to 64 letters, digits or '-', got '{}'",
-            s.escape_debug()
-        ));
+        return Err(format!("expected 1 to 64 letters, digits or '-', got '{}'", s.escape_debug()));
     }
     Ok(s.to_string())
 }
@@ -379,10 +331,7 @@ fn check_model(s: &str) -> Result<String, String> {
 /// A Wi-Fi network name: 1 to 32 bytes, no control characters.
 fn check_ssid(s: &str) -> Result<String, String> {
     if s.is_empty() || s.len() > 32 || s.chars().any(char::is_control) {
-        return Err(format!(
-            "expected 1 to 32 bytes without control characters, got '{}'",
-            s.escape_debug()
-        ));
+        return Err(format!("expected 1 to 32 bytes without control characters, got '{}'", s.escape_debug()));
     }
     Ok(s.to_string())
 }
@@ -392,9 +341,7 @@ fn check_user(s: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if s.contains(':') || s.chars().any(char::is_control) {
-        return Err(format!(
-            "must not contain ':' or control characters, got '{s}'"
-        ));
+        return Err(format!("must not contain ':' or control characters, got '{s}'"));
     }
     Ok(())
 }
@@ -419,10 +366,7 @@ mod tests {
         assert_eq!(parse_size("1920x1080"), Ok((1920, 1080)));
         assert_eq!(parse_size("640X360"), Ok((640, 360)));
         assert_eq!(parse_size(" 640x360 "), Ok((640, 360)));
-        assert_eq!(
-            parse_size("abc").unwrap_err(),
-            "expected WxH (like 1920x1080), got 'abc'"
-        );
+        assert_eq!(parse_size("abc").unwrap_err(), "expected WxH (like 1920x1080), got 'abc'");
         assert!(parse_size("640x").is_err());
         assert!(parse_size("x360").is_err());
         assert!(parse_size("-640x360").is_err());
@@ -430,49 +374,16 @@ mod tests {
         assert!(parse_size("640x360x2").is_err());
         assert!(parse_size("8x8").unwrap_err().contains("between"));
         assert!(parse_size("100000x360").unwrap_err().contains("between"));
-        assert_eq!(
-            parse_size("641x360").unwrap_err(),
-            "width and height must be even, got '641x360'"
-        );
+        assert_eq!(parse_size("641x360").unwrap_err(), "width and height must be even, got '641x360'");
     }
 
     #[test]
     fn spans() {
-        assert_eq!(
-            parse_spans("10-15,40-48"),
-            Ok(vec![
-                Span {
-                    start: 10.0,
-                    end: 15.0
-                },
-                Span {
-                    start: 40.0,
-                    end: 48.0
-                }
-            ])
-        );
-        assert_eq!(
-            parse_spans(" 0-2.5 , 3-4 "),
-            Ok(vec![
-                Span {
-                    start: 0.0,
-                    end: 2.5
-                },
-                Span {
-                    start: 3.0,
-                    end: 4.0
-                }
-            ])
-        );
-        assert_eq!(
-            parse_spans("15-10").unwrap_err(),
-            "'15-10' ends before it starts"
-        );
+        assert_eq!(parse_spans("10-15,40-48"), Ok(vec![Span { start: 10.0, end: 15.0 }, Span { start: 40.0, end: 48.0 }]));
+        assert_eq!(parse_spans(" 0-2.5 , 3-4 "), Ok(vec![Span { start: 0.0, end: 2.5 }, Span { start: 3.0, end: 4.0 }]));
+        assert_eq!(parse_spans("15-10").unwrap_err(), "'15-10' ends before it starts");
         assert!(parse_spans("5-5").unwrap_err().contains("empty"));
-        assert_eq!(
-            parse_spans("abc").unwrap_err(),
-            "expected START-END in seconds (like 10-15), got 'abc'"
-        );
+        assert_eq!(parse_spans("abc").unwrap_err(), "expected START-END in seconds (like 10-15), got 'abc'");
         assert!(parse_spans("").is_err());
         assert!(parse_spans("10-15,").is_err());
         assert!(parse_spans("10").is_err());
@@ -485,10 +396,7 @@ mod tests {
 
     #[test]
     fn span_contains_is_half_open() {
-        let s = Span {
-            start: 3.0,
-            end: 6.0,
-        };
+        let s = Span { start: 3.0, end: 6.0 };
         assert!(!s.contains(2.999));
         assert!(s.contains(3.0));
         assert!(s.contains(5.999));
@@ -499,26 +407,8 @@ mod tests {
     fn defaults() {
         let s = settings(&[]).unwrap();
         assert_eq!(s.rtsp, "127.0.0.1:8554".parse().unwrap());
-        assert_eq!(
-            s.main,
-            StreamSpec {
-                width: 1920,
-                height: 1080,
-                fps: 30,
-                bitrate_kbps: 4000,
-                gop: 60
-            }
-        );
-        assert_eq!(
-            s.sub,
-            StreamSpec {
-                width: 640,
-                height: 360,
-                fps: 30,
-                bitrate_kbps: 600,
-                gop: 60
-            }
-        );
+        assert_eq!(s.main, StreamSpec { width: 1920, height: 1080, fps: 30, bitrate_kbps: 4000, gop: 60 });
+        assert_eq!(s.sub, StreamSpec { width: 640, height: 360, fps: 30, bitrate_kbps: 600, gop: 60 });
         assert!(s.motion.is_empty());
         assert!(!s.moving_at(1.0));
         assert_eq!(s.device_id, "camsim-8554");
@@ -542,78 +432,35 @@ mod tests {
         assert_eq!(s.main.gop, 7);
         assert_eq!(s.sub.gop, 7);
         assert_eq!(s.main.bitrate_kbps, 900);
-        assert_eq!(
-            settings(&["--fps", "0"]).unwrap_err(),
-            "--fps: expected a whole number from 1 to 120, got '0'"
-        );
-        assert!(
-            settings(&["--fps", "abc"])
-                .unwrap_err()
-                .starts_with("--fps: ")
-        );
-        assert!(
-            settings(&["--bitrate", "-5"])
-                .unwrap_err()
-                .starts_with("--bitrate: ")
-        );
-        assert!(
-            settings(&["--gop", "0"])
-                .unwrap_err()
-                .starts_with("--gop: ")
-        );
-        assert_eq!(
-            settings(&["--size", "abc"]).unwrap_err(),
-            "--size: expected WxH (like 1920x1080), got 'abc'"
-        );
-        assert_eq!(
-            settings(&["--motion", "15-10"]).unwrap_err(),
-            "--motion: '15-10' ends before it starts"
-        );
+        assert_eq!(settings(&["--fps", "0"]).unwrap_err(), "--fps: expected a whole number from 1 to 120, got '0'");
+        assert!(settings(&["--fps", "abc"]).unwrap_err().starts_with("--fps: "));
+        assert!(settings(&["--bitrate", "-5"]).unwrap_err().starts_with("--bitrate: "));
+        assert!(settings(&["--gop", "0"]).unwrap_err().starts_with("--gop: "));
+        assert_eq!(settings(&["--size", "abc"]).unwrap_err(), "--size: expected WxH (like 1920x1080), got 'abc'");
+        assert_eq!(settings(&["--motion", "15-10"]).unwrap_err(), "--motion: '15-10' ends before it starts");
     }
 
     #[test]
     fn rtsp_addresses() {
-        assert_eq!(
-            settings(&["--rtsp", "[::1]:9000"]).unwrap().rtsp.port(),
-            9000
-        );
+        assert_eq!(settings(&["--rtsp", "[::1]:9000"]).unwrap().rtsp.port(), 9000);
         let s = settings(&["--rtsp", "127.0.0.1:0"]).unwrap();
         assert_eq!(s.device_id, "camsim-abcd");
-        assert!(
-            settings(&["--rtsp", "localhost:8554"])
-                .unwrap_err()
-                .starts_with("--rtsp: ")
-        );
+        assert!(settings(&["--rtsp", "localhost:8554"]).unwrap_err().starts_with("--rtsp: "));
         assert!(settings(&["--rtsp", "127.0.0.1"]).is_err());
     }
 
     #[test]
     fn identity_flags() {
-        let s = settings(&[
-            "--device-id",
-            "cam-01",
-            "--setup-code",
-            "00001234",
-            "--name",
-            "Porch",
-        ])
-        .unwrap();
+        let s = settings(&["--device-id", "cam-01", "--setup-code", "00001234", "--name", "Porch"]).unwrap();
         assert_eq!(s.device_id, "cam-01");
         assert_eq!(s.setup_code, "00001234");
         assert!(!s.setup_code_generated);
         assert_eq!(s.name, "Porch");
-        assert!(
-            settings(&["--device-id", "Cam"])
-                .unwrap_err()
-                .starts_with("--device-id: ")
-        );
+        assert!(settings(&["--device-id", "Cam"]).unwrap_err().starts_with("--device-id: "));
         assert!(settings(&["--device-id", &"a".repeat(65)]).is_err());
         assert!(settings(&["--device-id", &"a".repeat(64)]).is_ok());
         assert!(settings(&["--device-id", "cam_1"]).is_err());
-        assert_eq!(
-            settings(&["--setup-code", "1234"]).unwrap_err(),
-            "--setup-code: expected exactly 8 digits, got '1234'"
-        );
+        assert_eq!(settings(&["--setup-code", "1234"]).unwrap_err(), "--setup-code: expected exactly 8 digits, got '1234'");
         assert!(settings(&["--setup-code", "1234567a"]).is_err());
         assert!(settings(&["--name", " "]).is_err());
         assert!(settings(&["--mdns-interface", "eth0"]).is_ok());
@@ -630,48 +477,19 @@ mod tests {
         assert_eq!(hub.port, 8883);
         assert_eq!(hub.fingerprint, [0xab; 32]);
         assert_eq!(hub.hub_id, None);
-        let s = settings(&[
-            "--hub",
-            "127.0.0.1:8883",
-            "--hub-fp",
-            &fp,
-            "--hub-id",
-            "0a1b",
-        ])
-        .unwrap();
+        let s = settings(&["--hub", "127.0.0.1:8883", "--hub-fp", &fp, "--hub-id", "0a1b"]).unwrap();
         assert_eq!(s.hub.unwrap().hub_id.as_deref(), Some("0a1b"));
-        assert_eq!(
-            settings(&["--hub-id", "0a1b"]).unwrap_err(),
-            "--hub-id needs --hub as well"
-        );
-        assert!(
-            settings(&["--hub", "h:1", "--hub-fp", &fp, "--hub-id", "a b"])
-                .unwrap_err()
-                .starts_with("--hub-id: ")
-        );
+        assert_eq!(settings(&["--hub-id", "0a1b"]).unwrap_err(), "--hub-id needs --hub as well");
+        assert!(settings(&["--hub", "h:1", "--hub-fp", &fp, "--hub-id", "a b"]).unwrap_err().starts_with("--hub-id: "));
         let s = settings(&["--hub", "hub.local:8883", "--hub-fp", &fp.to_uppercase()]).unwrap();
         assert_eq!(s.hub.unwrap().host, "hub.local");
         assert!(settings(&["--hub", "[::1]:8883", "--hub-fp", &fp]).is_ok());
-        assert_eq!(
-            settings(&["--hub", "127.0.0.1:8883"]).unwrap_err(),
-            "--hub needs --hub-fp as well"
-        );
-        assert_eq!(
-            settings(&["--hub-fp", &fp]).unwrap_err(),
-            "--hub-fp needs --hub as well"
-        );
-        assert!(
-            settings(&["--hub", "nohost", "--hub-fp", &fp])
-                .unwrap_err()
-                .starts_with("--hub: ")
-        );
+        assert_eq!(settings(&["--hub", "127.0.0.1:8883"]).unwrap_err(), "--hub needs --hub-fp as well");
+        assert_eq!(settings(&["--hub-fp", &fp]).unwrap_err(), "--hub-fp needs --hub as well");
+        assert!(settings(&["--hub", "nohost", "--hub-fp", &fp]).unwrap_err().starts_with("--hub: "));
         assert!(settings(&["--hub", "h:0", "--hub-fp", &fp]).is_err());
         assert!(settings(&["--hub", "h:70000", "--hub-fp", &fp]).is_err());
-        assert!(
-            settings(&["--hub", "h:1", "--hub-fp", "abcd"])
-                .unwrap_err()
-                .starts_with("--hub-fp: ")
-        );
+        assert!(settings(&["--hub", "h:1", "--hub-fp", "abcd"]).unwrap_err().starts_with("--hub-fp: "));
         assert!(settings(&["--hub", "h:1", "--hub-fp", &"zz".repeat(32)]).is_err());
     }
 
@@ -681,14 +499,8 @@ mod tests {
         let c = s.credentials.unwrap();
         assert_eq!((c.user.as_str(), c.password.as_str()), ("u", "p"));
         assert!(!format!("{c:?}").contains("\"p\""));
-        assert_eq!(
-            settings(&["--user", "u"]).unwrap_err(),
-            "--user needs --password as well"
-        );
-        assert_eq!(
-            settings(&["--password", "p"]).unwrap_err(),
-            "--password needs --user as well"
-        );
+        assert_eq!(settings(&["--user", "u"]).unwrap_err(), "--user needs --password as well");
+        assert_eq!(settings(&["--password", "p"]).unwrap_err(), "--password needs --user as well");
         assert!(settings(&["--user", "a:b", "--password", "p"]).is_err());
         assert!(settings(&["--user", "u", "--password", ""]).is_err());
     }
@@ -696,11 +508,7 @@ mod tests {
     #[test]
     fn ssid_flag() {
         assert_eq!(settings(&["--ssid", "Home 5G"]).unwrap().ssid, "Home 5G");
-        assert!(
-            settings(&["--ssid", ""])
-                .unwrap_err()
-                .starts_with("--ssid: ")
-        );
+        assert!(settings(&["--ssid", ""]).unwrap_err().starts_with("--ssid: "));
         assert!(settings(&["--ssid", &"s".repeat(33)]).is_err());
         assert!(settings(&["--ssid", "a\nb"]).is_err());
         assert!(settings(&["--ssid", "a\u{7}b"]).is_err());

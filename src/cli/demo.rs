@@ -117,7 +117,11 @@ pub fn demo(args: DemoArgs) -> Result<()> {
                 codes.push((id, code));
             }
             tokio::spawn(play_owner(ready.devices.clone(), codes));
-            let host = if addr.ip().is_loopback() || addr.ip().is_unspecified() { "localhost".to_string() } else { addr.ip().to_string() };
+            let host = if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+                "localhost".to_string()
+            } else {
+                addr.ip().to_string()
+            };
             println!();
             println!("homehub demo is running ({} simulated cameras)", args.cameras);
             println!("  open:      https://{host}:{}/  (self-signed certificate)", addr.port());

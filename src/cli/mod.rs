@@ -46,7 +46,8 @@ pub async fn until_signal() {
 
 /// `homehub user add EMAIL --role R`: the password is the first line of stdin.
 pub fn user_add(cfg: &Config, email: &str, role: &str) -> Result<()> {
-    let role = Role::parse(role).ok_or_else(|| Error::invalid(format!("--role: expected owner, member or viewer, got {role:?}")))?;
+    let role =
+        Role::parse(role).ok_or_else(|| Error::invalid(format!("--role: expected owner, member or viewer, got {role:?}")))?;
     let email = email.trim();
     if !email.contains('@') || email.len() > 254 || email.contains(char::is_whitespace) {
         return Err(Error::invalid(format!("EMAIL: not an email address: {email:?}")));
@@ -73,13 +74,7 @@ pub fn discover(interface: &str, timeout: std::time::Duration) -> Result<()> {
     for (instance, addrs, port, txt) in found {
         let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
         let get = |k: &str| txt.get(k).map(String::as_str).unwrap_or("?").to_string();
-        println!(
-            "{instance} addresses={} web={port} mqtt={} id={} fp={}",
-            addrs.join(","),
-            get("mqtt"),
-            get("id"),
-            get("fp")
-        );
+        println!("{instance} addresses={} web={port} mqtt={} id={} fp={}", addrs.join(","), get("mqtt"), get("id"), get("fp"));
     }
     Ok(())
 }

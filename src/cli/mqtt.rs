@@ -17,7 +17,9 @@ fn check_user_name(name: &str) -> Result<()> {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
         && name.as_bytes()[0].is_ascii_alphanumeric();
     if !ok {
-        return Err(Error::invalid(format!("NAME: 1-64 letters, digits, '_', '.', '-', starting with a letter or digit; got {name:?}")));
+        return Err(Error::invalid(format!(
+            "NAME: 1-64 letters, digits, '_', '.', '-', starting with a letter or digit; got {name:?}"
+        )));
     }
     if name == pairing::PAIR_USERNAME || name.starts_with("homehub") {
         return Err(Error::invalid(format!("NAME: {name:?} is reserved")));

@@ -56,8 +56,7 @@ pub fn new_file(recipients: &[[u8; X25519_KEY_LEN]]) -> crate::Result<NewFile> {
 
     let mut header = format!("{VERSION_LINE}\n");
     for (i, recipient) in recipients.iter().enumerate() {
-        let stanza = x25519_stanza(&rng, &file_key, recipient)
-            .map_err(|e| e.context(format!("cloud.recipients[{i}]")))?;
+        let stanza = x25519_stanza(&rng, &file_key, recipient).map_err(|e| e.context(format!("cloud.recipients[{i}]")))?;
         header.push_str(&stanza);
     }
     header.push_str("---");
@@ -68,9 +67,7 @@ pub fn new_file(recipients: &[[u8; X25519_KEY_LEN]]) -> crate::Result<NewFile> {
 
     let mut nonce = [0u8; PAYLOAD_NONCE_LEN];
     rng.fill(&mut nonce).map_err(|_| no_randomness())?;
-    let payload = PayloadKey(LessSafeKey::new(hkdf_chacha_key(
-        &nonce, &file_key, b"payload",
-    )?));
+    let payload = PayloadKey(LessSafeKey::new(hkdf_chacha_key(&nonce, &file_key, b"payload")?));
     let mut preamble = header.into_bytes();
     preamble.extend_from_slice(&nonce);
     Ok(NewFile { preamble, payload })
@@ -79,18 +76,12 @@ pub fn new_file(recipients: &[[u8; X25519_KEY_LEN]]) -> crate::Result<NewFile> {
 /// The 32-byte X25519 public key inside an `age1…` recipient (bech32, HRP `age`).
 pub fn recipient_key(recipient: &age::x25519::Recipient) -> crate::Result<[u8; X25519_KEY_LEN]> {
     let text = recipient.to_string();
-    let (hrp, data) = bech32::decode(&text)
-        .map_err(|e| Error::invalid(format!("not an age X25519 recipient (age1…): {e}")))?;
+    let (hrp, data) = bech32::decode(&text).map_err(|e| Error::invalid(format!("not an age X25519 recipient (age1…): {e}")))?;
     if hrp.to_lowercase() != "age" {
-        return Err(Error::invalid(
-            "not an age X25519 recipient (age1…): wrong prefix",
-        ));
+        return Err(Error::invalid("not an age X25519 recipient (age1…): wrong prefix"));
     }
     data.try_into().map_err(|data: Vec<u8>| {
-        Error::invalid(format!(
-            "not an age X25519 recipient (age1…): a key of {} bytes, not 32",
-            data.len()
-        ))
+        Error::invalid(format!("not an age X25519 recipient (age1…): a key of {} bytes, not 32", data.len()))
     })
 }
 
@@ -102,18 +93,9 @@ impl PayloadKey {
     /// Seals chunk number `counter` in place: `slot[..len]` holds the plaintext and becomes
     /// the ciphertext, and the tag is written right after it, so `slot[..len + TAG_LEN]`
     /// is the chunk as it goes into the file. `last` must be set on the final chunk only.
-    pub fn seal_chunk(
-        &self,
-        counter: u64,
-        last: bool,
-        slot: &mut [u8],
-        len: usize,
-    ) -> crate::Result<()> {
+    pub fn seal_chunk(&self, counter: u64, last: bool, slot: &mut [u8], len: usize) -> crate::Result<()> {
         if len > CHUNK_LEN || slot.len() < len + TAG_LEN {
-            return Err(Error::internal(format!(
-                "sealing chunk {counter}: {len} bytes do not fit a slot of {}",
-                slot.len()
-            )));
+            return Err(Error::internal(format!("sealing chunk {counter}: {len} bytes do not fit a slot of {}", slot.len())));
         }
         let (text, rest) = slot.split_at_mut(len);
         let tag = self
@@ -135,31 +117,17 @@ fn chunk_nonce(counter: u64, last: bool) -> Nonce {
 
 /// One `X25519` stanza: the file key wrapped with a key agreed between a fresh ephemeral
 /// key and the recipient.
-fn x25519_stanza(
-    rng: &SystemRandom,
-    file_key: &[u8; FILE_KEY_LEN],
-    recipient: &[u8; X25519_KEY_LEN],
-) -> crate::Result<String> {
+fn x25519_stanza(rng: &SystemRandom, file_key: &[u8; FILE_KEY_LEN], recipient: &[u8; X25519_KEY_LEN]) -> crate::Result<String> {
     let ephemeral = EphemeralPrivateKey::generate(&X25519, rng).map_err(|_| no_randomness())?;
-    let share = ephemeral
-        .compute_public_key()
-        .map_err(|_| Error::internal("computing an X25519 public key failed"))?;
+    let share = ephemeral.compute_public_key().map_err(|_| Error::internal("computing an X25519 public key failed"))?;
     let mut salt = Vec::with_capacity(2 * X25519_KEY_LEN);
     salt.extend_from_slice(share.as_ref());
     salt.extend_from_slice(recipient);
 
     // ring refuses an all-zero shared secret itself; the check here says so out loud.
-    let agreed = agreement::agree_ephemeral(
-        ephemeral,
-        &UnparsedPublicKey::new(&X25519, recipient),
-        |shared| {
-            if shared.iter().all(|&b| b == 0) {
-                None
-            } else {
-                Some(hkdf_chacha_key(&salt, shared, X25519_INFO))
-            }
-        },
-    );
+    let agreed = agreement::agree_ephemeral(ephemeral, &UnparsedPublicKey::new(&X25519, recipient), |shared| {
+        if shared.iter().all(|&b| b == 0) { None } else { Some(hkdf_chacha_key(&salt, shared, X25519_INFO)) }
+    });
     let wrap_key = match agreed {
         Ok(Some(key)) => LessSafeKey::new(key?),
         Ok(None) | Err(_) => {
@@ -173,11 +141,7 @@ fn x25519_stanza(
     let mut body = [0u8; FILE_KEY_LEN + TAG_LEN];
     body[..FILE_KEY_LEN].copy_from_slice(file_key);
     let tag = wrap_key
-        .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key([0; aead::NONCE_LEN]),
-            Aad::empty(),
-            &mut body[..FILE_KEY_LEN],
-        )
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key([0; aead::NONCE_LEN]), Aad::empty(), &mut body[..FILE_KEY_LEN])
         .map_err(|_| Error::internal("wrapping the file key failed"))?;
     body[FILE_KEY_LEN..].copy_from_slice(tag.as_ref());
 
@@ -205,18 +169,14 @@ fn push_body_lines(out: &mut String, base64: &str) {
 fn hkdf_chacha_key(salt: &[u8], ikm: &[u8], info: &[u8]) -> crate::Result<UnboundKey> {
     let info = [info];
     let prk = hkdf::Salt::new(HKDF_SHA256, salt).extract(ikm);
-    let okm = prk
-        .expand(&info, &CHACHA20_POLY1305)
-        .map_err(|_| Error::internal("HKDF expansion failed"))?;
+    let okm = prk.expand(&info, &CHACHA20_POLY1305).map_err(|_| Error::internal("HKDF expansion failed"))?;
     Ok(UnboundKey::from(okm))
 }
 
 /// HKDF-SHA-256(file key, empty salt, "header") as an HMAC-SHA-256 key.
 fn header_mac_key(file_key: &[u8; FILE_KEY_LEN]) -> crate::Result<hmac::Key> {
     let prk = hkdf::Salt::new(HKDF_SHA256, &[]).extract(file_key);
-    let okm = prk
-        .expand(&[b"header"], HMAC_SHA256)
-        .map_err(|_| Error::internal("HKDF expansion failed"))?;
+    let okm = prk.expand(&[b"header"], HMAC_SHA256).map_err(|_| Error::internal("HKDF expansion failed"))?;
     Ok(hmac::Key::from(okm))
 }
 
@@ -238,22 +198,10 @@ mod tests {
     #[test]
     fn stanza_bodies_wrap_at_64_columns_and_end_with_a_short_line() {
         assert_eq!(body_lines(0), [""]);
-        assert_eq!(
-            body_lines(32).iter().map(String::len).collect::<Vec<_>>(),
-            [43]
-        );
-        assert_eq!(
-            body_lines(48).iter().map(String::len).collect::<Vec<_>>(),
-            [64, 0]
-        );
-        assert_eq!(
-            body_lines(50).iter().map(String::len).collect::<Vec<_>>(),
-            [64, 3]
-        );
-        assert_eq!(
-            body_lines(96).iter().map(String::len).collect::<Vec<_>>(),
-            [64, 64, 0]
-        );
+        assert_eq!(body_lines(32).iter().map(String::len).collect::<Vec<_>>(), [43]);
+        assert_eq!(body_lines(48).iter().map(String::len).collect::<Vec<_>>(), [64, 0]);
+        assert_eq!(body_lines(50).iter().map(String::len).collect::<Vec<_>>(), [64, 3]);
+        assert_eq!(body_lines(96).iter().map(String::len).collect::<Vec<_>>(), [64, 64, 0]);
     }
 
     #[test]
@@ -270,29 +218,17 @@ mod tests {
         let identity = age::x25519::Identity::generate();
         let recipient = identity.to_public();
         let key = recipient_key(&recipient).unwrap();
-        let again =
-            bech32::encode_lower::<bech32::Bech32>(bech32::Hrp::parse("age").unwrap(), &key)
-                .unwrap();
+        let again = bech32::encode_lower::<bech32::Bech32>(bech32::Hrp::parse("age").unwrap(), &key).unwrap();
         assert_eq!(again, recipient.to_string());
     }
 
     #[test]
     fn header_has_one_stanza_per_recipient_and_a_mac_line() {
-        let keys: Vec<[u8; 32]> = (0..3)
-            .map(|_| recipient_key(&age::x25519::Identity::generate().to_public()).unwrap())
-            .collect();
+        let keys: Vec<[u8; 32]> =
+            (0..3).map(|_| recipient_key(&age::x25519::Identity::generate().to_public()).unwrap()).collect();
         let file = new_file(&keys).unwrap();
-        let mac_at = file
-            .preamble
-            .windows(5)
-            .position(|w| w == b"\n--- ")
-            .unwrap();
-        let end = mac_at
-            + 1
-            + file.preamble[mac_at + 1..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .unwrap();
+        let mac_at = file.preamble.windows(5).position(|w| w == b"\n--- ").unwrap();
+        let end = mac_at + 1 + file.preamble[mac_at + 1..].iter().position(|&b| b == b'\n').unwrap();
         assert_eq!(file.preamble.len(), end + 1 + PAYLOAD_NONCE_LEN);
         let header = std::str::from_utf8(&file.preamble[..=end]).unwrap();
         let lines: Vec<&str> = header.lines().collect();
@@ -320,9 +256,7 @@ mod tests {
 
     #[test]
     fn a_chunk_that_does_not_fit_its_slot_is_an_error() {
-        let file =
-            new_file(&[recipient_key(&age::x25519::Identity::generate().to_public()).unwrap()])
-                .unwrap();
+        let file = new_file(&[recipient_key(&age::x25519::Identity::generate().to_public()).unwrap()]).unwrap();
         let mut slot = vec![0u8; 100];
         assert!(file.payload.seal_chunk(0, true, &mut slot, 90).is_err());
         assert!(file.payload.seal_chunk(0, true, &mut slot, 84).is_ok());

@@ -111,8 +111,8 @@ fn add_lines(plain: &[u8], by_id: &mut BTreeMap<String, Entry>, path: &ObjPath) 
         if line.trim().is_empty() {
             continue;
         }
-        let e: Entry = serde_json::from_str(line)
-            .map_err(|err| Error::invalid(format!("index {path}: line {}: {err}", i + 1)))?;
+        let e: Entry =
+            serde_json::from_str(line).map_err(|err| Error::invalid(format!("index {path}: line {}: {err}", i + 1)))?;
         by_id.insert(e.id.clone(), e);
     }
     Ok(())
@@ -225,9 +225,10 @@ mod tests {
 
     #[test]
     fn an_entry_without_homehub_fields_is_a_clip() {
-        let e: Entry =
-            serde_json::from_str(r#"{"id":"ab","camera":"c","start":"2026-01-01T00:00:00Z","end":"2026-01-01T00:00:01Z","bytes":3}"#)
-                .unwrap();
+        let e: Entry = serde_json::from_str(
+            r#"{"id":"ab","camera":"c","start":"2026-01-01T00:00:00Z","end":"2026-01-01T00:00:01Z","bytes":3}"#,
+        )
+        .unwrap();
         assert_eq!((e.kind.as_str(), e.event.as_deref(), e.seq), ("clip", None, None));
         let line = serde_json::to_string(&e).unwrap();
         assert!(!line.contains("event") && !line.contains("seq"), "{line}");
@@ -235,11 +236,7 @@ mod tests {
 
     #[test]
     fn pieces_show_only_where_the_clip_is_missing() {
-        let all = vec![
-            entry("1", "piece", "h/1", "a"),
-            entry("2", "clip", "h/1", "a"),
-            entry("3", "piece", "h/2", "b"),
-        ];
+        let all = vec![entry("1", "piece", "h/1", "a"), entry("2", "clip", "h/1", "a"), entry("3", "piece", "h/2", "b")];
         let ids = |v: Vec<&Entry>| v.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(visible(&all, false)), ["2", "3"]);
         assert_eq!(ids(visible(&all, true)), ["1", "2", "3"]);

@@ -38,9 +38,7 @@ fn format_keygen(now: DateTime<Utc>, secret: &str, recipient: &str) -> String {
 pub fn parse_recipients(list: &[String]) -> crate::Result<Vec<Recipient>> {
     list.iter()
         .enumerate()
-        .map(|(i, text)| {
-            parse_recipient(text).map_err(|e| e.context(format!("cloud.recipients[{i}]")))
-        })
+        .map(|(i, text)| parse_recipient(text).map_err(|e| e.context(format!("cloud.recipients[{i}]"))))
         .collect()
 }
 
@@ -52,13 +50,11 @@ fn parse_recipient(text: &str) -> crate::Result<Recipient> {
              — keep the secret key off the hub",
         ));
     }
-    text.parse::<Recipient>()
-        .map_err(|why| Error::invalid(format!("not an age X25519 recipient (age1…): {why}")))
+    text.parse::<Recipient>().map_err(|why| Error::invalid(format!("not an age X25519 recipient (age1…): {why}")))
 }
 
 fn looks_secret(text: &str) -> bool {
-    text.get(..15)
-        .is_some_and(|p| p.eq_ignore_ascii_case("AGE-SECRET-KEY-"))
+    text.get(..15).is_some_and(|p| p.eq_ignore_ascii_case("AGE-SECRET-KEY-"))
 }
 
 /// Reads an identity file as `age-keygen` writes it (several keys allowed; `#` comments
@@ -68,9 +64,7 @@ pub fn read_identity_file(path: &Path) -> crate::Result<Vec<Identity>> {
     let text = std::fs::read_to_string(path).ctx(format_args!("reading {what}"))?;
     let identities = parse_identities(&text).map_err(|e| e.context(&what))?;
     if identities.is_empty() {
-        return Err(Error::invalid(format!(
-            "{what}: no identity (AGE-SECRET-KEY-1…) in it"
-        )));
+        return Err(Error::invalid(format!("{what}: no identity (AGE-SECRET-KEY-1…) in it")));
     }
     Ok(identities)
 }
@@ -82,11 +76,8 @@ fn parse_identities(text: &str) -> crate::Result<Vec<Identity>> {
         .map(|(i, line)| (i + 1, line.trim()))
         .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'));
     keys.map(|(n, line)| {
-        line.parse::<Identity>().map_err(|why| {
-            Error::invalid(format!(
-                "line {n}: not an age X25519 identity (AGE-SECRET-KEY-1…): {why}"
-            ))
-        })
+        line.parse::<Identity>()
+            .map_err(|why| Error::invalid(format!("line {n}: not an age X25519 identity (AGE-SECRET-KEY-1…): {why}")))
     })
     .collect()
 }
@@ -123,9 +114,7 @@ mod tests {
         assert_eq!(lines.len(), 3, "{text}");
         assert!(text.ends_with('\n'));
         assert_eq!(lines[0], "# created: 2026-01-02T03:04:05Z");
-        let public = lines[1]
-            .strip_prefix("# public key: ")
-            .expect("public key line");
+        let public = lines[1].strip_prefix("# public key: ").expect("public key line");
         let identity: Identity = lines[2].parse().expect("secret key line");
         assert_eq!(identity.to_public().to_string(), public);
     }
@@ -149,10 +138,7 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Invalid);
         assert!(err.message().contains("bad.key"), "{err}");
         assert!(err.message().contains("line 3"), "{err}");
-        assert!(
-            !err.message().contains("NOPE"),
-            "must not echo key material: {err}"
-        );
+        assert!(!err.message().contains("NOPE"), "must not echo key material: {err}");
     }
 
     #[test]
@@ -171,12 +157,7 @@ mod tests {
     fn recipients_parse_and_errors_name_the_index() {
         let (_, a) = new_identity();
         let (_, b) = new_identity();
-        assert_eq!(
-            parse_recipients(&[a.clone(), format!(" {b}\n")])
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(parse_recipients(&[a.clone(), format!(" {b}\n")]).unwrap().len(), 2);
         assert!(parse_recipients(&[]).unwrap().is_empty());
 
         let err = parse_recipients(&[a.clone(), "age1bogus".into()]).unwrap_err();

@@ -47,8 +47,7 @@ pub fn mp4_free_box(pad: u64) -> crate::Result<Vec<u8>> {
     if pad == 0 {
         return Ok(Vec::new());
     }
-    let len = usize::try_from(pad)
-        .map_err(|_| crate::Error::internal(format!("MP4 padding of {pad} bytes is too large")))?;
+    let len = usize::try_from(pad).map_err(|_| crate::Error::internal(format!("MP4 padding of {pad} bytes is too large")))?;
     let mut out = mp4_free_header(pad)?;
     debug_assert!(out.len() as u64 <= LARGE_BOX_HEADER);
     out.resize(len, 0);
@@ -169,14 +168,7 @@ mod tests {
     fn make_mp4(dir: &std::path::Path, extra: &[&str]) -> std::path::PathBuf {
         let path = dir.join("clip.mp4");
         let status = Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc=d=1:s=160x120:r=15",
-            ])
+            .args(["-v", "error", "-f", "lavfi", "-i", "testsrc=d=1:s=160x120:r=15"])
             .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
             .args(extra)
             .arg(&path)
@@ -188,21 +180,13 @@ mod tests {
 
     fn ffprobe_clean(path: &std::path::Path) -> String {
         let out = Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "format=duration:stream=codec_name,nb_read_frames",
-            ])
+            .args(["-v", "error", "-show_entries", "format=duration:stream=codec_name,nb_read_frames"])
             .args(["-count_frames", "-of", "compact"])
             .arg(path)
             .output()
             .expect("ffprobe must be installed for this test");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stderr.trim().is_empty(),
-            "ffprobe: {stderr}"
-        );
+        assert!(out.status.success() && stderr.trim().is_empty(), "ffprobe: {stderr}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -241,10 +225,7 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let after = ffprobe_clean(&path);
         assert_eq!(before, after);
-        assert!(
-            after.contains("codec_name=h264") && after.contains("nb_read_frames=15"),
-            "{after}"
-        );
+        assert!(after.contains("codec_name=h264") && after.contains("nb_read_frames=15"), "{after}");
     }
 
     #[test]
@@ -272,10 +253,8 @@ mod tests {
             assert_eq!(text.len() as u64, target);
             assert!(text.ends_with(b"\n"));
             let text = String::from_utf8(text).unwrap();
-            let parsed: Vec<serde_json::Value> = text
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-                .collect();
+            let parsed: Vec<serde_json::Value> =
+                text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"))).collect();
             assert_eq!(parsed.len(), n, "{text:?}");
         }
     }

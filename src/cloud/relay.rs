@@ -147,7 +147,15 @@ impl Relay {
     }
 
     /// One index line; `span` is (start, end) in ms, `event` the event id and a piece's place in it.
-    fn entry(&self, object: &str, camera: String, span: (i64, i64), bytes: u64, kind: UploadKind, event: (i64, Option<u32>)) -> String {
+    fn entry(
+        &self,
+        object: &str,
+        camera: String,
+        span: (i64, i64),
+        bytes: u64,
+        kind: UploadKind,
+        event: (i64, Option<u32>),
+    ) -> String {
         let ((start_ms, end_ms), (event_id, seq)) = (span, event);
         let e = Entry {
             id: object.to_string(),
@@ -166,10 +174,19 @@ impl Relay {
         let rel = p.path.strip_prefix(&self.data_dir).unwrap_or(&p.path).to_string_lossy().to_string();
         let bytes = std::fs::metadata(&p.path).map_err(|e| Error::internal(format!("{}: {e}", p.path.display())))?.len();
         let camera_id = p.camera_id;
-        let camera = self.store.call_blocking(move |db| db.camera_name(camera_id))?.unwrap_or_else(|| format!("camera {camera_id}"));
+        let camera =
+            self.store.call_blocking(move |db| db.camera_name(camera_id))?.unwrap_or_else(|| format!("camera {camera_id}"));
         let object = new_object_name();
         let body = self.entry(&object, camera, (p.start_ms, p.end_ms), bytes, UploadKind::Piece, (p.event_id, Some(p.seq)));
-        let u = NewUpload { object, kind: UploadKind::Piece, path: rel, event_id: p.event_id, bytes, index_object: new_object_name(), index_body: body };
+        let u = NewUpload {
+            object,
+            kind: UploadKind::Piece,
+            path: rel,
+            event_id: p.event_id,
+            bytes,
+            index_object: new_object_name(),
+            index_body: body,
+        };
         let now = self.clock.now_ms();
         self.store.call_blocking(move |db| db.cloud_enqueue(&u, now))?;
         self.notify.notify_one();
@@ -183,7 +200,15 @@ impl Relay {
         let bytes = ev.clip_bytes.unwrap_or(0);
         let object = new_object_name();
         let body = hub_relay.entry(&object, ev.camera, (ev.clip_start_ms, end_ms), bytes, UploadKind::Clip, (event_id, None));
-        let u = NewUpload { object, kind: UploadKind::Clip, path, event_id, bytes, index_object: new_object_name(), index_body: body };
+        let u = NewUpload {
+            object,
+            kind: UploadKind::Clip,
+            path,
+            event_id,
+            bytes,
+            index_object: new_object_name(),
+            index_body: body,
+        };
         let now = hub_relay.clock.now_ms();
         store.call_blocking(move |db| db.cloud_enqueue(&u, now))?;
         hub_relay.notify.notify_one();
@@ -260,7 +285,8 @@ impl Relay {
             if !ids.is_empty() {
                 tracing::info!(clips = ids.len(), "cloud relay: queued clips of events that ended while it was off");
             }
-            let keep: std::collections::HashSet<String> = me.store.call_blocking(|db| db.cloud_pending_piece_paths())?.into_iter().collect();
+            let keep: std::collections::HashSet<String> =
+                me.store.call_blocking(|db| db.cloud_pending_piece_paths())?.into_iter().collect();
             if let Ok(rd) = std::fs::read_dir(me.data_dir.join(PIECES_DIR)) {
                 for e in rd.flatten() {
                     let rel = format!("{PIECES_DIR}/{}", e.file_name().to_string_lossy());
@@ -281,7 +307,8 @@ impl Relay {
             Payload::Index { body } => {
                 let body = body.clone();
                 let recipients = self.recipients.clone();
-                let sealed = blocking("sealing an index entry", move || seal_index(&recipients, body.trim_end().as_bytes())).await??;
+                let sealed =
+                    blocking("sealing an index entry", move || seal_index(&recipients, body.trim_end().as_bytes())).await??;
                 let n = sealed.len() as u64;
                 self.remote.put_bytes(&at, sealed).await?;
                 Ok(n)

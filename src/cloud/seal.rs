@@ -34,38 +34,23 @@ const SLOT_LEN: usize = CHUNK_LEN + TAG_LEN;
 ///
 /// Chunks are sealed on `std::thread::available_parallelism()` threads: the calling
 /// thread, which alone uses `input` and `output`, and helpers started for each batch.
-pub fn encrypt_stream<R: Read, W: Write>(
-    recipients: &[Recipient],
-    input: R,
-    output: W,
-) -> crate::Result<u64> {
+pub fn encrypt_stream<R: Read, W: Write>(recipients: &[Recipient], input: R, output: W) -> crate::Result<u64> {
     let threads = thread::available_parallelism().map_or(1, NonZero::get);
     encrypt_on(threads, recipients, input, output)
 }
 
 /// [`encrypt_stream`] with chunks sealed on `threads` threads (the calling one included).
-fn encrypt_on<R: Read, W: Write>(
-    threads: usize,
-    recipients: &[Recipient],
-    input: R,
-    mut output: W,
-) -> crate::Result<u64> {
+fn encrypt_on<R: Read, W: Write>(threads: usize, recipients: &[Recipient], input: R, mut output: W) -> crate::Result<u64> {
     if recipients.is_empty() {
-        return Err(Error::invalid(
-            "cloud.recipients: no recipient to encrypt to",
-        ));
+        return Err(Error::invalid("cloud.recipients: no recipient to encrypt to"));
     }
     let keys = recipients
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            agefmt::recipient_key(r).map_err(|e| e.context(format!("cloud.recipients[{i}]")))
-        })
+        .map(|(i, r)| agefmt::recipient_key(r).map_err(|e| e.context(format!("cloud.recipients[{i}]"))))
         .collect::<crate::Result<Vec<_>>>()?;
     let file = agefmt::new_file(&keys)?;
-    output
-        .write_all(&file.preamble)
-        .ctx("writing the age header")?;
+    output.write_all(&file.preamble).ctx("writing the age header")?;
 
     let mut plain = Plaintext::new(input);
     let mut sealing = Batch::new();
@@ -80,10 +65,7 @@ fn encrypt_on<R: Read, W: Write>(
             let helpers: Vec<_> = (1..threads.min(work.chunks))
                 .filter_map(|_| {
                     // A helper that cannot start is no error: this thread seals its share.
-                    thread::Builder::new()
-                        .name("age-seal".into())
-                        .spawn_scoped(s, || work.run())
-                        .ok()
+                    thread::Builder::new().name("age-seal".into()).spawn_scoped(s, || work.run()).ok()
                 })
                 .collect();
             let mut io = || {
@@ -97,9 +79,7 @@ fn encrypt_on<R: Read, W: Write>(
             };
             let mine = io().and_then(|()| work.run());
             helpers.into_iter().fold(mine, |result, helper| {
-                let theirs = helper
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::internal("a sealing thread panicked")));
+                let theirs = helper.join().unwrap_or_else(|_| Err(Error::internal("a sealing thread panicked")));
                 result.and(theirs)
             })
         })?;
@@ -130,13 +110,7 @@ struct Batch {
 
 impl Batch {
     fn new() -> Self {
-        Batch {
-            buf: vec![0; BATCH_CHUNKS * SLOT_LEN],
-            first: 0,
-            chunks: 0,
-            tail_len: 0,
-            last: false,
-        }
+        Batch { buf: vec![0; BATCH_CHUNKS * SLOT_LEN], first: 0, chunks: 0, tail_len: 0, last: false }
     }
 
     /// The plaintext slot of chunk `i`.
@@ -186,16 +160,13 @@ impl<'a> Sealing<'a> {
             };
             let fin = i == self.chunks - 1;
             let len = if fin { self.tail_len } else { CHUNK_LEN };
-            self.key
-                .seal_chunk(self.first + i as u64, fin && self.last, slot, len)?;
+            self.key.seal_chunk(self.first + i as u64, fin && self.last, slot, len)?;
         }
     }
 }
 
 fn write_batch(output: &mut impl Write, batch: &Batch) -> crate::Result<()> {
-    output
-        .write_all(batch.ciphertext())
-        .ctx("writing the ciphertext")
+    output.write_all(batch.ciphertext()).ctx("writing the ciphertext")
 }
 
 /// The plaintext, read chunk by chunk, one chunk ahead of the batch being filled.
@@ -214,14 +185,7 @@ struct Plaintext<R> {
 
 impl<R: Read> Plaintext<R> {
     fn new(input: R) -> Self {
-        Plaintext {
-            input,
-            ahead: vec![0; CHUNK_LEN],
-            ahead_len: 0,
-            eof: false,
-            counter: 0,
-            total: 0,
-        }
+        Plaintext { input, ahead: vec![0; CHUNK_LEN], ahead_len: 0, eof: false, counter: 0, total: 0 }
     }
 
     /// Fills `batch` with the next chunks, and says whether its final chunk is the file's
@@ -277,21 +241,10 @@ fn read_full(input: &mut impl Read, buf: &mut [u8], eof: &mut bool) -> crate::Re
 /// Decrypts an age file from `input` with any of `identities` into `output`, returning
 /// the number of plaintext bytes. A file no identity opens, or one that is damaged or
 /// cut short, is an `Invalid` error saying so.
-pub fn decrypt_stream<R: Read, W: Write>(
-    identities: &[Identity],
-    input: R,
-    mut output: W,
-) -> crate::Result<u64> {
+pub fn decrypt_stream<R: Read, W: Write>(identities: &[Identity], input: R, mut output: W) -> crate::Result<u64> {
     let decryptor = age::Decryptor::new(input).map_err(decrypt_error)?;
-    let mut plain = decryptor
-        .decrypt(identities.iter().map(|i| i as &dyn age::Identity))
-        .map_err(decrypt_error)?;
-    copy(
-        &mut plain,
-        &mut output,
-        "reading the age payload",
-        "writing the plaintext",
-    )
+    let mut plain = decryptor.decrypt(identities.iter().map(|i| i as &dyn age::Identity)).map_err(decrypt_error)?;
+    copy(&mut plain, &mut output, "reading the age payload", "writing the plaintext")
 }
 
 /// Says which way a decryption failed; all but I/O trouble are about the file or key given.
@@ -310,20 +263,15 @@ fn decrypt_error(e: age::DecryptError) -> Error {
 /// file's fault, so `Invalid`; anything else is I/O trouble.
 fn read_error(e: io::Error, reading: &str) -> Error {
     match e.kind() {
-        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => Error::invalid(format!(
-            "{reading}: the age file is damaged or cut short: {e}"
-        )),
+        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
+            Error::invalid(format!("{reading}: the age file is damaged or cut short: {e}"))
+        }
         _ => Error::internal(format!("{reading}: {e}")),
     }
 }
 
 /// Copies through a fixed buffer; errors say which side failed.
-fn copy(
-    input: &mut impl Read,
-    output: &mut impl Write,
-    reading: &str,
-    writing: &str,
-) -> crate::Result<u64> {
+fn copy(input: &mut impl Read, output: &mut impl Write, reading: &str, writing: &str) -> crate::Result<u64> {
     let mut buf = vec![0u8; BUF_LEN];
     let mut total = 0u64;
     loop {
@@ -394,18 +342,8 @@ mod tests {
     }
 
     fn age_cli_decrypt(key_file: &std::path::Path, sealed_file: &std::path::Path) -> Vec<u8> {
-        let out = std::process::Command::new("age")
-            .arg("-d")
-            .arg("-i")
-            .arg(key_file)
-            .arg(sealed_file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "age -d: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = std::process::Command::new("age").arg("-d").arg("-i").arg(key_file).arg(sealed_file).output().unwrap();
+        assert!(out.status.success(), "age -d: {}", String::from_utf8_lossy(&out.stderr));
         out.stdout
     }
 
@@ -429,20 +367,7 @@ mod tests {
     /// each of whom opens the file alone through the age crate.
     #[test]
     fn round_trips_at_chunk_and_batch_boundaries_to_one_and_three_recipients() {
-        let sizes = [
-            0,
-            1,
-            K - 1,
-            K,
-            K + 1,
-            2 * K,
-            3 * 1024 * 1024 + 12_345,
-            BATCH - 1,
-            BATCH,
-            BATCH + 1,
-            BATCH + K,
-            2 * BATCH,
-        ];
+        let sizes = [0, 1, K - 1, K, K + 1, 2 * K, 3 * 1024 * 1024 + 12_345, BATCH - 1, BATCH, BATCH + 1, BATCH + K, 2 * BATCH];
         let keys: Vec<(Identity, Recipient)> = (0..3).map(|_| key()).collect();
         let all: Vec<Recipient> = keys.iter().map(|(_, r)| r.clone()).collect();
         let data = random(2 * BATCH);
@@ -457,11 +382,7 @@ mod tests {
                 );
                 for (id, _) in &keys[..recipients.len()] {
                     let plain = open(id, &sealed).unwrap();
-                    assert!(
-                        plain == data,
-                        "{len} bytes to {} came back different",
-                        recipients.len()
-                    );
+                    assert!(plain == data, "{len} bytes to {} came back different", recipients.len());
                 }
             }
         }
@@ -474,13 +395,7 @@ mod tests {
         let data = random(BATCH + 3 * K + 17);
         for threads in [1, 2, 3, 5, 64, 100] {
             let mut sealed = Vec::new();
-            let n = encrypt_on(
-                threads,
-                std::slice::from_ref(&r),
-                data.as_slice(),
-                &mut sealed,
-            )
-            .unwrap();
+            let n = encrypt_on(threads, std::slice::from_ref(&r), data.as_slice(), &mut sealed).unwrap();
             assert_eq!(n, data.len() as u64);
             assert!(open(&id, &sealed).unwrap() == data, "{threads} threads");
         }
@@ -502,10 +417,7 @@ mod tests {
         let data = random(2 * K + 5);
         let mut sealed = Vec::new();
         encrypt_stream(&[r], Trickle(&data), &mut sealed).unwrap();
-        assert_eq!(
-            sealed.len() - payload_start(&sealed),
-            data.len() + 3 * TAG_LEN
-        );
+        assert_eq!(sealed.len() - payload_start(&sealed), data.len() + 3 * TAG_LEN);
         assert!(open(&id, &sealed).unwrap() == data);
     }
 
@@ -520,23 +432,12 @@ mod tests {
         let sealed = seal(std::slice::from_ref(&recipient), &data);
         let sealed_file = dir.path().join("clip.age");
         std::fs::write(&sealed_file, &sealed).unwrap();
-        assert!(
-            age_cli_decrypt(&key_file, &sealed_file) == data,
-            "age -d gave other bytes"
-        );
+        assert!(age_cli_decrypt(&key_file, &sealed_file) == data, "age -d gave other bytes");
 
         let plain_file = dir.path().join("plain");
         std::fs::write(&plain_file, &data).unwrap();
-        let out = std::process::Command::new("age")
-            .args(["-e", "-r", &recipient.to_string()])
-            .arg(&plain_file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "age -e: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = std::process::Command::new("age").args(["-e", "-r", &recipient.to_string()]).arg(&plain_file).output().unwrap();
+        assert!(out.status.success(), "age -e: {}", String::from_utf8_lossy(&out.stderr));
         let mut plain = Vec::new();
         decrypt_stream(&ids, out.stdout.as_slice(), &mut plain).unwrap();
         assert!(plain == data, "the hub read other bytes from age's file");
@@ -547,9 +448,7 @@ mod tests {
     #[test]
     fn the_stock_age_tool_opens_chunk_multiples_for_each_of_three_recipients() {
         let dir = tempfile::tempdir().unwrap();
-        let keys: Vec<_> = (0..3)
-            .map(|i| write_key_file(dir.path(), &format!("owner{i}.key")))
-            .collect();
+        let keys: Vec<_> = (0..3).map(|i| write_key_file(dir.path(), &format!("owner{i}.key"))).collect();
         let recipients: Vec<Recipient> = keys.iter().map(|(_, r)| r.clone()).collect();
         let data = random(BATCH + K);
         for len in [0, K, 2 * K, BATCH, BATCH + K] {
@@ -557,10 +456,7 @@ mod tests {
             let sealed_file = dir.path().join(format!("clip{len}.age"));
             std::fs::write(&sealed_file, seal(&recipients, data)).unwrap();
             for (key_file, _) in &keys {
-                assert!(
-                    age_cli_decrypt(key_file, &sealed_file) == data,
-                    "age -d gave other bytes for {len}"
-                );
+                assert!(age_cli_decrypt(key_file, &sealed_file) == data, "age -d gave other bytes for {len}");
             }
         }
     }
@@ -570,10 +466,7 @@ mod tests {
         let (id, r) = key();
         let sealed = seal(&[r], b"");
         let mut plain = Vec::new();
-        assert_eq!(
-            decrypt_stream(&[id], sealed.as_slice(), &mut plain).unwrap(),
-            0
-        );
+        assert_eq!(decrypt_stream(&[id], sealed.as_slice(), &mut plain).unwrap(), 0);
         assert!(plain.is_empty());
     }
 
@@ -638,11 +531,9 @@ mod tests {
         let stanza_at = text.find("\n-> X25519 ").unwrap() + 11;
 
         let mut bad: Vec<(&str, Vec<u8>)> = Vec::new();
-        for (what, at) in [
-            ("payload byte", payload + K + TAG_LEN + 100),
-            ("last tag byte", sealed.len() - 1),
-            ("payload nonce", payload - 1),
-        ] {
+        for (what, at) in
+            [("payload byte", payload + K + TAG_LEN + 100), ("last tag byte", sealed.len() - 1), ("payload nonce", payload - 1)]
+        {
             let mut v = sealed.clone();
             v[at] ^= 0x40;
             bad.push((what, v));
@@ -653,10 +544,7 @@ mod tests {
             bad.push((what, v));
         }
         for n in [1, 2] {
-            bad.push((
-                "cut after a chunk",
-                sealed[..payload + n * (K + TAG_LEN)].to_vec(),
-            ));
+            bad.push(("cut after a chunk", sealed[..payload + n * (K + TAG_LEN)].to_vec()));
         }
         bad.push(("cut after the nonce", sealed[..payload].to_vec()));
         for (what, file) in bad {
@@ -678,9 +566,7 @@ mod tests {
 
     #[test]
     fn a_low_order_recipient_is_refused_by_index() {
-        let zero =
-            bech32::encode_lower::<bech32::Bech32>(bech32::Hrp::parse("age").unwrap(), &[0; 32])
-                .unwrap();
+        let zero = bech32::encode_lower::<bech32::Bech32>(bech32::Hrp::parse("age").unwrap(), &[0; 32]).unwrap();
         let bad: Recipient = zero.parse().unwrap();
         let (_, good) = key();
         let err = encrypt_stream(&[good, bad], &b"x"[..], io::sink()).unwrap_err();
@@ -751,8 +637,7 @@ mod tests {
         let (_, r) = key();
         // At the start, inside a chunk, and exactly where the read-ahead begins.
         for ok in [0, 100_000, BATCH, 2 * BATCH] {
-            let err = encrypt_stream(std::slice::from_ref(&r), FailingReader { ok }, io::sink())
-                .unwrap_err();
+            let err = encrypt_stream(std::slice::from_ref(&r), FailingReader { ok }, io::sink()).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
             assert!(err.message().contains("reading the plaintext"), "{err}");
             assert!(err.message().contains("camera file vanished"), "{err}");

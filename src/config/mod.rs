@@ -139,13 +139,7 @@ impl Default for Mdns {
 
 impl Default for Recording {
     fn default() -> Self {
-        Recording {
-            mode: RecordingMode::Events,
-            segment_seconds: 60,
-            retain_days: 14,
-            max_disk_gb: 0.0,
-            min_free_percent: 10.0,
-        }
+        Recording { mode: RecordingMode::Events, segment_seconds: 60, retain_days: 14, max_disk_gb: 0.0, min_free_percent: 10.0 }
     }
 }
 
@@ -155,15 +149,8 @@ impl Default for Motion {
     }
 }
 
-pub const DEFAULT_DECODERS: &[&str] = &[
-    "v4l2h264dec",
-    "v4l2slh264dec",
-    "vah264dec",
-    "vaapih264dec",
-    "nvh264dec",
-    "avdec_h264",
-    "openh264dec",
-];
+pub const DEFAULT_DECODERS: &[&str] =
+    &["v4l2h264dec", "v4l2slh264dec", "vah264dec", "vaapih264dec", "nvh264dec", "avdec_h264", "openh264dec"];
 
 impl Default for Decode {
     fn default() -> Self {
@@ -193,8 +180,7 @@ impl Config {
 
     /// Reads and checks the file. Errors are one line: `FILE: key `a.b`: what is wrong`.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::invalid(format!("config {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::invalid(format!("config {}: {e}", path.display())))?;
         Config::parse(&text).map_err(|e| e.context(format!("config {}", path.display())))
     }
 
@@ -265,12 +251,20 @@ impl Config {
         if self.decode.prefer.is_empty() {
             return Err(bad("decode.prefer", "must name at least one decoder element"));
         }
-        if let Some(name) = self.decode.prefer.iter().find(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+        if let Some(name) = self
+            .decode
+            .prefer
+            .iter()
+            .find(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        {
             return Err(bad("decode.prefer", format!("not a GStreamer element name: {name:?}")));
         }
         let c = &self.cloud;
         if !(c.store.is_empty() || c.store.starts_with("s3://") || c.store.starts_with("file:///")) {
-            return Err(bad("cloud.store", format!("must be \"\", \"s3://bucket/prefix\" or \"file:///path\", got {:?}", c.store)));
+            return Err(bad(
+                "cloud.store",
+                format!("must be \"\", \"s3://bucket/prefix\" or \"file:///path\", got {:?}", c.store),
+            ));
         }
         if !(c.endpoint.is_empty() || c.endpoint.starts_with("https://") || c.endpoint.starts_with("http://")) {
             return Err(bad("cloud.endpoint", format!("must be an http(s) URL, got {:?}", c.endpoint)));
@@ -280,8 +274,13 @@ impl Config {
         }
         if let Some(rest) = c.store.strip_prefix("s3://") {
             let bucket = rest.split('/').next().unwrap_or("");
-            if bucket.is_empty() || !bucket.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '.') {
-                return Err(bad("cloud.store", format!("s3://BUCKET/PREFIX needs a bucket name (lowercase letters, digits, '-', '.'), got {:?}", c.store)));
+            if bucket.is_empty()
+                || !bucket.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '.')
+            {
+                return Err(bad(
+                    "cloud.store",
+                    format!("s3://BUCKET/PREFIX needs a bucket name (lowercase letters, digits, '-', '.'), got {:?}", c.store),
+                ));
             }
         }
         if c.store == "file:///" {
@@ -419,7 +418,10 @@ substream_url = ""
         assert!(err("[recording]\nmax_disk_gb = -1").starts_with("key `recording.max_disk_gb`"));
         assert!(err("[cloud]\nstore = \"ftp://x\"").starts_with("key `cloud.store`"));
         assert!(err("[[camera]]\nname=\"a\"\nurl=\"http://h/x\"").starts_with("key `camera[0].url`"));
-        assert!(err("[[camera]]\nname=\"a\"\nurl=\"rtsp://h/x\"\n[[camera]]\nname=\"a\"\nurl=\"rtsp://h/y\"").starts_with("key `camera[1].name`"));
+        assert!(
+            err("[[camera]]\nname=\"a\"\nurl=\"rtsp://h/x\"\n[[camera]]\nname=\"a\"\nurl=\"rtsp://h/y\"")
+                .starts_with("key `camera[1].name`")
+        );
     }
 
     #[test]

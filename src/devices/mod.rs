@@ -597,8 +597,16 @@ mod tests {
             let login = Arc::new(auth::HubAuth { store: store.clone(), clock: tc.clock() });
             let mqtt = Arc::new(Mqtt::start(settings, login, tls, stop.clone()).await.unwrap());
             let (changes, rx) = broadcast::channel(4);
-            let (devices, _task) =
-                Devices::start(store.clone(), hub_id.clone(), mqtt, Box::new(NoCameras), Arc::new(NoCameras), rx, tc.clock(), stop);
+            let (devices, _task) = Devices::start(
+                store.clone(),
+                hub_id.clone(),
+                mqtt,
+                Box::new(NoCameras),
+                Arc::new(NoCameras),
+                rx,
+                tc.clock(),
+                stop,
+            );
             Rig { _dir: dir, store, tc, devices, hub_id, _changes: changes, _stop: stop_tx }
         }
 

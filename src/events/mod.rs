@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::sync::lock;
 use crate::camera::pieces::{PieceSink, PieceSpec};
 use crate::camera::{ClipSink, Frame};
 use crate::clock::Clock;
@@ -21,6 +20,7 @@ use crate::error::{Error, Result, ResultExt};
 use crate::motion::{Detector, DetectorConfig, Transition};
 use crate::recorder::{mp4, sync_dir};
 use crate::store::{FinishedEvent, Store};
+use crate::sync::lock;
 
 pub const CLIPS_DIR: &str = "clips";
 
@@ -338,7 +338,13 @@ pub fn recover(store: &Store) -> Result<usize> {
     let n = open.len();
     for e in open {
         let path = clip_dir(&data_dir, e.camera_id).join(format!("{}.mp4", e.id));
-        let mut done = FinishedEvent { id: e.id, end_ms: e.start_ms, peak_score: e.peak_score, zones_json: e.zones_json.clone(), ..Default::default() };
+        let mut done = FinishedEvent {
+            id: e.id,
+            end_ms: e.start_ms,
+            peak_score: e.peak_score,
+            zones_json: e.zones_json.clone(),
+            ..Default::default()
+        };
         if path.exists() {
             match index_partial_clip(&path) {
                 Ok((bytes, ms)) => {

@@ -14,8 +14,8 @@ use crate::error::Result;
 use crate::events::{MotionState, Registry};
 use crate::motion::DetectorConfig;
 use crate::recorder;
-use crate::sync::lock;
 use crate::store::{CameraRow, Store};
+use crate::sync::lock;
 
 /// What every camera of this hub shares.
 pub struct Template {
@@ -175,4 +175,3 @@ impl CameraView for Fleet {
         out
     }
 }
-

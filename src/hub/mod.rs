@@ -19,7 +19,6 @@ mod fleet;
 use std::future::Future;
 use std::sync::Arc;
 
-
 use crate::camera;
 use crate::clock::Clock;
 use crate::cloud;
@@ -70,7 +69,11 @@ impl Ready {
 /// every thread and task it started has ended and the database is closed. `ready` is
 /// told once the hub serves. Signals are the caller's business (`homehub serve` passes
 /// the first SIGTERM/SIGINT); a test passes any future.
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>, ready: Option<tokio::sync::oneshot::Sender<Ready>>) -> Result<()> {
+pub async fn run(
+    cfg: Config,
+    shutdown: impl Future<Output = ()>,
+    ready: Option<tokio::sync::oneshot::Sender<Ready>>,
+) -> Result<()> {
     let data_dir = cfg.data_dir.clone();
     let clock = Clock::system();
     store::prepare_data_dir(&data_dir)?;

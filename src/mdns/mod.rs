@@ -24,8 +24,8 @@ use mdns_sd::{IfKind, IfPredicate, Receiver, ResolvedService, ServiceDaemon, Ser
 use serde::Serialize;
 use tracing::{debug, warn};
 
-use crate::sync::lock;
 use crate::error::{Error, ErrorKind, Result};
+use crate::sync::lock;
 
 /// What the hub advertises.
 pub const HUB_SERVICE: &str = "_homehub._tcp.local.";
@@ -259,11 +259,7 @@ pub fn find_hub(interface: &str, timeout: Duration) -> Result<FoundHub> {
 
 /// The first hub on `interface` that `accept` likes (camsim picks one by fingerprint, tests
 /// pick theirs by id).
-pub(crate) fn find_hub_where(
-    interface: &str,
-    timeout: Duration,
-    accept: impl Fn(&FoundHub) -> bool,
-) -> Result<FoundHub> {
+pub(crate) fn find_hub_where(interface: &str, timeout: Duration, accept: impl Fn(&FoundHub) -> bool) -> Result<FoundHub> {
     let daemon = daemon_on(&[interface.to_string()])?;
     let found = find_hub_on(&daemon, interface, timeout, accept);
     stop(&daemon);
@@ -292,10 +288,7 @@ fn find_hub_on(
     };
     let _ = daemon.stop_browse(HUB_SERVICE);
     found.ok_or_else(|| {
-        Error::not_found(format!(
-            "no homehub answered on mDNS interface {interface} within {:.1} s",
-            timeout.as_secs_f64()
-        ))
+        Error::not_found(format!("no homehub answered on mDNS interface {interface} within {:.1} s", timeout.as_secs_f64()))
     })
 }
 
@@ -338,12 +331,10 @@ fn daemon_on(interfaces: &[String]) -> Result<ServiceDaemon> {
     for name in interfaces {
         check_interface(name)?;
     }
-    let daemon =
-        ServiceDaemon::new().map_err(|e| Error::new(ErrorKind::Unavailable, format!("mDNS: cannot start: {e}")))?;
+    let daemon = ServiceDaemon::new().map_err(|e| Error::new(ErrorKind::Unavailable, format!("mDNS: cannot start: {e}")))?;
     let selected = daemon.disable_interface(IfKind::All).and_then(|()| {
         if interfaces.is_empty() {
-            daemon
-                .enable_interface(IfKind::Predicate(IfPredicate::new(|intf| !intf.is_loopback() && on_lan(intf.ip()))))
+            daemon.enable_interface(IfKind::Predicate(IfPredicate::new(|intf| !intf.is_loopback() && on_lan(intf.ip()))))
         } else {
             daemon.enable_interface(interfaces.iter().map(|n| IfKind::Name(n.clone())).collect::<Vec<_>>())
         }
@@ -454,22 +445,15 @@ fn hub_from(svc: &ResolvedService) -> std::result::Result<FoundHub, String> {
 }
 
 /// Checks a hub advert: TXT `v=1`, an id, an MQTT port and a 64-hex `fp`; a usable address.
-fn hub_from_parts(
-    addrs: &[IpAddr],
-    web_port: u16,
-    txt: &BTreeMap<String, String>,
-) -> std::result::Result<FoundHub, String> {
+fn hub_from_parts(addrs: &[IpAddr], web_port: u16, txt: &BTreeMap<String, String>) -> std::result::Result<FoundHub, String> {
     let get = |k: &str| txt.get(k).map(String::as_str).ok_or_else(|| format!("TXT {k} missing"));
     if get("v")? != "1" {
         return Err(format!("TXT v={} is not 1", get("v")?));
     }
     let hub_id = get("id")?;
     check_hub_id(hub_id).map_err(|e| format!("TXT id: {e}"))?;
-    let mqtt_port = get("mqtt")?
-        .parse::<u16>()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| "TXT mqtt is not a port number".to_string())?;
+    let mqtt_port =
+        get("mqtt")?.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| "TXT mqtt is not a port number".to_string())?;
     let fp = get("fp")?;
     check_fp(fp).map_err(|e| format!("TXT fp: {e}"))?;
     if web_port == 0 {

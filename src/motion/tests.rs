@@ -184,9 +184,7 @@ impl Sim {
         self.transitions()
             .into_iter()
             .filter_map(|(i, t)| match t {
-                Transition::Ended { at_ms, peak_score, zones_hit, .. } => {
-                    Some((i, *at_ms, *peak_score, zones_hit.clone()))
-                }
+                Transition::Ended { at_ms, peak_score, zones_hit, .. } => Some((i, *at_ms, *peak_score, zones_hit.clone())),
                 _ => None,
             })
             .collect()
@@ -347,9 +345,7 @@ fn moving_rectangle_makes_exactly_one_event() {
         // The peak frame was flagged.
         let peak_frames: Vec<_> = sim.log.iter().filter(|(_, _, o)| o.new_peak).collect();
         assert!(!peak_frames.is_empty());
-        let Some(Transition::Ended { peak_at_ms, peak_score, .. }) = &sim.log[last + 3].2.transition else {
-            unreachable!()
-        };
+        let Some(Transition::Ended { peak_at_ms, peak_score, .. }) = &sim.log[last + 3].2.transition else { unreachable!() };
         let last_peak = peak_frames.last().unwrap();
         assert_eq!((last_peak.1, last_peak.2.score), (*peak_at_ms, *peak_score));
     }
@@ -410,11 +406,7 @@ fn include_zone_elsewhere_sees_nothing() {
 fn include_zone_on_the_path_reports_its_name() {
     // Zone 0 on the right part of the path, zone 1 elsewhere, a mask over the clock.
     let zones = vec![
-        Zone {
-            name: "drive".into(),
-            kind: ZoneKind::Include,
-            points: vec![(0.5, 0.2), (1.0, 0.2), (1.0, 0.8), (0.6, 0.8)],
-        },
+        Zone { name: "drive".into(), kind: ZoneKind::Include, points: vec![(0.5, 0.2), (1.0, 0.2), (1.0, 0.8), (0.6, 0.8)] },
         rect_zone("porch", ZoneKind::Include, 0.0, 0.0, 0.4, 0.2),
         rect_zone("clock", ZoneKind::Mask, 0.8, 0.9, 1.0, 1.0),
     ];

@@ -124,10 +124,7 @@ impl Broker {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Err(Error::new(
-            ErrorKind::Unavailable,
-            format!("the embedded MQTT broker did not start on {}: {last}", self.addr),
-        ))
+        Err(Error::new(ErrorKind::Unavailable, format!("the embedded MQTT broker did not start on {}: {last}", self.addr)))
     }
 
     /// Opens a connection to rumqttd with the internal login and returns it with the

@@ -164,13 +164,7 @@ impl Drop for Registration {
 
 /// Accepts connections on `listener` until `stop`; each runs in its own task on `tasks`,
 /// and each ends on `stop` too.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    shared: Arc<Shared>,
-    stop: Shutdown,
-    tasks: TaskTracker,
-) {
+pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>, stop: Shutdown, tasks: TaskTracker) {
     let kind = if tls.is_some() { "TLS" } else { "plain" };
     loop {
         let accepted = tokio::select! {
@@ -204,13 +198,7 @@ pub async fn serve(
     tracing::debug!(listener = kind, "MQTT listener stopped");
 }
 
-async fn connection(
-    socket: TcpStream,
-    peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
-    shared: Arc<Shared>,
-    stop: Shutdown,
-) {
+async fn connection(socket: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>, shared: Arc<Shared>, stop: Shutdown) {
     let _ = socket.set_nodelay(true);
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     match tls {

@@ -32,10 +32,10 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::front::{Counters, Shared};
-use crate::shutdown::Shutdown;
 use super::login::BROKER_KEEPALIVE_SECS;
 use super::wire::{self, WireError};
 use super::{Grants, Identity, acl};
+use crate::shutdown::Shutdown;
 
 /// A peer that does not take our bytes for this long is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -190,12 +190,7 @@ impl<'a> Relay<'a> {
     }
 
     /// Handles every complete packet in the buffers that just received bytes.
-    fn drain(
-        &mut self,
-        client_buf: &mut BytesMut,
-        broker_buf: &mut BytesMut,
-        which: (bool, bool),
-    ) -> Result<Flow, End> {
+    fn drain(&mut self, client_buf: &mut BytesMut, broker_buf: &mut BytesMut, which: (bool, bool)) -> Result<Flow, End> {
         if which.1 {
             self.drain_broker(broker_buf)?;
         }
@@ -263,9 +258,7 @@ impl<'a> Relay<'a> {
             Packet::PubRel(r) if self.client_refused_qos2.remove(&r.pkid) => {
                 self.queue_client(&Packet::PubComp(PubComp::new(r.pkid)));
             }
-            p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_)) => {
-                self.queue_broker(&p)
-            }
+            p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_)) => self.queue_broker(&p),
             Packet::PingReq => self.queue_client(&Packet::PingResp),
             other => return Err(self.malformed(format!("unexpected {} from a client", name(&other)))),
         }
@@ -286,9 +279,7 @@ impl<'a> Relay<'a> {
             Packet::PubRel(r) if self.broker_refused_qos2.remove(&r.pkid) => {
                 self.queue_broker(&Packet::PubComp(PubComp::new(r.pkid)));
             }
-            p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_)) => {
-                self.queue_client(&p)
-            }
+            p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_)) => self.queue_client(&p),
             other => return Err(End::Broker(format!("unexpected {} from the broker", name(&other)))),
         }
         Ok(())
@@ -336,8 +327,8 @@ impl<'a> Relay<'a> {
     }
 
     fn broker_publish(&mut self, p: Publish) {
-        let receivable = acl::valid_topic(&p.topic)
-            && self.grants.subscribe.iter().any(|g| acl::valid_filter(g) && acl::matches(g, &p.topic));
+        let receivable =
+            acl::valid_topic(&p.topic) && self.grants.subscribe.iter().any(|g| acl::valid_filter(g) && acl::matches(g, &p.topic));
         if receivable {
             return self.queue_client(&Packet::Publish(p));
         }

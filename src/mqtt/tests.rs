@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Packet, Publish, QoS, SubAck,
-    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Packet, Publish, QoS, SubAck, SubscribeFilter,
+    SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -283,10 +283,7 @@ async fn one_login_cannot_see_or_touch_another() {
     let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
     let mut a = hub.user("a-1", "a", "pa").await;
     let mut b = hub.user("b-1", "b", "pb").await;
-    assert_eq!(
-        b.subscribe("homehub/dev/b/#", QoS::AtLeastOnce).await,
-        [SubscribeReasonCode::Success(QoS::AtLeastOnce)]
-    );
+    assert_eq!(b.subscribe("homehub/dev/b/#", QoS::AtLeastOnce).await, [SubscribeReasonCode::Success(QoS::AtLeastOnce)]);
     for filter in ["#", "homehub/dev/+/state", "homehub/#", "homehub/dev/b/state", "+/dev/a/x", "$SYS/#"] {
         assert_eq!(a.subscribe(filter, QoS::AtMostOnce).await, [SubscribeReasonCode::Failure], "{filter}");
     }
@@ -368,10 +365,7 @@ async fn unsubscribe_gets_exactly_one_unsuback() {
     for topic in ["homehub/dev/a/x", "homehub/dev/a/y", "homehub/dev/a/w"] {
         raw.send(Packet::Publish(Publish::new(topic, QoS::AtMostOnce, "m"))).await;
     }
-    assert!(
-        matches!(raw.recv().await, Packet::Publish(p) if p.topic == "homehub/dev/a/w"),
-        "unsubscribed filters still deliver"
-    );
+    assert!(matches!(raw.recv().await, Packet::Publish(p) if p.topic == "homehub/dev/a/w"), "unsubscribed filters still deliver");
 }
 
 /// What the front end works around, checked on rumqttd itself so an upgrade that changes
@@ -384,9 +378,7 @@ async fn rumqttd_quirks_the_front_end_covers() {
     let internal = Some((broker::INTERNAL_USER, secret.as_str()));
     let short = Duration::from_millis(1500);
     // Refused logins, a '/' in the client id and keepalive 0 all get no CONNACK at all.
-    for (id, login, keep_alive) in
-        [("x", Some(("homehub-internal", "wrong")), 30), ("u/x", internal, 30), ("x", internal, 0)]
-    {
+    for (id, login, keep_alive) in [("x", Some(("homehub-internal", "wrong")), 30), ("u/x", internal, 30), ("x", internal, 0)] {
         let mut raw = Raw::open(broker, &raw_connect(id, login, keep_alive, None, 4)).await;
         assert_eq!(raw.try_recv(short).await, None, "{id} {keep_alive}");
     }
@@ -626,13 +618,7 @@ impl Raw {
 }
 
 /// A CONNECT written by the codec, with its protocol level changed to `level`.
-fn raw_connect(
-    client_id: &str,
-    login: Option<(&str, &str)>,
-    keep_alive: u16,
-    will: Option<(&str, &str)>,
-    level: u8,
-) -> Vec<u8> {
+fn raw_connect(client_id: &str, login: Option<(&str, &str)>, keep_alive: u16, will: Option<(&str, &str)>, level: u8) -> Vec<u8> {
     let mut c = rumqttc::Connect::new(client_id);
     c.keep_alive = keep_alive;
     if let Some((u, p)) = login {

@@ -47,11 +47,7 @@ pub async fn fill<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> R
 }
 
 /// Reads until one whole packet is in `buf` and returns it (no time limit: callers add one).
-pub async fn read_packet<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut BytesMut,
-    max: usize,
-) -> Result<Packet, WireError> {
+pub async fn read_packet<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut, max: usize) -> Result<Packet, WireError> {
     loop {
         if let Some(p) = take_packet(buf, max)? {
             return Ok(p);

@@ -104,10 +104,7 @@ pub fn parse_availability(bytes: &[u8]) -> Result<bool, Reject> {
         b"offline" => Ok(false),
         other => Err(Reject::new(
             "availability",
-            format!(
-                "expected online or offline, got '{}'",
-                shown(&String::from_utf8_lossy(&other[..other.len().min(64)]))
-            ),
+            format!("expected online or offline, got '{}'", shown(&String::from_utf8_lossy(&other[..other.len().min(64)]))),
         )),
     }
 }

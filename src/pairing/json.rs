@@ -63,8 +63,7 @@ pub(super) fn parse_object(bytes: &[u8]) -> Result<BTreeMap<String, Value>, Reje
         return Err(Reject::new("payload", format!("{} bytes, at most {MAX_PAYLOAD} allowed", bytes.len())));
     }
     let text = std::str::from_utf8(bytes).map_err(|_| Reject::new("payload", "not UTF-8"))?;
-    let obj: UniqueObject =
-        serde_json::from_str(text).map_err(|e| Reject::new("payload", format!("not a JSON object: {e}")))?;
+    let obj: UniqueObject = serde_json::from_str(text).map_err(|e| Reject::new("payload", format!("not a JSON object: {e}")))?;
     Ok(obj.0)
 }
 

@@ -40,9 +40,8 @@ pub fn new_password() -> String {
 /// Base64 (standard alphabet) of a binary age file holding `creds` as JSON, encrypted to
 /// `recipient` (`age1…`).
 pub fn seal(recipient: &str, creds: &Credentials) -> Result<String> {
-    let recipient: age::x25519::Recipient = recipient
-        .parse()
-        .map_err(|_| Error::invalid(format!("recipient: not an age recipient: '{}'", shown(recipient))))?;
+    let recipient: age::x25519::Recipient =
+        recipient.parse().map_err(|_| Error::invalid(format!("recipient: not an age recipient: '{}'", shown(recipient))))?;
     let plain = to_json_bytes(creds);
     let file = age::encrypt(&recipient, &plain).map_err(|e| Error::internal(format!("sealing credentials: {e}")))?;
     Ok(STANDARD.encode(file))
@@ -56,8 +55,7 @@ pub fn unseal(identity: &age::x25519::Identity, sealed: &str) -> std::result::Re
     }
     let file = STANDARD.decode(sealed).map_err(|_| reject("not base64".into()))?;
     let plain = age::decrypt(identity, &file).map_err(|e| reject(format!("cannot open: {e}")))?;
-    let creds: Credentials =
-        serde_json::from_slice(&plain).map_err(|e| reject(format!("not credentials JSON: {e}")))?;
+    let creds: Credentials = serde_json::from_slice(&plain).map_err(|e| reject(format!("not credentials JSON: {e}")))?;
     check_credentials(&creds).map_err(reject)?;
     Ok(creds)
 }
@@ -96,12 +94,8 @@ impl Response {
     /// `{"v":1,"status":"accepted","sealed":"…"}` or `{"v":1,"status":"rejected","reason":"…"}`.
     pub fn to_json(&self) -> String {
         let wire = match self {
-            Response::Accepted { sealed } => {
-                ResponseWire { v: VERSION, status: "accepted", sealed: Some(sealed), reason: None }
-            }
-            Response::Rejected { reason } => {
-                ResponseWire { v: VERSION, status: "rejected", sealed: None, reason: Some(reason) }
-            }
+            Response::Accepted { sealed } => ResponseWire { v: VERSION, status: "accepted", sealed: Some(sealed), reason: None },
+            Response::Rejected { reason } => ResponseWire { v: VERSION, status: "rejected", sealed: None, reason: Some(reason) },
         };
         String::from_utf8(to_json_bytes(&wire)).unwrap_or_else(|e| unreachable!("JSON is UTF-8: {e}"))
     }

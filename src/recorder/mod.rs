@@ -46,11 +46,7 @@ pub struct Retention {
 
 impl From<&Recording> for Retention {
     fn from(r: &Recording) -> Self {
-        Retention {
-            retain_days: r.retain_days,
-            max_bytes: (r.max_disk_gb * 1e9) as u64,
-            min_free_percent: r.min_free_percent,
-        }
+        Retention { retain_days: r.retain_days, max_bytes: (r.max_disk_gb * 1e9) as u64, min_free_percent: r.min_free_percent }
     }
 }
 
@@ -167,14 +163,7 @@ impl Recorder {
         file.sync_all().ctx(format!("fsync {}", path.display()))?;
         drop(file);
         sync_dir(path.parent().unwrap_or(Path::new("/")))?;
-        let seg = Segment {
-            camera_id,
-            path: rel,
-            start_ms,
-            end_ms: start_ms + scan.duration_ms(),
-            bytes,
-            partial,
-        };
+        let seg = Segment { camera_id, path: rel, start_ms, end_ms: start_ms + scan.duration_ms(), bytes, partial };
         tracing::info!(path = %seg.path, ms = scan.duration_ms(), bytes, partial, "segment indexed");
         self.store.call_blocking(move |db| db.insert_segment(&seg))?;
         Ok(())
@@ -216,7 +205,11 @@ impl Recorder {
         if short > 0 {
             let victims = self.store.call_blocking(move |db| db.collect_old_media_with(i64::MIN, short, 1000, true))?;
             if !victims.is_empty() {
-                tracing::error!(count = victims.len(), free = avail, "retention: the disk is nearly full; removing media not yet uploaded");
+                tracing::error!(
+                    count = victims.len(),
+                    free = avail,
+                    "retention: the disk is nearly full; removing media not yet uploaded"
+                );
                 removed += self.empty_garbage()?;
             }
         }
@@ -343,9 +336,8 @@ mod tests {
     fn setup() -> (tempfile::TempDir, Store, i64) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let cams = store
-            .call_blocking(|db| db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())], 0))
-            .unwrap();
+        let cams =
+            store.call_blocking(|db| db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())], 0)).unwrap();
         let id = cams[0].id;
         fs::create_dir_all(camera_dir(dir.path(), id)).unwrap();
         (dir, store, id)

@@ -8,7 +8,10 @@ use crate::error::Result;
 impl Db {
     pub fn audit(&mut self, actor: &str, action: &str, detail: &str, now_ms: i64) -> Result<()> {
         self.conn
-            .execute("INSERT INTO audit (at_ms, actor, action, detail) VALUES (?1, ?2, ?3, ?4)", params![now_ms, actor, action, detail])
+            .execute(
+                "INSERT INTO audit (at_ms, actor, action, detail) VALUES (?1, ?2, ?3, ?4)",
+                params![now_ms, actor, action, detail],
+            )
             .map_err(db_err("writing audit"))?;
         Ok(())
     }

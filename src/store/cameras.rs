@@ -25,7 +25,11 @@ impl Db {
 
     pub fn camera_by_name(&mut self, name: &str) -> Result<Option<CameraRow>> {
         self.conn
-            .query_row("SELECT id, name, source, url, substream_url FROM cameras WHERE name = ?1", params![name], CameraRow::from_row)
+            .query_row(
+                "SELECT id, name, source, url, substream_url FROM cameras WHERE name = ?1",
+                params![name],
+                CameraRow::from_row,
+            )
             .optional()
             .map_err(db_err("reading camera"))
     }
@@ -84,7 +88,10 @@ mod tests {
         let mut db = Db::open_in_memory_at(LATEST_VERSION);
         let a = db.sync_config_cameras(&[("A".into(), "rtsp://h/a".into(), String::new())], 0).unwrap();
         let b = db
-            .sync_config_cameras(&[("B".into(), "rtsp://h/b".into(), String::new()), ("A".into(), "rtsp://h/a2".into(), String::new())], 0)
+            .sync_config_cameras(
+                &[("B".into(), "rtsp://h/b".into(), String::new()), ("A".into(), "rtsp://h/a2".into(), String::new())],
+                0,
+            )
             .unwrap();
         assert_eq!(a[0].id, b[1].id);
         assert_eq!(b[1].url, "rtsp://h/a2");

@@ -175,7 +175,10 @@ impl Db {
         }
         let until = now_ms + lockout_ms;
         self.conn
-            .execute("UPDATE pairing_failures SET failures = 0, locked_until_ms = ?2 WHERE device_id = ?1", params![device_id, until])
+            .execute(
+                "UPDATE pairing_failures SET failures = 0, locked_until_ms = ?2 WHERE device_id = ?1",
+                params![device_id, until],
+            )
             .and_then(|_| self.conn.execute("DELETE FROM pairing_requests WHERE device_id = ?1", params![device_id]))
             .map_err(db_err("locking device id"))?;
         Ok(WrongCode::Locked { until_ms: until })
@@ -246,7 +249,8 @@ impl Db {
     }
 
     pub fn devices(&mut self) -> Result<Vec<DeviceRow>> {
-        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices d LEFT JOIN cameras c ON c.device_id = d.id ORDER BY d.paired_ms");
+        let sql =
+            format!("SELECT {DEVICE_COLUMNS} FROM devices d LEFT JOIN cameras c ON c.device_id = d.id ORDER BY d.paired_ms");
         let mut st = self.conn.prepare_cached(&sql).map_err(db_err("listing devices"))?;
         let rows = st.query_map([], DeviceRow::from_row).map_err(db_err("listing devices"))?;
         rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing devices"))
@@ -359,7 +363,8 @@ impl Db {
     }
 
     pub fn delete_mqtt_user(&mut self, name: &str) -> Result<bool> {
-        let n = self.conn.execute("DELETE FROM mqtt_users WHERE name = ?1", params![name]).map_err(db_err("deleting broker user"))?;
+        let n =
+            self.conn.execute("DELETE FROM mqtt_users WHERE name = ?1", params![name]).map_err(db_err("deleting broker user"))?;
         Ok(n > 0)
     }
 }

@@ -37,7 +37,9 @@ impl DirLock {
             }
             Err(fs::TryLockError::Error(e)) => return Err(Error::internal(format!("locking {}: {e}", path.display()))),
         }
-        file.set_len(0).and_then(|_| write!(file, "{}", std::process::id())).map_err(|e| Error::internal(format!("writing {}: {e}", path.display())))?;
+        file.set_len(0)
+            .and_then(|_| write!(file, "{}", std::process::id()))
+            .map_err(|e| Error::internal(format!("writing {}: {e}", path.display())))?;
         Ok(DirLock { _file: file })
     }
 

@@ -210,8 +210,20 @@ mod tests {
         let names = |c: &Connection| schema_of(c).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
         assert_eq!(names(&fresh), names(&old));
         for table in [
-            "cameras", "segments", "users", "sessions", "audit", "garbage", "meta", "events", "devices", "mqtt_users",
-            "pairing_requests", "pairing_nonces", "pairing_failures", "cloud_queue",
+            "cameras",
+            "segments",
+            "users",
+            "sessions",
+            "audit",
+            "garbage",
+            "meta",
+            "events",
+            "devices",
+            "mqtt_users",
+            "pairing_requests",
+            "pairing_nonces",
+            "pairing_failures",
+            "cloud_queue",
         ] {
             assert_eq!(columns(&fresh, table), columns(&old, table), "table {table}");
         }

@@ -72,7 +72,13 @@ impl Db {
         self.collect_old_media_with(before_ms, free_bytes, cap, false)
     }
 
-    pub fn collect_old_media_with(&mut self, before_ms: i64, free_bytes: u64, cap: usize, take_queued: bool) -> Result<Vec<String>> {
+    pub fn collect_old_media_with(
+        &mut self,
+        before_ms: i64,
+        free_bytes: u64,
+        cap: usize,
+        take_queued: bool,
+    ) -> Result<Vec<String>> {
         let mut st = self
             .conn
             .prepare_cached(
@@ -86,7 +92,9 @@ impl Db {
             )
             .map_err(db_err("choosing old media"))?;
         let rows: Vec<(i64, i64, i64, i64)> = st
-            .query_map(params![cap as i64, take_queued], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(3)?, r.get::<_, Option<i64>>(4)?.unwrap_or(0))))
+            .query_map(params![cap as i64, take_queued], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(3)?, r.get::<_, Option<i64>>(4)?.unwrap_or(0)))
+            })
             .map_err(db_err("choosing old media"))?
             .collect::<std::result::Result<_, _>>()
             .map_err(db_err("choosing old media"))?;
@@ -107,10 +115,15 @@ impl Db {
             } else {
                 let (clip, thumb): (Option<String>, Option<String>) = self
                     .conn
-                    .query_row("SELECT clip_path, thumb_path FROM events WHERE id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .query_row("SELECT clip_path, thumb_path FROM events WHERE id = ?1", params![id], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
                     .map_err(db_err("reading clip"))?;
                 self.conn
-                    .execute("UPDATE events SET clip_path = NULL, clip_bytes = NULL, thumb_path = NULL WHERE id = ?1", params![id])
+                    .execute(
+                        "UPDATE events SET clip_path = NULL, clip_bytes = NULL, thumb_path = NULL WHERE id = ?1",
+                        params![id],
+                    )
                     .map_err(db_err("dropping clip"))?;
                 let lost = self
                     .conn
@@ -244,8 +257,15 @@ mod tests {
         let mut db = Db::open_in_memory_at(LATEST_VERSION);
         let cam = db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())], 0).unwrap()[0].id;
         let seg = |db: &mut Db, start: i64| {
-            db.insert_segment(&Segment { camera_id: cam, path: format!("s{start}"), start_ms: start, end_ms: start + 10, bytes: 100, partial: false })
-                .unwrap();
+            db.insert_segment(&Segment {
+                camera_id: cam,
+                path: format!("s{start}"),
+                start_ms: start,
+                end_ms: start + 10,
+                bytes: 100,
+                partial: false,
+            })
+            .unwrap();
         };
         seg(&mut db, 0);
         let old_event = db.insert_event(cam, 5).unwrap();

@@ -50,7 +50,9 @@ impl Db {
     }
 
     pub fn delete_session(&mut self, token_hash: &[u8]) -> Result<()> {
-        self.conn.execute("DELETE FROM sessions WHERE token_hash = ?1", params![token_hash]).map_err(db_err("deleting session"))?;
+        self.conn
+            .execute("DELETE FROM sessions WHERE token_hash = ?1", params![token_hash])
+            .map_err(db_err("deleting session"))?;
         Ok(())
     }
 

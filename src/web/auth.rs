@@ -6,13 +6,13 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::sync::lock;
 use crate::error::{Error, Result};
+use crate::sync::lock;
 
 pub const COOKIE: &str = "homehub_session";
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -167,7 +167,10 @@ pub(super) struct AuditInfo {
     detail: String,
 }
 
-pub(super) async fn audit(State(st): State<AppState>, ext: Option<axum::Extension<Session>>) -> ApiResult<Json<Items<AuditInfo>>> {
+pub(super) async fn audit(
+    State(st): State<AppState>,
+    ext: Option<axum::Extension<Session>>,
+) -> ApiResult<Json<Items<AuditInfo>>> {
     let s = session(ext)?;
     require(&s, Role::Owner)?;
     let rows = st.store.call(|db| db.audit_entries(500)).await?;

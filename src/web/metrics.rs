@@ -102,7 +102,8 @@ impl Scrape {
     }
 
     pub fn cameras(&mut self, cams: &[CameraStatus]) {
-        let by = |v: fn(&CameraStatus) -> i64| cams.iter().map(move |c| (CameraLabel { camera_id: c.id }, v(c))).collect::<Vec<_>>();
+        let by =
+            |v: fn(&CameraStatus) -> i64| cams.iter().map(move |c| (CameraLabel { camera_id: c.id }, v(c))).collect::<Vec<_>>();
         let streaming = |c: &CameraStatus| i64::from(c.status.state == crate::camera::State::Streaming);
         self.gauges("camera_streaming", "1 if the camera is streaming.", by(streaming));
         self.gauges_f64(
@@ -123,9 +124,17 @@ impl Scrape {
         let paired = || list.iter().filter(|x| x.paired());
         let label = |x: &Device| DeviceLabel { device: x.id.clone() };
         self.gauge("devices_paired", "Devices paired now.", paired().count() as i64);
-        self.gauges("device_online", "1 if the device says it is online.", paired().map(|x| (label(x), i64::from(x.availability == "online"))));
+        self.gauges(
+            "device_online",
+            "1 if the device says it is online.",
+            paired().map(|x| (label(x), i64::from(x.availability == "online"))),
+        );
         let non_negative = |v: i64| u64::try_from(v).unwrap_or(0);
-        self.counters("device_connections", "Broker logins of the device.", list.iter().map(|x| (label(x), non_negative(x.connections))));
+        self.counters(
+            "device_connections",
+            "Broker logins of the device.",
+            list.iter().map(|x| (label(x), non_negative(x.connections))),
+        );
         self.counters(
             "device_failed_connections",
             "Refused broker logins under the device's name.",
@@ -140,10 +149,7 @@ impl Scrape {
         self.counters(
             "pairings",
             "Pairing outcomes.",
-            [
-                (outcome("accepted"), counts.pairings_accepted),
-                (outcome("rejected"), counts.pairings_rejected),
-            ],
+            [(outcome("accepted"), counts.pairings_accepted), (outcome("rejected"), counts.pairings_rejected)],
         );
     }
 
@@ -174,7 +180,8 @@ impl Scrape {
     /// The OpenMetrics text (ends with `# EOF`).
     pub fn encode(self) -> Result<String> {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.reg).map_err(|e| Error::internal(format!("encoding /metrics: {e}")))?;
+        prometheus_client::encoding::text::encode(&mut out, &self.reg)
+            .map_err(|e| Error::internal(format!("encoding /metrics: {e}")))?;
         Ok(out)
     }
 }

@@ -259,11 +259,13 @@ async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let body: LoginBody =
-        serde_json::from_slice(&body).map_err(|e| err(ErrorKind::Invalid, &format!("body: {e}")))?;
+    let body: LoginBody = serde_json::from_slice(&body).map_err(|e| err(ErrorKind::Invalid, &format!("body: {e}")))?;
     let _ = body.totp; // two-factor arrives with the users issue; accepted and ignored until then
     if !st.throttle.allowed(peer.ip()) {
-        return Ok((StatusCode::TOO_MANY_REQUESTS, Json(serde_json::json!({"error": "too many failed sign-ins; wait a few minutes"})))
+        return Ok((
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(serde_json::json!({"error": "too many failed sign-ins; wait a few minutes"})),
+        )
             .into_response());
     }
     let email = body.email.trim().to_string();
@@ -273,7 +275,8 @@ async fn login(
     };
     let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| auth::dummy_hash().to_string());
     let password = body.password;
-    let ok = crate::error::blocking("checking a password", move || auth::verify_password(&password, &hash)).await.map_err(ApiError)?;
+    let ok =
+        crate::error::blocking("checking a password", move || auth::verify_password(&password, &hash)).await.map_err(ApiError)?;
     let Some(user) = user.filter(|_| ok) else {
         st.throttle.failed(peer.ip());
         let (ip, e, now) = (peer.ip().to_string(), email.clone(), st.clock.now_ms());
@@ -297,10 +300,7 @@ async fn login(
         auth::COOKIE,
         auth::SESSION_LIFETIME.as_secs()
     );
-    Ok((
-        [(header::SET_COOKIE, cookie)],
-        Json(serde_json::json!({ "email": user.email, "role": user.role.as_str() })),
-    )
+    Ok(([(header::SET_COOKIE, cookie)], Json(serde_json::json!({ "email": user.email, "role": user.role.as_str() })))
         .into_response())
 }
 

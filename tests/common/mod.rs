@@ -245,11 +245,7 @@ impl Hub {
 
     /// curl; returns (status, headers, body).
     pub fn curl(&self, args: &[&str]) -> (u16, String, Vec<u8>) {
-        let out = Command::new("curl")
-            .args(["-k", "-s", "-S", "-D", "-", "--max-time", "20"])
-            .args(args)
-            .output()
-            .expect("curl");
+        let out = Command::new("curl").args(["-k", "-s", "-S", "-D", "-", "--max-time", "20"]).args(args).output().expect("curl");
         let raw = out.stdout;
         let split = raw.windows(4).rposition(|w| w == b"\r\n\r\n").map(|i| i + 4).unwrap_or(0);
         // With several header blocks (100-continue), the last one before the body counts.
@@ -282,13 +278,10 @@ impl Hub {
         let body = serde_json::json!({ "email": email, "password": password }).to_string();
         let (st, head, _) =
             self.curl(&["-X", "POST", "-H", "content-type: application/json", "--data", &body, &self.url("/api/session")]);
-        let cookie = head
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
-            .map(|l| {
-                let v = l.split_once(':').unwrap().1.trim().to_string();
-                (v.split(';').next().unwrap().to_string(), v)
-            });
+        let cookie = head.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).map(|l| {
+            let v = l.split_once(':').unwrap().1.trim().to_string();
+            (v.split(';').next().unwrap().to_string(), v)
+        });
         (st, cookie)
     }
 
@@ -317,8 +310,15 @@ impl Hub {
     /// A JSON request with the session cookie; returns (status, body as JSON or null).
     pub fn send_json(&self, method: &str, path: &str, cookie: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         let (st, _, b) = self.curl(&[
-            "-X", method, "-H", &format!("cookie: {cookie}"), "-H", "content-type: application/json",
-            "--data", &body.to_string(), &self.url(path),
+            "-X",
+            method,
+            "-H",
+            &format!("cookie: {cookie}"),
+            "-H",
+            "content-type: application/json",
+            "--data",
+            &body.to_string(),
+            &self.url(path),
         ]);
         (st, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
     }

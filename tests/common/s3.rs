@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{poll, Proc};
+use super::{Proc, poll};
 
 /// moto accepts any credentials; these are what the tests hand the client.
 pub const ACCESS_KEY: &str = "AKIAHOMEHUBTEST00001";
@@ -146,10 +146,7 @@ impl S3 {
             conns: Mutex::new(Vec::new()),
         });
         let p = proxy.clone();
-        let accept_thread = std::thread::Builder::new()
-            .name(format!("s3-proxy:{port}"))
-            .spawn(move || p.accept_loop())
-            .unwrap();
+        let accept_thread = std::thread::Builder::new().name(format!("s3-proxy:{port}")).spawn(move || p.accept_loop()).unwrap();
         S3 { moto, moto_port, venv, log, proxy, accept_thread: Some(accept_thread), _tmp: tmp }
     }
 
@@ -458,10 +455,7 @@ impl Proxy {
                         conn.add_socket(&client);
                         self.conns.lock().unwrap().push(conn.clone());
                         let up = self.upstream;
-                        std::thread::Builder::new()
-                            .name("s3-proxy-conn".into())
-                            .spawn(move || serve(conn, client, up))
-                            .unwrap();
+                        std::thread::Builder::new().name("s3-proxy-conn".into()).spawn(move || serve(conn, client, up)).unwrap();
                         true
                     }
                     _ => false,
@@ -628,11 +622,8 @@ fn http(
     let end = find(&raw, b"\r\n\r\n").ok_or_else(|| bad("no response head"))?;
     let head = String::from_utf8_lossy(&raw[..end]).into_owned();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("no status"))?;
+    let status: u16 =
+        lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).ok_or_else(|| bad("no status"))?;
     let hdrs: Vec<(String, String)> =
         lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
     let get = |n: &str| hdrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
@@ -640,11 +631,7 @@ fn http(
     let body = if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
         dechunk(rest).0
     } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        if method == "HEAD" {
-            Vec::new()
-        } else {
-            rest.get(..n).ok_or_else(|| bad("body shorter than Content-Length"))?.to_vec()
-        }
+        if method == "HEAD" { Vec::new() } else { rest.get(..n).ok_or_else(|| bad("body shorter than Content-Length"))?.to_vec() }
     } else {
         rest.to_vec()
     };
@@ -734,18 +721,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     }
     // glibc's memmem: fast even in an unoptimised test build, on megabytes of log.
     let p = unsafe {
-        libc::memmem(
-            hay.as_ptr() as *const libc::c_void,
-            hay.len(),
-            needle.as_ptr() as *const libc::c_void,
-            needle.len(),
-        )
+        libc::memmem(hay.as_ptr() as *const libc::c_void, hay.len(), needle.as_ptr() as *const libc::c_void, needle.len())
     };
-    if p.is_null() {
-        None
-    } else {
-        Some(p as usize - hay.as_ptr() as usize)
-    }
+    if p.is_null() { None } else { Some(p as usize - hay.as_ptr() as usize) }
 }
 
 /// Percent-encodes all but the RFC 3986 unreserved characters (and `/` if `keep_slash`),
@@ -791,8 +769,8 @@ fn percent_decode(s: &str) -> Vec<u8> {
 /// percent-encoded (upper- and lower-case hex, and form style with `+` for space).
 /// Panics for canaries under 8 bytes (their encoded fragments would match by chance).
 pub fn canary_forms(canary: &str) -> Vec<(String, Vec<u8>)> {
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
     use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
     let raw = canary.as_bytes();
     assert!(raw.len() >= 8, "canary {canary:?} is too short: use at least 8 bytes, better 12 or more");
     let n = raw.len();

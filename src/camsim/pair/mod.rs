@@ -19,16 +19,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
-    Outgoing, Packet, QoS, TlsConfiguration, Transport,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
+    TlsConfiguration, Transport,
 };
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::mdns::{self, DeviceAdvert, FoundHub};
 use crate::pairing::{
-    self, Credentials, DeviceConfig, PAIR_PASSWORD, PAIR_USERNAME, Response, build_request,
-    device_topic, request_topic, response_topic,
+    self, Credentials, DeviceConfig, PAIR_PASSWORD, PAIR_USERNAME, Response, build_request, device_topic, request_topic,
+    response_topic,
 };
 
 const KIND: &str = "camera";
@@ -70,13 +70,7 @@ pub struct Device {
 pub enum Locate {
     /// `--hub HOST:PORT --hub-fp HEX [--hub-id ID]`. Without the id (which the proof needs),
     /// it is asked of mDNS on `interface`: the hub whose `fp` matches.
-    Fixed {
-        host: String,
-        port: u16,
-        fingerprint: [u8; 32],
-        hub_id: Option<String>,
-        interface: String,
-    },
+    Fixed { host: String, port: u16, fingerprint: [u8; 32], hub_id: Option<String>, interface: String },
     /// `find_hub` on this interface, advertising the device meanwhile.
     Mdns { interface: String },
 }
@@ -107,10 +101,7 @@ pub enum End {
 
 /// Runs the whole device side on the calling thread until it ends or `stop` turns true.
 pub fn run(device: Device, locate: Locate, say: Say, stop: watch::Receiver<bool>) -> End {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             warn!("pairing: cannot start a runtime: {e}");
@@ -127,34 +118,13 @@ pub fn run(device: Device, locate: Locate, say: Say, stop: watch::Receiver<bool>
 /// Finds the hub, retrying until found or stopped. Whenever mDNS is used, the device is
 /// advertised from here on, and its daemon does the looking (one multicast join, however
 /// long it looks); the advert is handed back so it lasts until pairing ends.
-fn locate_hub(
-    device: &Device,
-    locate: &Locate,
-    stop: &watch::Receiver<bool>,
-) -> Option<(Hub, Option<DeviceAdvert>)> {
+fn locate_hub(device: &Device, locate: &Locate, stop: &watch::Receiver<bool>) -> Option<(Hub, Option<DeviceAdvert>)> {
     match locate {
-        Locate::Fixed {
-            host,
-            port,
-            fingerprint,
-            hub_id: Some(id),
-            ..
-        } => {
-            let hub = Hub {
-                host: host.clone(),
-                port: *port,
-                fingerprint: *fingerprint,
-                hub_id: id.clone(),
-            };
+        Locate::Fixed { host, port, fingerprint, hub_id: Some(id), .. } => {
+            let hub = Hub { host: host.clone(), port: *port, fingerprint: *fingerprint, hub_id: id.clone() };
             Some((hub, None))
         }
-        Locate::Fixed {
-            host,
-            port,
-            fingerprint,
-            hub_id: None,
-            interface,
-        } => {
+        Locate::Fixed { host, port, fingerprint, hub_id: None, interface } => {
             info!(%interface, "--hub without --hub-id: asking mDNS for the id of the hub with this fingerprint");
             let want = hex::encode(fingerprint);
             let advert = advertise(device, interface);
@@ -162,12 +132,7 @@ fn locate_hub(
                 Some(a) => a.find_hub_where(MDNS_TRY, |h| h.fp == want),
                 None => mdns::find_hub_where(interface, MDNS_TRY, |h| h.fp == want),
             })?;
-            let hub = Hub {
-                host: host.clone(),
-                port: *port,
-                fingerprint: *fingerprint,
-                hub_id: found.hub_id,
-            };
+            let hub = Hub { host: host.clone(), port: *port, fingerprint: *fingerprint, hub_id: found.hub_id };
             Some((hub, advert))
         }
         Locate::Mdns { interface } => {
@@ -197,19 +162,11 @@ fn hub_from_mdns(found: &FoundHub) -> Option<Hub> {
     let mut fingerprint = [0u8; 32];
     // mdns::find_hub checked that fp is 64 hex digits.
     hex::decode_to_slice(&found.fp, &mut fingerprint).ok()?;
-    Some(Hub {
-        host: found.host.to_string(),
-        port: found.mqtt_port,
-        fingerprint,
-        hub_id: found.hub_id.clone(),
-    })
+    Some(Hub { host: found.host.to_string(), port: found.mqtt_port, fingerprint, hub_id: found.hub_id.clone() })
 }
 
 /// Calls `find` until it succeeds; None once `stop` turns true.
-fn retry(
-    stop: &watch::Receiver<bool>,
-    mut find: impl FnMut() -> crate::Result<FoundHub>,
-) -> Option<FoundHub> {
+fn retry(stop: &watch::Receiver<bool>, mut find: impl FnMut() -> crate::Result<FoundHub>) -> Option<FoundHub> {
     let mut said = false;
     loop {
         if *stop.borrow() {
@@ -277,27 +234,14 @@ struct Asker {
 impl Asker {
     /// A request with a fresh nonce.
     fn request(&self) -> Vec<u8> {
-        let (bytes, _nonce) = build_request(
-            &self.device_id,
-            KIND,
-            &self.model,
-            FIRMWARE,
-            &self.setup_code,
-            &self.hub_id,
-            &self.identity,
-        );
+        let (bytes, _nonce) =
+            build_request(&self.device_id, KIND, &self.model, FIRMWARE, &self.setup_code, &self.hub_id, &self.identity);
         bytes
     }
 }
 
 /// Logs in as `pair`, asks, and waits for the owner's answer.
-async fn pair(
-    device: &Device,
-    hub: &Hub,
-    tls: &Arc<rustls::ClientConfig>,
-    say: &Say,
-    stop: watch::Receiver<bool>,
-) -> Paired {
+async fn pair(device: &Device, hub: &Hub, tls: &Arc<rustls::ClientConfig>, say: &Say, stop: watch::Receiver<bool>) -> Paired {
     let id = &device.device_id;
     let asker = Asker {
         device_id: id.clone(),
@@ -306,14 +250,7 @@ async fn pair(
         model: device.model.clone(),
         identity: age::x25519::Identity::generate(),
     };
-    let opts = options(
-        id,
-        hub,
-        tls,
-        (PAIR_USERNAME, PAIR_PASSWORD),
-        PAIR_KEEPALIVE,
-        None,
-    );
+    let opts = options(id, hub, tls, (PAIR_USERNAME, PAIR_PASSWORD), PAIR_KEEPALIVE, None);
     let (client, mut events) = AsyncClient::new(opts, 16);
     let side = tokio::spawn(republish(client.clone(), asker.clone(), stop.clone()));
     let (req_topic, resp_topic) = (request_topic(id), response_topic(id));
@@ -324,40 +261,27 @@ async fn pair(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = MIN_BACKOFF;
                 let _ = client.try_subscribe(resp_topic.as_str(), QoS::AtLeastOnce);
-                let _ = client.try_publish(
-                    req_topic.as_str(),
-                    QoS::AtLeastOnce,
-                    false,
-                    asker.request(),
-                );
+                let _ = client.try_publish(req_topic.as_str(), QoS::AtLeastOnce, false, asker.request());
                 if !announced {
-                    say(&format!(
-                        "camsim pairing {id}: waiting for the owner (setup code {})",
-                        device.setup_code
-                    ));
+                    say(&format!("camsim pairing {id}: waiting for the owner (setup code {})", device.setup_code));
                     announced = true;
                 }
             }
-            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == resp_topic => {
-                match read_answer(&p.payload, &asker.identity) {
-                    Some(Answer::Accepted(creds)) => break Paired::Yes(creds),
-                    Some(Answer::Rejected(reason)) => {
-                        say(&format!("camsim pairing {id}: rejected: {reason}"));
-                        break Paired::Rejected;
-                    }
-                    None => {}
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == resp_topic => match read_answer(&p.payload, &asker.identity) {
+                Some(Answer::Accepted(creds)) => break Paired::Yes(creds),
+                Some(Answer::Rejected(reason)) => {
+                    say(&format!("camsim pairing {id}: rejected: {reason}"));
+                    break Paired::Rejected;
                 }
-            }
+                None => {}
+            },
             Ok(Event::Outgoing(Outgoing::Disconnect)) => break Paired::Stopped,
             Ok(_) => {}
             Err(e) => {
                 if *stop.borrow() {
                     break Paired::Stopped;
                 }
-                warn!(
-                    "pairing connection to {}:{}: {e}; again in {backoff:?}",
-                    hub.host, hub.port
-                );
+                warn!("pairing connection to {}:{}: {e}; again in {backoff:?}", hub.host, hub.port);
                 if !sleep_unless_stopped(backoff, stop.clone()).await {
                     break Paired::Stopped;
                 }
@@ -431,14 +355,7 @@ async fn serve(
     let id = &device.device_id;
     let availability = device_topic(id, "availability");
     let will = LastWill::new(availability.as_str(), "offline", QoS::AtLeastOnce, true);
-    let opts = options(
-        id,
-        hub,
-        tls,
-        (&creds.username, &creds.password),
-        DEVICE_KEEPALIVE,
-        Some(will),
-    );
+    let opts = options(id, hub, tls, (&creds.username, &creds.password), DEVICE_KEEPALIVE, Some(will));
     let (client, mut events) = AsyncClient::new(opts, 16);
     let config = device_config(device, hub).to_json();
     let cmd_topic = device_topic(id, "cmd");
@@ -449,22 +366,14 @@ async fn serve(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = MIN_BACKOFF;
                 info!("connected to the hub as a paired camera");
-                let retained = [
-                    ("availability", b"online".to_vec()),
-                    ("config", config.clone()),
-                    ("state", state(device)),
-                ];
+                let retained = [("availability", b"online".to_vec()), ("config", config.clone()), ("state", state(device))];
                 for (leaf, payload) in retained {
-                    let _ =
-                        client.try_publish(device_topic(id, leaf), QoS::AtLeastOnce, true, payload);
+                    let _ = client.try_publish(device_topic(id, leaf), QoS::AtLeastOnce, true, payload);
                 }
                 let _ = client.try_subscribe(cmd_topic.as_str(), QoS::AtLeastOnce);
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == cmd_topic => {
-                let shown: String = String::from_utf8_lossy(&p.payload)
-                    .chars()
-                    .take(200)
-                    .collect();
+                let shown: String = String::from_utf8_lossy(&p.payload).chars().take(200).collect();
                 info!(command = %shown.escape_debug(), "command from the hub");
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => break End::Stopped,
@@ -472,19 +381,14 @@ async fn serve(
             Err(ConnectionError::ConnectionRefused(
                 ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
             )) => {
-                say(&format!(
-                    "camsim {id}: hub refused our credentials (unpaired)"
-                ));
+                say(&format!("camsim {id}: hub refused our credentials (unpaired)"));
                 break End::Refused;
             }
             Err(e) => {
                 if *stop.borrow() {
                     break End::Stopped;
                 }
-                warn!(
-                    "connection to the hub {}:{}: {e}; again in {backoff:?}",
-                    hub.host, hub.port
-                );
+                warn!("connection to the hub {}:{}: {e}; again in {backoff:?}", hub.host, hub.port);
                 if !sleep_unless_stopped(backoff, stop.clone()).await {
                     break End::Stopped;
                 }
@@ -528,9 +432,7 @@ fn options(
     opts.set_credentials(login.0, login.1)
         .set_keep_alive(keepalive)
         .set_clean_session(true)
-        .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::clone(tls),
-        )));
+        .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::clone(tls))));
     if let Some(will) = will {
         opts.set_last_will(will);
     }
@@ -587,21 +489,13 @@ fn state(device: &Device) -> Vec<u8> {
 /// The address to give the hub: the bound one, or, when bound to every address, the one this
 /// machine uses toward the hub (127.0.0.1 if that cannot be told).
 fn advertised_host(bound: IpAddr, toward_hub: impl FnOnce() -> Option<IpAddr>) -> IpAddr {
-    if bound.is_unspecified() {
-        toward_hub().unwrap_or(IpAddr::from([127, 0, 0, 1]))
-    } else {
-        bound
-    }
+    if bound.is_unspecified() { toward_hub().unwrap_or(IpAddr::from([127, 0, 0, 1])) } else { bound }
 }
 
 /// The local address of a route to the hub; connecting a UDP socket sends nothing.
 fn local_ip_toward(host: &str, port: u16) -> Option<IpAddr> {
     let ip: IpAddr = host.parse().ok()?;
-    let bind: SocketAddr = if ip.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        ([0u16; 8], 0).into()
-    };
+    let bind: SocketAddr = if ip.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
     let socket = UdpSocket::bind(bind).ok()?;
     socket.connect((ip, port)).ok()?;
     socket.local_addr().ok().map(|a| a.ip())
@@ -609,9 +503,7 @@ fn local_ip_toward(host: &str, port: u16) -> Option<IpAddr> {
 
 /// `rtsp://[user:password@]host:port/mount`, the login percent-encoded.
 fn stream_url(host: IpAddr, port: u16, login: Option<&(String, String)>, mount: &str) -> String {
-    let userinfo = login
-        .map(|(u, p)| format!("{}:{}@", percent_encode(u), percent_encode(p)))
-        .unwrap_or_default();
+    let userinfo = login.map(|(u, p)| format!("{}:{}@", percent_encode(u), percent_encode(p))).unwrap_or_default();
     format!("rtsp://{userinfo}{}/{mount}", SocketAddr::new(host, port))
 }
 

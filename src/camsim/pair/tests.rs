@@ -31,11 +31,7 @@ fn cert() -> Cert {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let der = ck.cert.der().clone();
     let fingerprint = Sha256::digest(der.as_ref()).into();
-    Cert {
-        der,
-        key: ck.signing_key.serialize_der(),
-        fingerprint,
-    }
+    Cert { der, key: ck.signing_key.serialize_der(), fingerprint }
 }
 
 fn server_config(c: &Cert) -> Arc<rustls::ServerConfig> {
@@ -66,52 +62,26 @@ fn device(rtsp: &str) -> Device {
 }
 
 fn hub(port: u16, fingerprint: [u8; 32]) -> Hub {
-    Hub {
-        host: "127.0.0.1".into(),
-        port,
-        fingerprint,
-        hub_id: HUB_ID.into(),
-    }
+    Hub { host: "127.0.0.1".into(), port, fingerprint, hub_id: HUB_ID.into() }
 }
 
 #[test]
 fn stream_urls_carry_the_login_percent_encoded() {
     let v4: IpAddr = "127.0.0.1".parse().unwrap();
-    assert_eq!(
-        stream_url(v4, 8554, None, "main"),
-        "rtsp://127.0.0.1:8554/main"
-    );
+    assert_eq!(stream_url(v4, 8554, None, "main"), "rtsp://127.0.0.1:8554/main");
     let login = ("us er".to_string(), "p@ss:w/rd~".to_string());
-    assert_eq!(
-        stream_url(v4, 8554, Some(&login), "sub"),
-        "rtsp://us%20er:p%40ss%3Aw%2Frd~@127.0.0.1:8554/sub"
-    );
-    assert_eq!(
-        stream_url("::1".parse().unwrap(), 9, None, "main"),
-        "rtsp://[::1]:9/main"
-    );
+    assert_eq!(stream_url(v4, 8554, Some(&login), "sub"), "rtsp://us%20er:p%40ss%3Aw%2Frd~@127.0.0.1:8554/sub");
+    assert_eq!(stream_url("::1".parse().unwrap(), 9, None, "main"), "rtsp://[::1]:9/main");
     assert_eq!(percent_encode("é"), "%C3%A9");
 }
 
 #[test]
 fn the_address_given_to_the_hub_is_a_real_one() {
     let lan: IpAddr = "10.0.0.7".parse().unwrap();
-    assert_eq!(
-        advertised_host("10.0.0.2".parse().unwrap(), || Some(lan)),
-        "10.0.0.2".parse::<IpAddr>().unwrap()
-    );
-    assert_eq!(
-        advertised_host("0.0.0.0".parse().unwrap(), || Some(lan)),
-        lan
-    );
-    assert_eq!(
-        advertised_host("::".parse().unwrap(), || None),
-        "127.0.0.1".parse::<IpAddr>().unwrap()
-    );
-    assert_eq!(
-        local_ip_toward("127.0.0.1", 8883),
-        Some("127.0.0.1".parse().unwrap())
-    );
+    assert_eq!(advertised_host("10.0.0.2".parse().unwrap(), || Some(lan)), "10.0.0.2".parse::<IpAddr>().unwrap());
+    assert_eq!(advertised_host("0.0.0.0".parse().unwrap(), || Some(lan)), lan);
+    assert_eq!(advertised_host("::".parse().unwrap(), || None), "127.0.0.1".parse::<IpAddr>().unwrap());
+    assert_eq!(local_ip_toward("127.0.0.1", 8883), Some("127.0.0.1".parse().unwrap()));
     assert_eq!(local_ip_toward("hub.local", 8883), None);
 }
 
@@ -121,10 +91,7 @@ fn config_and_state_are_what_the_hub_accepts() {
     d.rtsp_login = Some(("viewer".into(), "se cret".into()));
     let c = parse_config(&device_config(&d, &hub(1, [0; 32])).to_json()).unwrap();
     assert_eq!(c.rtsp_url, "rtsp://viewer:se%20cret@127.0.0.1:8554/main");
-    assert_eq!(
-        c.substream_url.as_deref(),
-        Some("rtsp://viewer:se%20cret@127.0.0.1:8554/sub")
-    );
+    assert_eq!(c.substream_url.as_deref(), Some("rtsp://viewer:se%20cret@127.0.0.1:8554/sub"));
     assert_eq!(c.name.as_deref(), Some("Garden"));
     let s = parse_state(&state(&d)).unwrap();
     assert_eq!(s["wifi_ssid"], "homehub-sim");
@@ -146,49 +113,25 @@ fn asker() -> Asker {
 fn the_request_verifies_with_the_right_code_only() {
     let a = asker();
     let req = parse_request(&a.request()).unwrap();
-    assert_eq!(
-        (
-            req.device_id.as_str(),
-            req.kind.as_str(),
-            req.model.as_str()
-        ),
-        ("cam-t", "camera", MODEL)
-    );
+    assert_eq!((req.device_id.as_str(), req.kind.as_str(), req.model.as_str()), ("cam-t", "camera", MODEL));
     assert_eq!(req.recipient, a.identity.to_public().to_string());
     assert!(verify_proof(&req, CODE, HUB_ID));
     assert!(!verify_proof(&req, "13572469", HUB_ID));
     assert!(!verify_proof(&req, CODE, "another-hub"));
-    assert_ne!(
-        parse_request(&a.request()).unwrap().nonce,
-        req.nonce,
-        "a fresh nonce each time"
-    );
+    assert_ne!(parse_request(&a.request()).unwrap().nonce, req.nonce, "a fresh nonce each time");
 }
 
 #[test]
 fn answers_are_read_carefully() {
     let a = asker();
-    let creds = Credentials {
-        username: "cam-t".into(),
-        password: pairing::new_password(),
-    };
+    let creds = Credentials { username: "cam-t".into(), password: pairing::new_password() };
     let sealed = seal(&a.identity.to_public().to_string(), &creds).unwrap();
     let accepted = Response::Accepted { sealed }.to_json();
-    assert!(
-        matches!(read_answer(accepted.as_bytes(), &a.identity), Some(Answer::Accepted(c)) if c == creds)
-    );
+    assert!(matches!(read_answer(accepted.as_bytes(), &a.identity), Some(Answer::Accepted(c)) if c == creds));
     let other = age::x25519::Identity::generate();
-    assert!(
-        read_answer(accepted.as_bytes(), &other).is_none(),
-        "sealed to someone else"
-    );
-    let rejected = Response::Rejected {
-        reason: "locked".into(),
-    }
-    .to_json();
-    assert!(
-        matches!(read_answer(rejected.as_bytes(), &a.identity), Some(Answer::Rejected(r)) if r == "locked")
-    );
+    assert!(read_answer(accepted.as_bytes(), &other).is_none(), "sealed to someone else");
+    let rejected = Response::Rejected { reason: "locked".into() }.to_json();
+    assert!(matches!(read_answer(rejected.as_bytes(), &a.identity), Some(Answer::Rejected(r)) if r == "locked"));
     assert!(read_answer(b"{\"v\":1}", &a.identity).is_none());
 }
 
@@ -201,16 +144,8 @@ fn the_pinned_verifier_accepts_its_certificate_and_refuses_another() {
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let now = rustls::pki_types::UnixTime::now();
     use rustls::client::danger::ServerCertVerifier;
-    assert!(
-        verifier
-            .verify_server_cert(&a.der, &[], &name, &[], now)
-            .is_ok()
-    );
-    assert!(
-        verifier
-            .verify_server_cert(&b.der, &[], &name, &[], now)
-            .is_err()
-    );
+    assert!(verifier.verify_server_cert(&a.der, &[], &name, &[], now).is_ok());
+    assert!(verifier.verify_server_cert(&b.der, &[], &name, &[], now).is_err());
     assert!(!verifier.supported_verify_schemes().is_empty());
 }
 
@@ -227,10 +162,7 @@ async fn handshake(server: &Cert, pinned: [u8; 32]) -> Result<(), String> {
     let connector = tokio_rustls::TlsConnector::from(pin::client_config(pinned).unwrap());
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let result = async {
-        let mut tls = connector
-            .connect(name, client_io)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut tls = connector.connect(name, client_io).await.map_err(|e| e.to_string())?;
         let mut buf = [0u8; 2];
         tls.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
         Ok(())
@@ -253,18 +185,9 @@ async fn a_handshake_succeeds_only_with_the_pinned_certificate() {
 /// What a client did, as the broker saw it.
 #[derive(Debug, Clone, PartialEq)]
 enum Seen {
-    Connect {
-        client_id: String,
-        username: String,
-        password: String,
-        will: Option<(String, Vec<u8>, bool)>,
-    },
+    Connect { client_id: String, username: String, password: String, will: Option<(String, Vec<u8>, bool)> },
     Subscribe(String),
-    Publish {
-        topic: String,
-        payload: Vec<u8>,
-        retain: bool,
-    },
+    Publish { topic: String, payload: Vec<u8>, retain: bool },
     Disconnect,
 }
 
@@ -290,9 +213,7 @@ impl Broker {
         let acceptor = tokio_rustls::TlsAcceptor::from(server_config(cert));
         let (seen_tx, seen) = mpsc::unbounded_channel();
         let current = Arc::new(Mutex::new(None));
-        let policy: Policy = Arc::new(Mutex::new(Box::new(|_: &str, _: &str| {
-            ConnectReturnCode::Success
-        })));
+        let policy: Policy = Arc::new(Mutex::new(Box::new(|_: &str, _: &str| ConnectReturnCode::Success)));
         let (cur, pol) = (Arc::clone(&current), Arc::clone(&policy));
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
@@ -304,12 +225,7 @@ impl Broker {
                 tokio::spawn(connection(tls, rx, seen_tx.clone(), Arc::clone(&pol)));
             }
         });
-        Broker {
-            addr,
-            seen,
-            current,
-            policy,
-        }
+        Broker { addr, seen, current, policy }
     }
 
     fn set_policy(&self, f: impl Fn(&str, &str) -> ConnectReturnCode + Send + 'static) {
@@ -318,11 +234,7 @@ impl Broker {
 
     fn send(&self, cmd: Cmd) {
         let current = self.current.lock().unwrap();
-        current
-            .as_ref()
-            .expect("a client is connected")
-            .send(cmd)
-            .unwrap();
+        current.as_ref().expect("a client is connected").send(cmd).unwrap();
     }
 
     /// The next thing a client did that `pick` cares about.
@@ -373,47 +285,24 @@ async fn connection(
 }
 
 /// The broker's answer to one packet, and whether the connection stays.
-fn handle(
-    packet: Packet,
-    seen: &mpsc::UnboundedSender<Seen>,
-    policy: &Policy,
-) -> (Vec<Packet>, bool) {
+fn handle(packet: Packet, seen: &mpsc::UnboundedSender<Seen>, policy: &Policy) -> (Vec<Packet>, bool) {
     match packet {
         Packet::Connect(c) => {
-            let (username, password) = c
-                .login
-                .map(|l| (l.username, l.password))
-                .unwrap_or_default();
+            let (username, password) = c.login.map(|l| (l.username, l.password)).unwrap_or_default();
             let code = (policy.lock().unwrap())(&username, &password);
             let will = c.last_will.map(|w| (w.topic, w.message.to_vec(), w.retain));
-            let _ = seen.send(Seen::Connect {
-                client_id: c.client_id,
-                username,
-                password,
-                will,
-            });
-            (
-                vec![Packet::ConnAck(ConnAck::new(code, false))],
-                code == ConnectReturnCode::Success,
-            )
+            let _ = seen.send(Seen::Connect { client_id: c.client_id, username, password, will });
+            (vec![Packet::ConnAck(ConnAck::new(code, false))], code == ConnectReturnCode::Success)
         }
         Packet::Subscribe(s) => {
             for f in &s.filters {
                 let _ = seen.send(Seen::Subscribe(f.path.clone()));
             }
-            let codes = s
-                .filters
-                .iter()
-                .map(|_| SubscribeReasonCode::Success(QoS::AtLeastOnce))
-                .collect();
+            let codes = s.filters.iter().map(|_| SubscribeReasonCode::Success(QoS::AtLeastOnce)).collect();
             (vec![Packet::SubAck(SubAck::new(s.pkid, codes))], true)
         }
         Packet::Publish(p) => {
-            let _ = seen.send(Seen::Publish {
-                topic: p.topic.clone(),
-                payload: p.payload.to_vec(),
-                retain: p.retain,
-            });
+            let _ = seen.send(Seen::Publish { topic: p.topic.clone(), payload: p.payload.to_vec(), retain: p.retain });
             let ack = (p.qos == QoS::AtLeastOnce).then(|| Packet::PubAck(PubAck::new(p.pkid)));
             (ack.into_iter().collect(), true)
         }
@@ -436,18 +325,11 @@ async fn write(tls: &mut tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
 fn lines() -> (Say, Arc<Mutex<Vec<String>>>) {
     let said = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&said);
-    (
-        Arc::new(move |l: &str| sink.lock().unwrap().push(l.to_string())),
-        said,
-    )
+    (Arc::new(move |l: &str| sink.lock().unwrap().push(l.to_string())), said)
 }
 
 fn publish_to(topic: &str, payload: impl Into<Vec<u8>>) -> Cmd {
-    Cmd::Send(Packet::Publish(Publish::new(
-        topic,
-        QoS::AtMostOnce,
-        payload.into(),
-    )))
+    Cmd::Send(Packet::Publish(Publish::new(topic, QoS::AtMostOnce, payload.into())))
 }
 
 #[tokio::test]
@@ -462,53 +344,28 @@ async fn pairs_then_lives_as_a_camera_until_the_hub_refuses_it() {
 
     // 1. The pair session: login, subscription, a request that proves the code.
     let login = broker.expect("the pair login", |s| match s {
-        Seen::Connect {
-            client_id,
-            username,
-            password,
-            will,
-        } => Some((client_id, username, password, will)),
+        Seen::Connect { client_id, username, password, will } => Some((client_id, username, password, will)),
         _ => None,
     });
-    assert_eq!(
-        login.await,
-        ("cam-t".into(), "pair".into(), "pair".into(), None)
-    );
-    broker
-        .expect("the response subscription", |s| {
-            (s == Seen::Subscribe(response_topic("cam-t"))).then_some(())
-        })
-        .await;
+    assert_eq!(login.await, ("cam-t".into(), "pair".into(), "pair".into(), None));
+    broker.expect("the response subscription", |s| (s == Seen::Subscribe(response_topic("cam-t"))).then_some(())).await;
     let request = broker
         .expect("the request", |s| match s {
-            Seen::Publish { topic, payload, .. } if topic == request_topic("cam-t") => {
-                Some(payload)
-            }
+            Seen::Publish { topic, payload, .. } if topic == request_topic("cam-t") => Some(payload),
             _ => None,
         })
         .await;
     let req = parse_request(&request).unwrap();
     assert!(verify_proof(&req, CODE, HUB_ID));
-    assert!(said.lock().unwrap().contains(&format!(
-        "camsim pairing cam-t: waiting for the owner (setup code {CODE})"
-    )));
+    assert!(said.lock().unwrap().contains(&format!("camsim pairing cam-t: waiting for the owner (setup code {CODE})")));
 
     // 2. Junk and an answer sealed to someone else change nothing; the real one pairs.
     broker.send(publish_to(&response_topic("cam-t"), "junk"));
     let stranger = age::x25519::Identity::generate().to_public().to_string();
-    let creds = Credentials {
-        username: "cam-t".into(),
-        password: pairing::new_password(),
-    };
-    let wrong = Response::Accepted {
-        sealed: seal(&stranger, &creds).unwrap(),
-    }
-    .to_json();
+    let creds = Credentials { username: "cam-t".into(), password: pairing::new_password() };
+    let wrong = Response::Accepted { sealed: seal(&stranger, &creds).unwrap() }.to_json();
     broker.send(publish_to(&response_topic("cam-t"), wrong));
-    let right = Response::Accepted {
-        sealed: seal(&req.recipient, &creds).unwrap(),
-    }
-    .to_json();
+    let right = Response::Accepted { sealed: seal(&req.recipient, &creds).unwrap() }.to_json();
     let password = creds.password.clone();
     broker.set_policy(move |u, p| {
         if (u, p) == ("pair", "pair") || (u, p) == ("cam-t", password.as_str()) {
@@ -518,50 +375,23 @@ async fn pairs_then_lives_as_a_camera_until_the_hub_refuses_it() {
         }
     });
     broker.send(publish_to(&response_topic("cam-t"), right));
-    broker
-        .expect("the pair session to end", |s| {
-            (s == Seen::Disconnect).then_some(())
-        })
-        .await;
+    broker.expect("the pair session to end", |s| (s == Seen::Disconnect).then_some(())).await;
 
     // 3. The device session: its own login and will, then online, config, state, commands.
     let (username, pass, will) = broker
         .expect("the device login", |s| match s {
-            Seen::Connect {
-                username,
-                password,
-                will,
-                ..
-            } => Some((username, password, will)),
+            Seen::Connect { username, password, will, .. } => Some((username, password, will)),
             _ => None,
         })
         .await;
-    assert_eq!(
-        (username.as_str(), pass.as_str()),
-        ("cam-t", creds.password.as_str())
-    );
-    assert_eq!(
-        will,
-        Some((
-            device_topic("cam-t", "availability"),
-            b"offline".to_vec(),
-            true
-        ))
-    );
-    assert!(
-        said.lock()
-            .unwrap()
-            .contains(&"camsim paired cam-t".to_string())
-    );
+    assert_eq!((username.as_str(), pass.as_str()), ("cam-t", creds.password.as_str()));
+    assert_eq!(will, Some((device_topic("cam-t", "availability"), b"offline".to_vec(), true)));
+    assert!(said.lock().unwrap().contains(&"camsim paired cam-t".to_string()));
     let mut retained = BTreeMap::new();
     let mut subscribed = false;
     while retained.len() < 3 || !subscribed {
         match broker.expect("the device's publications", Some).await {
-            Seen::Publish {
-                topic,
-                payload,
-                retain: true,
-            } => {
+            Seen::Publish { topic, payload, retain: true } => {
                 retained.insert(topic, payload);
             }
             Seen::Subscribe(t) => {
@@ -576,29 +406,16 @@ async fn pairs_then_lives_as_a_camera_until_the_hub_refuses_it() {
     assert_eq!(config.rtsp_url, "rtsp://127.0.0.1:18554/main");
     assert_eq!(config.name.as_deref(), Some("Garden"));
     parse_state(&retained[&device_topic("cam-t", "state")]).unwrap();
-    broker.send(publish_to(
-        &device_topic("cam-t", "cmd"),
-        "{\"reboot\":true}",
-    ));
+    broker.send(publish_to(&device_topic("cam-t", "cmd"), "{\"reboot\":true}"));
 
     // 4. A dropped connection comes back; a refused login ends MQTT for good.
     broker.send(Cmd::Kick);
-    broker
-        .expect("a reconnect", |s| {
-            matches!(s, Seen::Connect { .. }).then_some(())
-        })
-        .await;
+    broker.expect("a reconnect", |s| matches!(s, Seen::Connect { .. }).then_some(())).await;
     broker.set_policy(|_, _| ConnectReturnCode::BadUserNamePassword);
     broker.send(Cmd::Kick);
-    let end = tokio::time::timeout(WAIT, run)
-        .await
-        .expect("ends")
-        .unwrap();
+    let end = tokio::time::timeout(WAIT, run).await.expect("ends").unwrap();
     assert_eq!(end, End::Refused);
-    assert_eq!(
-        said.lock().unwrap().last().unwrap(),
-        "camsim cam-t: hub refused our credentials (unpaired)"
-    );
+    assert_eq!(said.lock().unwrap().last().unwrap(), "camsim cam-t: hub refused our credentials (unpaired)");
     drop(stop_tx);
 }
 
@@ -612,27 +429,15 @@ async fn a_rejection_is_said_and_ends_pairing() {
     let target = hub(broker.addr.port(), c.fingerprint);
     let run = tokio::spawn(async move { pair_and_serve(&dev, &target, None, &say, stop).await });
     broker
-        .expect("the request", |s| {
-            matches!(s, Seen::Publish { ref topic, .. } if *topic == request_topic("cam-t"))
-                .then_some(())
-        })
+        .expect("the request", |s| matches!(s, Seen::Publish { ref topic, .. } if *topic == request_topic("cam-t")).then_some(()))
         .await;
     broker.send(publish_to(
         &response_topic("cam-t"),
-        Response::Rejected {
-            reason: "locked: too many wrong codes".into(),
-        }
-        .to_json(),
+        Response::Rejected { reason: "locked: too many wrong codes".into() }.to_json(),
     ));
-    let end = tokio::time::timeout(WAIT, run)
-        .await
-        .expect("ends")
-        .unwrap();
+    let end = tokio::time::timeout(WAIT, run).await.expect("ends").unwrap();
     assert_eq!(end, End::Rejected);
-    assert_eq!(
-        said.lock().unwrap().last().unwrap(),
-        "camsim pairing cam-t: rejected: locked: too many wrong codes"
-    );
+    assert_eq!(said.lock().unwrap().last().unwrap(), "camsim pairing cam-t: rejected: locked: too many wrong codes");
 }
 
 #[tokio::test]
@@ -647,10 +452,7 @@ async fn a_hub_with_another_certificate_never_hears_a_request() {
     let heard = tokio::time::timeout(Duration::from_millis(1500), broker.seen.recv()).await;
     assert!(heard.is_err(), "the broker heard {heard:?}");
     stop_tx.send(true).unwrap();
-    let end = tokio::time::timeout(WAIT, run)
-        .await
-        .expect("stops")
-        .unwrap();
+    let end = tokio::time::timeout(WAIT, run).await.expect("stops").unwrap();
     assert_eq!(end, End::Stopped);
     assert!(said.lock().unwrap().is_empty());
 }
@@ -662,34 +464,20 @@ async fn stopping_a_paired_camera_says_offline_first() {
     let (say, _said) = lines();
     let (stop_tx, stop) = watch::channel(false);
     let dev = device("127.0.0.1:18557");
-    let creds = Credentials {
-        username: "cam-t".into(),
-        password: "pw".into(),
-    };
+    let creds = Credentials { username: "cam-t".into(), password: "pw".into() };
     let tls = pin::client_config(c.fingerprint).unwrap();
     let target = hub(broker.addr.port(), c.fingerprint);
     let run = tokio::spawn(async move { serve(&dev, &target, &tls, &creds, &say, stop).await });
-    broker
-        .expect("the cmd subscription", |s| {
-            matches!(s, Seen::Subscribe(_)).then_some(())
-        })
-        .await;
+    broker.expect("the cmd subscription", |s| matches!(s, Seen::Subscribe(_)).then_some(())).await;
     stop_tx.send(true).unwrap();
     broker
         .expect("offline", |s| match s {
-            Seen::Publish {
-                topic,
-                payload,
-                retain: true,
-            } if topic.ends_with("/availability") && payload == b"offline" => Some(()),
+            Seen::Publish { topic, payload, retain: true } if topic.ends_with("/availability") && payload == b"offline" => {
+                Some(())
+            }
             _ => None,
         })
         .await;
-    broker
-        .expect("the disconnect", |s| (s == Seen::Disconnect).then_some(()))
-        .await;
-    assert_eq!(
-        tokio::time::timeout(WAIT, run).await.unwrap().unwrap(),
-        End::Stopped
-    );
+    broker.expect("the disconnect", |s| (s == Seen::Disconnect).then_some(())).await;
+    assert_eq!(tokio::time::timeout(WAIT, run).await.unwrap().unwrap(), End::Stopped);
 }
