@@ -131,19 +131,25 @@ pub struct Devices {
     policy: PairingPolicy,
 }
 
+/// What the devices subsystem is built on.
+pub struct Parts {
+    pub store: Store,
+    pub hub_id: String,
+    pub mqtt: Arc<Mqtt>,
+    /// Starts and stops paired cameras.
+    pub cameras: Box<dyn CameraControl>,
+    /// The running cameras, for Home Assistant discovery.
+    pub view: Arc<dyn CameraView>,
+    /// Motion ON/OFF, published for integrations.
+    pub changes: broadcast::Receiver<MotionChange>,
+    pub clock: Clock,
+}
+
 impl Devices {
     /// Connects the in-hub client and starts the task that serves it. The task ends when
     /// `stop` fires, after telling the broker the hub is offline.
-    pub fn start(
-        store: Store,
-        hub_id: String,
-        mqtt: Arc<Mqtt>,
-        cameras: Box<dyn CameraControl>,
-        view: Arc<dyn CameraView>,
-        changes: broadcast::Receiver<MotionChange>,
-        clock: Clock,
-        stop: crate::shutdown::Shutdown,
-    ) -> (Arc<Devices>, tokio::task::JoinHandle<()>) {
+    pub fn start(parts: Parts, stop: crate::shutdown::Shutdown) -> (Arc<Devices>, tokio::task::JoinHandle<()>) {
+        let Parts { store, hub_id, mqtt, cameras, view, changes, clock } = parts;
         let mut opts = mqtt.internal_options("hub");
         opts.set_keep_alive(Duration::from_secs(10));
         opts.set_max_packet_size(INTERNAL_MAX_PACKET, INTERNAL_MAX_PACKET);
@@ -598,13 +604,15 @@ mod tests {
             let mqtt = Arc::new(Mqtt::start(settings, login, tls, stop.clone()).await.unwrap());
             let (changes, rx) = broadcast::channel(4);
             let (devices, _task) = Devices::start(
-                store.clone(),
-                hub_id.clone(),
-                mqtt,
-                Box::new(NoCameras),
-                Arc::new(NoCameras),
-                rx,
-                tc.clock(),
+                Parts {
+                    store: store.clone(),
+                    hub_id: hub_id.clone(),
+                    mqtt,
+                    cameras: Box::new(NoCameras),
+                    view: Arc::new(NoCameras),
+                    changes: rx,
+                    clock: tc.clock(),
+                },
                 stop,
             );
             Rig { _dir: dir, store, tc, devices, hub_id, _changes: changes, _stop: stop_tx }

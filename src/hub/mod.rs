@@ -198,13 +198,15 @@ async fn serve(
     }
 
     let (devices, devices_task) = Devices::start(
-        store.clone(),
-        hub_id.clone(),
-        mqtt.clone(),
-        Box::new(fleet.clone()),
-        fleet.clone(),
-        changes.subscribe(),
-        clock.clone(),
+        devices::Parts {
+            store: store.clone(),
+            hub_id: hub_id.clone(),
+            mqtt: mqtt.clone(),
+            cameras: Box::new(fleet.clone()),
+            view: fleet.clone(),
+            changes: changes.subscribe(),
+            clock: clock.clone(),
+        },
         stop.clone(),
     );
     let fingerprint = web::tls::fingerprint(&tls_paths.cert)?;
