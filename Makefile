@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: bench-crypto deps build demo test test-rust arm64 bench-record bench-motion bench-mqtt clean
+.PHONY: bench-crypto deps build demo test lint test-rust arm64 bench-record bench-motion bench-mqtt clean
 
 deps:
 	@bash packaging/deps.sh
@@ -16,7 +16,13 @@ build: deps
 demo: build
 	./target/release/homehub demo --cameras 2
 
-test: deps test-rust arm64
+test: deps lint test-rust arm64
+
+# The house style and the lints, before anything runs: rustfmt.toml, clippy with warnings
+# as errors on every target (tests included).
+lint: deps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 # Built with the network, run without it: the tests live in a network namespace of their
 # own (only loopback), see packaging/in-netns.sh.

@@ -18,6 +18,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# rustfmt and clippy for `make lint` (in rustup's default profile; added if missing).
+if command -v rustup >/dev/null; then
+  for c in rustfmt clippy; do
+    rustup component list --installed | grep -q "^$c" || rustup component add "$c" >/dev/null
+  done
+fi
 # The Rust target for the Pi build.
 if command -v rustup >/dev/null && ! rustup target list --installed | grep -q aarch64-unknown-linux-gnu; then
   rustup target add aarch64-unknown-linux-gnu >/dev/null
