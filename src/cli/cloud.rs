@@ -40,7 +40,7 @@ pub fn list(a: &CloudArgs, pieces: bool, json: bool) -> Result<()> {
     let shown = index::visible(&entries, pieces);
     if json {
         for e in shown {
-            println!("{}", serde_json::to_string(e).map_err(|e| Error::internal(e.to_string()))?);
+            println!("{}", serde_json::to_string(e).map_err(|e| Error::internal(format!("encoding an index entry: {e}")))?);
         }
     } else {
         println!("{:<32}  {:<5}  {:<24}  {:<24}  {:>8}  {:>11}  CAMERA", "ID", "KIND", "START", "END", "SECONDS", "BYTES");

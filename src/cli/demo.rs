@@ -144,7 +144,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
             println!("Ctrl-C stops it.");
             println!();
         }
-        let r = hub.await.map_err(|e| Error::internal(e.to_string()))?;
+        let r = hub.await.map_err(|e| Error::from(e).context("the demo hub"))?;
         drop(sims);
         r
     })?;

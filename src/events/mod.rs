@@ -206,7 +206,11 @@ impl Events {
             match r {
                 Ok(first_ms) => {
                     clip = Some(sink.clone());
-                    let _ = self.store.call_blocking(move |db| db.set_event_clip_start(id, first_ms));
+                    // Recovery after a crash finds the clip's start here; without it the clip
+                    // is still written and indexed when the event ends.
+                    if let Err(e) = self.store.call_blocking(move |db| db.set_event_clip_start(id, first_ms)) {
+                        tracing::error!(error = %e, event = id, "cannot record where the clip starts");
+                    }
                     if let Some(cloud) = &self.settings.cloud {
                         let spec = PieceSpec { camera_id, event_id: id, dir: cloud.pieces_dir(), sink: cloud.clone() };
                         if let Err(e) = sink.begin_pieces(spec, at_ms - self.settings.pre_roll_ms) {

@@ -201,7 +201,7 @@ impl Db {
             job(self);
         }
         let commit: Result<()> = match began {
-            Ok(()) => self.conn.execute_batch("COMMIT").map_err(|e| Error::internal(e.to_string())),
+            Ok(()) => self.conn.execute_batch("COMMIT").map_err(db_err("committing")),
             Err(e) => Err(Error::internal(e)),
         };
         if commit.is_err() {

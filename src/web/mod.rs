@@ -437,7 +437,7 @@ async fn get_motion(
     session(ext)?;
     let json = st.store.call(move |db| db.camera_motion(id)).await?.ok_or_else(|| err(ErrorKind::NotFound, "no such camera"))?;
     let cfg: DetectorConfig = serde_json::from_str(&json).unwrap_or_default();
-    Ok(Json(serde_json::to_value(cfg).map_err(|e| ApiError(Error::internal(e.to_string())))?))
+    Ok(Json(serde_json::to_value(cfg).map_err(|e| ApiError(Error::internal(format!("encoding motion settings: {e}"))))?))
 }
 
 /// Sets a camera's motion sensitivity and zones; they apply from the hub's next start.
@@ -451,7 +451,7 @@ async fn put_motion(
     require(&s, Role::Owner)?;
     let cfg: DetectorConfig = serde_json::from_slice(&body).map_err(|e| err(ErrorKind::Invalid, &format!("body: {e}")))?;
     cfg.validate().map_err(|e| err(ErrorKind::Invalid, &e.to_string()))?;
-    let json = serde_json::to_string(&cfg).map_err(|e| ApiError(Error::internal(e.to_string())))?;
+    let json = serde_json::to_string(&cfg).map_err(|e| ApiError(Error::internal(format!("encoding motion settings: {e}"))))?;
     let (who, now) = (s.user.email.clone(), st.clock.now_ms());
     st.store
         .call(move |db| {
@@ -459,7 +459,7 @@ async fn put_motion(
             db.audit(&who, "camera.motion", &format!("camera {id}"), now)
         })
         .await?;
-    Ok(Json(serde_json::to_value(cfg).map_err(|e| ApiError(Error::internal(e.to_string())))?))
+    Ok(Json(serde_json::to_value(cfg).map_err(|e| ApiError(Error::internal(format!("encoding motion settings: {e}"))))?))
 }
 
 #[derive(Serialize)]
