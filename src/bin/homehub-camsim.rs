@@ -4,8 +4,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use homehub::camsim::{self, Args};
+use homehub::camsim;
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
@@ -20,17 +19,15 @@ fn main() -> ExitCode {
         std::process::exit(1);
     }));
 
-    let args = match Args::try_parse() {
+    let args = match camsim::parse_args(std::env::args_os()) {
         Ok(args) => args,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
+            if matches!(e.clap.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.clap.print();
                 return ExitCode::SUCCESS;
             }
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("homehub-camsim: {}", first.trim_start_matches("error: "));
+            eprintln!("homehub-camsim: {}", e.line);
             return ExitCode::FAILURE;
         }
     };

@@ -26,8 +26,10 @@ use tokio::sync::watch;
 
 pub use settings::Settings;
 
-/// Command-line flags of `homehub-camsim` (see SPEC "homehub-camsim"). Values are taken as
-/// strings and checked by [`Settings::from_args`], so every bad value gets one clear line.
+/// Command-line flags of `homehub-camsim` (see SPEC "homehub-camsim"). Each value is
+/// checked by its clap value parser (in [`settings`]), so every bad value gets one clear
+/// line naming the flag; [`parse_args`] gives that line. What needs several flags at once
+/// is checked by [`Settings::from_args`].
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "homehub-camsim",
@@ -36,39 +38,39 @@ pub use settings::Settings;
 )]
 pub struct Args {
     /// Where the RTSP server listens (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8554")]
-    pub rtsp: String,
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8554", value_parser = settings::parse_rtsp_addr)]
+    pub rtsp: std::net::SocketAddr,
 
     /// Size of /main (/sub is always 640x360).
-    #[arg(long, allow_hyphen_values = true, value_name = "WxH", default_value = "1920x1080")]
-    pub size: String,
+    #[arg(long, allow_hyphen_values = true, value_name = "WxH", default_value = "1920x1080", value_parser = settings::parse_size)]
+    pub size: settings::Size,
 
     /// Frames per second of both streams.
-    #[arg(long, allow_hyphen_values = true, value_name = "N", default_value = "30")]
-    pub fps: String,
+    #[arg(long, allow_hyphen_values = true, value_name = "N", default_value = "30", value_parser = settings::parse_fps)]
+    pub fps: u32,
 
     /// Bit rate of /main in kbit/s (/sub uses 600).
-    #[arg(long, allow_hyphen_values = true, value_name = "KBPS", default_value = "4000")]
-    pub bitrate: String,
+    #[arg(long, allow_hyphen_values = true, value_name = "KBPS", default_value = "4000", value_parser = settings::parse_bitrate)]
+    pub bitrate: u32,
 
     /// Keyframe interval in frames (default 2 x fps).
-    #[arg(long, allow_hyphen_values = true, value_name = "N")]
-    pub gop: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "N", value_parser = settings::parse_gop)]
+    pub gop: Option<u32>,
 
     /// Seconds since start when something moves, e.g. 10-15,40-48.
-    #[arg(long, allow_hyphen_values = true, value_name = "SPANS")]
-    pub motion: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "SPANS", value_parser = settings::parse_spans)]
+    pub motion: Option<settings::Spans>,
 
     /// Display name of the camera.
-    #[arg(long, value_name = "NAME", default_value = "camsim")]
+    #[arg(long, value_name = "NAME", default_value = "camsim", value_parser = settings::check_name)]
     pub name: String,
 
     /// Stable device id, [a-z0-9-] and at most 64 characters (default camsim-PORT).
-    #[arg(long = "device-id", value_name = "ID")]
+    #[arg(long = "device-id", value_name = "ID", value_parser = settings::check_device_id)]
     pub device_id: Option<String>,
 
     /// 8-digit setup code (random if not given; printed on start).
-    #[arg(long = "setup-code", value_name = "DIGITS")]
+    #[arg(long = "setup-code", value_name = "DIGITS", value_parser = settings::check_setup_code)]
     pub setup_code: Option<String>,
 
     /// Find the hub (mDNS, or --hub), pair with it over MQTT, then publish config and state.
@@ -76,37 +78,68 @@ pub struct Args {
     pub pair: bool,
 
     /// The only interface mDNS uses.
-    #[arg(long = "mdns-interface", value_name = "NAME", default_value = "lo")]
+    #[arg(long = "mdns-interface", value_name = "NAME", default_value = "lo", value_parser = settings::check_interface_name)]
     pub mdns_interface: String,
 
     /// Use this hub instead of looking for one by mDNS (needs --hub-fp).
-    #[arg(long, value_name = "HOST:PORT")]
-    pub hub: Option<String>,
+    #[arg(long, value_name = "HOST:PORT", value_parser = settings::parse_host_port)]
+    pub hub: Option<settings::HostPort>,
 
     /// Hex SHA-256 of the hub's TLS certificate (DER), with --hub.
-    #[arg(long = "hub-fp", value_name = "HEX")]
-    pub hub_fp: Option<String>,
+    #[arg(long = "hub-fp", value_name = "HEX", value_parser = settings::parse_fingerprint)]
+    pub hub_fp: Option<[u8; 32]>,
 
     /// The hub's id (its mDNS TXT id), with --hub; without it camsim asks mDNS for the hub
     /// whose fingerprint is --hub-fp, since the pairing proof covers the id.
-    #[arg(long = "hub-id", value_name = "ID")]
+    #[arg(long = "hub-id", value_name = "ID", value_parser = settings::check_hub_id)]
     pub hub_id: Option<String>,
 
     /// Wi-Fi network name the camera reports in its state.
-    #[arg(long, value_name = "SSID", default_value = "homehub-sim")]
+    #[arg(long, value_name = "SSID", default_value = "homehub-sim", value_parser = settings::check_ssid)]
     pub ssid: String,
 
     /// Device model sent in the pairing request.
-    #[arg(long, value_name = "MODEL", default_value = "homehub-camsim")]
+    #[arg(long, value_name = "MODEL", default_value = "homehub-camsim", value_parser = settings::check_model)]
     pub model: String,
 
     /// Require this RTSP user name (with --password; basic and digest auth).
-    #[arg(long, value_name = "USER")]
+    #[arg(long, value_name = "USER", value_parser = settings::check_user)]
     pub user: Option<String>,
 
     /// Require this RTSP password (with --user).
-    #[arg(long, value_name = "PASS")]
+    #[arg(long, value_name = "PASS", value_parser = settings::check_password)]
     pub password: Option<String>,
+}
+
+/// Parses the command line (`argv[0]` first). A bad value is one line naming the flag
+/// (`--fps: expected a whole number from 1 to 120, got '0'`); `--help` and `--version`
+/// come back as the clap error that prints them.
+pub fn parse_args<I, T>(argv: I) -> Result<Args, ArgsError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Args::try_parse_from(argv).map_err(|e| {
+        use clap::error::{ContextKind, ContextValue, ErrorKind};
+        let line = match (e.kind(), e.get(ContextKind::InvalidArg), std::error::Error::source(&e)) {
+            (ErrorKind::ValueValidation, Some(ContextValue::String(arg)), Some(why)) => {
+                format!("{}: {why}", arg.split(' ').next().unwrap_or(arg))
+            }
+            _ => {
+                let text = e.render().to_string();
+                text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string()
+            }
+        };
+        ArgsError { line, clap: e }
+    })
+}
+
+/// A command line camsim refuses: the one line to print, and clap's own error (which
+/// prints `--help` and `--version`).
+#[derive(Debug)]
+pub struct ArgsError {
+    pub line: String,
+    pub clap: clap::Error,
 }
 
 /// How long a stopping camsim waits for its MQTT side to say `offline` and disconnect.

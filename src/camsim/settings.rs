@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 
 use super::Args;
-use crate::pairing::{check_device_id, check_setup_code};
 
 /// Size of the `/sub` stream (fixed by SPEC).
 pub const SUB_WIDTH: u32 = 640;
@@ -94,54 +93,33 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Checks every flag. `random_code` supplies a setup code when none was given, and
-    /// `random_suffix` a device-id suffix when neither `--device-id` nor a fixed port was
-    /// given (both injected so tests stay deterministic).
+    /// Checks what needs several flags at once (each value was checked by its parser).
+    /// `random_code` supplies a setup code when none was given, and `random_suffix` a
+    /// device-id suffix when neither `--device-id` nor a fixed port was given (both
+    /// injected so tests stay deterministic).
     pub fn from_args(
         args: &Args,
         random_code: impl FnOnce() -> String,
         random_suffix: impl FnOnce() -> String,
     ) -> Result<Settings, String> {
-        let rtsp = parse_rtsp_addr(&args.rtsp)?;
-        let (width, height) = parse_size(&args.size).map_err(|e| format!("--size: {e}"))?;
-        let fps = parse_number(&args.fps, 1, MAX_FPS).map_err(|e| format!("--fps: {e}"))?;
-        let bitrate_kbps = parse_number(&args.bitrate, MIN_BITRATE, MAX_BITRATE).map_err(|e| format!("--bitrate: {e}"))?;
-        let gop = match &args.gop {
-            Some(g) => parse_number(g, 1, MAX_GOP).map_err(|e| format!("--gop: {e}"))?,
-            None => (2 * fps).min(MAX_GOP),
-        };
-        let main = StreamSpec { width, height, fps, bitrate_kbps, gop };
+        let rtsp = args.rtsp;
+        let Size { width, height } = args.size;
+        let fps = args.fps;
+        let gop = args.gop.unwrap_or((2 * fps).min(MAX_GOP));
+        let main = StreamSpec { width, height, fps, bitrate_kbps: args.bitrate, gop };
         let sub = StreamSpec { width: SUB_WIDTH, height: SUB_HEIGHT, fps, bitrate_kbps: SUB_BITRATE_KBPS, gop };
-        let motion = match &args.motion {
-            Some(m) => parse_spans(m).map_err(|e| format!("--motion: {e}"))?,
-            None => Vec::new(),
-        };
-        let name = check_name(&args.name).map_err(|e| format!("--name: {e}"))?;
         let device_id = match &args.device_id {
-            Some(id) => {
-                check_device_id(id).map_err(|e| format!("--device-id: {e}"))?;
-                id.clone()
-            }
+            Some(id) => id.clone(),
             None if rtsp.port() != 0 => format!("camsim-{}", rtsp.port()),
             None => format!("camsim-{}", random_suffix()),
         };
         let (setup_code, setup_code_generated) = match &args.setup_code {
-            Some(code) => {
-                check_setup_code(code).map_err(|e| format!("--setup-code: {e}"))?;
-                (code.clone(), false)
-            }
+            Some(code) => (code.clone(), false),
             None => (random_code(), true),
         };
-        let mdns_interface = check_interface_name(&args.mdns_interface).map_err(|e| format!("--mdns-interface: {e}"))?;
         let hub = match (&args.hub, &args.hub_fp) {
-            (Some(h), Some(fp)) => {
-                let (host, port) = parse_host_port(h).map_err(|e| format!("--hub: {e}"))?;
-                let fingerprint = parse_fingerprint(fp).map_err(|e| format!("--hub-fp: {e}"))?;
-                let hub_id = match &args.hub_id {
-                    Some(id) => Some(check_hub_id(id).map_err(|e| format!("--hub-id: {e}"))?),
-                    None => None,
-                };
-                Some(HubTarget { host, port, fingerprint, hub_id })
+            (Some(HostPort { host, port }), Some(fp)) => {
+                Some(HubTarget { host: host.clone(), port: *port, fingerprint: *fp, hub_id: args.hub_id.clone() })
             }
             (None, None) => None,
             (Some(_), None) => return Err("--hub needs --hub-fp as well".into()),
@@ -151,13 +129,7 @@ impl Settings {
             return Err("--hub-id needs --hub as well".into());
         }
         let credentials = match (&args.user, &args.password) {
-            (Some(u), Some(p)) => {
-                check_user(u).map_err(|e| format!("--user: {e}"))?;
-                if p.is_empty() {
-                    return Err("--password: must not be empty".into());
-                }
-                Some(Credentials { user: u.clone(), password: p.clone() })
-            }
+            (Some(u), Some(p)) => Some(Credentials { user: u.clone(), password: p.clone() }),
             (None, None) => None,
             (Some(_), None) => return Err("--user needs --password as well".into()),
             (None, Some(_)) => return Err("--password needs --user as well".into()),
@@ -166,17 +138,17 @@ impl Settings {
             rtsp,
             main,
             sub,
-            motion,
-            name,
+            motion: args.motion.clone().map(|s| s.0).unwrap_or_default(),
+            name: args.name.clone(),
             device_id,
             setup_code,
             setup_code_generated,
             pair: args.pair,
-            mdns_interface,
+            mdns_interface: args.mdns_interface.clone(),
             hub,
             credentials,
-            ssid: check_ssid(&args.ssid).map_err(|e| format!("--ssid: {e}"))?,
-            model: check_model(&args.model).map_err(|e| format!("--model: {e}"))?,
+            ssid: args.ssid.clone(),
+            model: args.model.clone(),
         })
     }
 
@@ -188,13 +160,24 @@ impl Settings {
 
 /// `ADDR:PORT` with an IP address (`127.0.0.1:8554`, `[::1]:8554`); port 0 picks a free port.
 pub fn parse_rtsp_addr(s: &str) -> Result<SocketAddr, String> {
-    s.trim()
-        .parse::<SocketAddr>()
-        .map_err(|_| format!("--rtsp: expected ADDR:PORT with an IP address (like 127.0.0.1:8554), got '{s}'"))
+    s.trim().parse::<SocketAddr>().map_err(|_| format!("expected ADDR:PORT with an IP address (like 127.0.0.1:8554), got '{s}'"))
+}
+
+/// The size of `/main` (`--size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// `--size`: `WxH`, both even and within sane bounds.
+pub fn parse_size(s: &str) -> Result<Size, String> {
+    let (width, height) = parse_dims(s)?;
+    Ok(Size { width, height })
 }
 
 /// `WxH`, both even and within sane bounds.
-pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
+fn parse_dims(s: &str) -> Result<(u32, u32), String> {
     let bad = || format!("expected WxH (like 1920x1080), got '{s}'");
     let (w, h) = s.trim().split_once(['x', 'X']).ok_or_else(bad)?;
     let w: u32 = parse_plain_u32(w).ok_or_else(bad)?;
@@ -206,6 +189,21 @@ pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
         return Err(format!("width and height must be even, got '{s}'"));
     }
     Ok((w, h))
+}
+
+/// `--fps`.
+pub fn parse_fps(s: &str) -> Result<u32, String> {
+    parse_number(s, 1, MAX_FPS)
+}
+
+/// `--bitrate`, kbit/s.
+pub fn parse_bitrate(s: &str) -> Result<u32, String> {
+    parse_number(s, MIN_BITRATE, MAX_BITRATE)
+}
+
+/// `--gop`, frames.
+pub fn parse_gop(s: &str) -> Result<u32, String> {
+    parse_number(s, 1, MAX_GOP)
 }
 
 /// A whole number in `min..=max`.
@@ -234,8 +232,16 @@ fn parse_seconds(s: &str) -> Option<f64> {
     s.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
-/// `START-END[,START-END...]` in seconds since start, e.g. `10-15,40-48`.
-pub fn parse_spans(s: &str) -> Result<Vec<Span>, String> {
+/// The motion spans of `--motion`, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spans(pub Vec<Span>);
+
+/// `--motion`: `START-END[,START-END...]` in seconds since start, e.g. `10-15,40-48`.
+pub fn parse_spans(s: &str) -> Result<Spans, String> {
+    parse_span_list(s).map(Spans)
+}
+
+fn parse_span_list(s: &str) -> Result<Vec<Span>, String> {
     if s.trim().is_empty() {
         return Err("expected spans like 10-15,40-48, got ''".into());
     }
@@ -257,7 +263,8 @@ pub fn parse_spans(s: &str) -> Result<Vec<Span>, String> {
     Ok(spans)
 }
 
-fn check_name(s: &str) -> Result<String, String> {
+/// `--name`: trimmed, 1 to 64 characters, no control characters.
+pub fn check_name(s: &str) -> Result<String, String> {
     let t = s.trim();
     if t.is_empty() {
         return Err("must not be empty".into());
@@ -272,15 +279,26 @@ fn check_name(s: &str) -> Result<String, String> {
 }
 
 /// A plausible network interface name (Linux: at most 15 bytes, no '/' or whitespace).
-fn check_interface_name(s: &str) -> Result<String, String> {
+pub fn check_interface_name(s: &str) -> Result<String, String> {
     if s.is_empty() || s.len() > 15 || s.bytes().any(|b| b == b'/' || b == b':' || !b.is_ascii_graphic()) {
         return Err(format!("expected an interface name like lo or eth0, got '{s}'"));
     }
     Ok(s.to_string())
 }
 
-/// `HOST:PORT` where HOST is a name or an IP address (`[v6]:port` for IPv6).
-pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+/// A hub's address as given with `--hub`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+/// `--hub`: `HOST:PORT` where HOST is a name or an IP address (`[v6]:port` for IPv6).
+pub fn parse_host_port(s: &str) -> Result<HostPort, String> {
+    split_host_port(s).map(|(host, port)| HostPort { host, port })
+}
+
+fn split_host_port(s: &str) -> Result<(String, u16), String> {
     let bad = || format!("expected HOST:PORT, got '{s}'");
     if let Ok(addr) = s.parse::<SocketAddr>() {
         if addr.port() == 0 {
@@ -313,7 +331,7 @@ pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], String> {
 }
 
 /// A hub id as the hub advertises it: 1 to 64 letters, digits or '-'.
-fn check_hub_id(s: &str) -> Result<String, String> {
+pub fn check_hub_id(s: &str) -> Result<String, String> {
     if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         return Err(format!("expected 1 to 64 letters, digits or '-', got '{}'", s.escape_debug()));
     }
@@ -321,7 +339,7 @@ fn check_hub_id(s: &str) -> Result<String, String> {
 }
 
 /// A model name: 1 to 64 bytes, no control characters (the hub refuses longer ones).
-fn check_model(s: &str) -> Result<String, String> {
+pub fn check_model(s: &str) -> Result<String, String> {
     if s.is_empty() || s.len() > 64 || s.chars().any(char::is_control) {
         return Err(format!("expected 1 to 64 bytes without control characters, got '{}'", s.escape_debug()));
     }
@@ -329,69 +347,84 @@ fn check_model(s: &str) -> Result<String, String> {
 }
 
 /// A Wi-Fi network name: 1 to 32 bytes, no control characters.
-fn check_ssid(s: &str) -> Result<String, String> {
+pub fn check_ssid(s: &str) -> Result<String, String> {
     if s.is_empty() || s.len() > 32 || s.chars().any(char::is_control) {
         return Err(format!("expected 1 to 32 bytes without control characters, got '{}'", s.escape_debug()));
     }
     Ok(s.to_string())
 }
 
-fn check_user(s: &str) -> Result<(), String> {
+/// `--user`: not empty, no ':' or control characters.
+pub fn check_user(s: &str) -> Result<String, String> {
     if s.is_empty() {
         return Err("must not be empty".into());
     }
     if s.contains(':') || s.chars().any(char::is_control) {
         return Err(format!("must not contain ':' or control characters, got '{s}'"));
     }
-    Ok(())
+    Ok(s.to_string())
+}
+
+/// `--password`: not empty.
+pub fn check_password(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(s.to_string())
+}
+
+/// `--device-id`: as the pairing protocol wants it.
+pub fn check_device_id(s: &str) -> Result<String, String> {
+    crate::pairing::check_device_id(s).map(|_| s.to_string()).map_err(|e| e.to_string())
+}
+
+/// `--setup-code`: 8 digits.
+pub fn check_setup_code(s: &str) -> Result<String, String> {
+    crate::pairing::check_setup_code(s).map(|_| s.to_string()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    fn args(extra: &[&str]) -> Args {
-        let mut v = vec!["homehub-camsim"];
-        v.extend_from_slice(extra);
-        Args::try_parse_from(v).expect("clap accepts the flags")
-    }
 
     fn settings(extra: &[&str]) -> Result<Settings, String> {
-        Settings::from_args(&args(extra), || "12345678".into(), || "abcd".into())
+        let mut v = vec!["homehub-camsim"];
+        v.extend_from_slice(extra);
+        let args = super::super::parse_args(v).map_err(|e| e.line)?;
+        Settings::from_args(&args, || "12345678".into(), || "abcd".into())
     }
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("1920x1080"), Ok((1920, 1080)));
-        assert_eq!(parse_size("640X360"), Ok((640, 360)));
-        assert_eq!(parse_size(" 640x360 "), Ok((640, 360)));
-        assert_eq!(parse_size("abc").unwrap_err(), "expected WxH (like 1920x1080), got 'abc'");
-        assert!(parse_size("640x").is_err());
-        assert!(parse_size("x360").is_err());
-        assert!(parse_size("-640x360").is_err());
-        assert!(parse_size("+640x360").is_err());
-        assert!(parse_size("640x360x2").is_err());
-        assert!(parse_size("8x8").unwrap_err().contains("between"));
-        assert!(parse_size("100000x360").unwrap_err().contains("between"));
-        assert_eq!(parse_size("641x360").unwrap_err(), "width and height must be even, got '641x360'");
+        assert_eq!(parse_dims("1920x1080"), Ok((1920, 1080)));
+        assert_eq!(parse_dims("640X360"), Ok((640, 360)));
+        assert_eq!(parse_dims(" 640x360 "), Ok((640, 360)));
+        assert_eq!(parse_dims("abc").unwrap_err(), "expected WxH (like 1920x1080), got 'abc'");
+        assert!(parse_dims("640x").is_err());
+        assert!(parse_dims("x360").is_err());
+        assert!(parse_dims("-640x360").is_err());
+        assert!(parse_dims("+640x360").is_err());
+        assert!(parse_dims("640x360x2").is_err());
+        assert!(parse_dims("8x8").unwrap_err().contains("between"));
+        assert!(parse_dims("100000x360").unwrap_err().contains("between"));
+        assert_eq!(parse_dims("641x360").unwrap_err(), "width and height must be even, got '641x360'");
     }
 
     #[test]
     fn spans() {
-        assert_eq!(parse_spans("10-15,40-48"), Ok(vec![Span { start: 10.0, end: 15.0 }, Span { start: 40.0, end: 48.0 }]));
-        assert_eq!(parse_spans(" 0-2.5 , 3-4 "), Ok(vec![Span { start: 0.0, end: 2.5 }, Span { start: 3.0, end: 4.0 }]));
-        assert_eq!(parse_spans("15-10").unwrap_err(), "'15-10' ends before it starts");
-        assert!(parse_spans("5-5").unwrap_err().contains("empty"));
-        assert_eq!(parse_spans("abc").unwrap_err(), "expected START-END in seconds (like 10-15), got 'abc'");
-        assert!(parse_spans("").is_err());
-        assert!(parse_spans("10-15,").is_err());
-        assert!(parse_spans("10").is_err());
-        assert!(parse_spans("-1-5").is_err());
-        assert!(parse_spans("1-x").is_err());
-        assert!(parse_spans("1-2-3").is_err());
-        assert!(parse_spans("inf-5").is_err());
-        assert!(parse_spans("1..2-3").is_err());
+        assert_eq!(parse_span_list("10-15,40-48"), Ok(vec![Span { start: 10.0, end: 15.0 }, Span { start: 40.0, end: 48.0 }]));
+        assert_eq!(parse_span_list(" 0-2.5 , 3-4 "), Ok(vec![Span { start: 0.0, end: 2.5 }, Span { start: 3.0, end: 4.0 }]));
+        assert_eq!(parse_span_list("15-10").unwrap_err(), "'15-10' ends before it starts");
+        assert!(parse_span_list("5-5").unwrap_err().contains("empty"));
+        assert_eq!(parse_span_list("abc").unwrap_err(), "expected START-END in seconds (like 10-15), got 'abc'");
+        assert!(parse_span_list("").is_err());
+        assert!(parse_span_list("10-15,").is_err());
+        assert!(parse_span_list("10").is_err());
+        assert!(parse_span_list("-1-5").is_err());
+        assert!(parse_span_list("1-x").is_err());
+        assert!(parse_span_list("1-2-3").is_err());
+        assert!(parse_span_list("inf-5").is_err());
+        assert!(parse_span_list("1..2-3").is_err());
     }
 
     #[test]
