@@ -3,13 +3,13 @@
 //! given. Afterwards `run` has returned Ok, the WAL is checkpointed into the database
 //! file, and no thread the hub started is still alive.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const CAMSIM: &str = env!("CARGO_BIN_EXE_homehub-camsim");
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{camsim, poll, wait_until};
 
 /// Threads of this process by name (as the kernel shortens them, 15 bytes), with counts.
 fn threads() -> BTreeMap<String, usize> {
@@ -40,29 +40,6 @@ fn process_wide(name: &str) -> bool {
     matches!(name, "mqtt-broker" | "router-0" | "homehub-loopbac" | "gmain" | "dconf worker")
 }
 
-fn start_camsim() -> (std::process::Child, u16) {
-    let mut child = Command::new(CAMSIM)
-        .args(["--rtsp", "127.0.0.1:0", "--size", "320x180", "--fps", "10", "--bitrate", "200"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start camsim");
-    let out = child.stdout.take().unwrap();
-    let line =
-        BufReader::new(out).lines().map_while(Result::ok).find(|l| l.starts_with("camsim ready")).expect("camsim ready line");
-    // camsim ready rtsp://127.0.0.1:PORT/main rtsp://…/sub
-    let port = line.split_whitespace().nth(2).and_then(|u| u.rsplit(':').next()).and_then(|p| p.split('/').next()).unwrap();
-    (child, port.parse().unwrap())
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn segment_files(data: &Path) -> usize {
     std::fs::read_dir(data.join("recordings").join("1"))
         .map(|d| d.flatten().filter(|f| f.metadata().map(|m| m.len() > 0).unwrap_or(false)).count())
@@ -71,7 +48,8 @@ fn segment_files(data: &Path) -> usize {
 
 #[test]
 fn run_returns_after_its_shutdown_future_with_every_thread_joined_and_the_wal_checkpointed() {
-    let (mut cam, port) = start_camsim();
+    let cam = camsim(&[]);
+    let port = cam.port;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let bucket = tmp.path().join("bucket");
@@ -126,18 +104,13 @@ fn run_returns_after_its_shutdown_future_with_every_thread_joined_and_the_wal_ch
     assert_eq!(wal_len, 0, "the WAL was checkpointed into homehub.db");
     assert!(homehub::store::DirLock::holder(&data).is_none(), "the data dir lock was released");
 
-    // Threads end asynchronously after join() returns only in the kernel's bookkeeping:
-    // allow a moment for /proc to catch up.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let left = loop {
-        let left: Vec<String> = new_threads(&before, &threads()).into_iter().filter(|t| !process_wide(t)).collect();
-        if left.is_empty() || Instant::now() > deadline {
-            break left;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    // A joined thread may linger a moment in /proc: look again for a few seconds.
+    let left = |after: &BTreeMap<String, usize>| -> Vec<String> {
+        new_threads(&before, after).into_iter().filter(|t| !process_wide(t)).collect()
     };
-    println!("process-wide threads left, by design: {:?}", new_threads(&before, &threads()));
-    assert!(left.is_empty(), "threads the hub started are still alive after run returned: {left:?}");
-    let _ = cam.kill();
-    let _ = cam.wait();
+    let clean = poll(Duration::from_secs(5), || left(&threads()).is_empty().then_some(()));
+    let after = threads();
+    assert!(clean.is_some(), "threads the hub started are still alive after run returned: {:?}", left(&after));
+    println!("process-wide threads left, by design: {:?}", new_threads(&before, &after));
+    drop(cam);
 }
