@@ -33,7 +33,13 @@ MOTO_VENV := $(CURDIR)/target/moto-venv
 test-rust:
 	$(CARGO) build --locked --bins --tests
 	bash packaging/moto-venv.sh $(MOTO_VENV)
-	HOMEHUB_MOTO_VENV=$(MOTO_VENV) bash packaging/in-netns.sh $(CARGO) test --locked --offline -- --test-threads=4
+	@# cargo-nextest (on the machine image) runs the test binaries side by side; see
+	@# .config/nextest.toml. Plain cargo test where it is missing.
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  HOMEHUB_MOTO_VENV=$(MOTO_VENV) bash packaging/in-netns.sh $(CARGO) nextest run --locked --offline -j 4; \
+	else \
+	  HOMEHUB_MOTO_VENV=$(MOTO_VENV) bash packaging/in-netns.sh $(CARGO) test --locked --offline -- --test-threads=4; \
+	fi
 
 arm64: deps
 	bash packaging/arm64.sh
