@@ -18,6 +18,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# npm for the web app: Debian's npm package, unless the nodejs installed brings its own.
+if ! command -v npm >/dev/null; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "deps: npm is missing (run as root, or install Debian's npm)" >&2
+    exit 1
+  fi
+  echo "deps: installing npm"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
 # rustfmt and clippy for `make lint` (in rustup's default profile; added if missing).
 if command -v rustup >/dev/null; then
   for c in rustfmt clippy; do

@@ -40,6 +40,7 @@ pub mod config;
 pub mod devices;
 pub mod error;
 pub mod events;
+pub mod fmp4;
 pub mod hub;
 pub mod lan;
 pub mod mdns;

@@ -9,6 +9,7 @@
 
 pub mod clip;
 pub mod decoder;
+pub mod live;
 pub mod pieces;
 mod ring;
 
@@ -262,6 +263,11 @@ pub struct CameraStatus {
 pub trait CameraView: Send + Sync {
     /// Sorted by id.
     fn cameras(&self) -> Vec<CameraStatus>;
+    /// The live feed of one of a running camera's streams (`None`: no such camera).
+    fn feed(&self, camera_id: i64, stream: live::StreamKind) -> Option<Arc<live::Feed>> {
+        let _ = (camera_id, stream);
+        None
+    }
 }
 
 /// What the pipeline of one camera is built from.
