@@ -11,6 +11,7 @@ pub mod clip;
 pub mod decoder;
 pub mod live;
 pub mod pieces;
+pub mod still;
 mod ring;
 
 use std::collections::HashMap;
@@ -266,6 +267,15 @@ pub trait CameraView: Send + Sync {
     fn feed(&self, camera_id: i64, stream: live::StreamKind) -> Option<Arc<live::Feed>> {
         let _ = (camera_id, stream);
         None
+    }
+    /// A colour JPEG `width` px wide of the latest keyframe of one of a running camera's
+    /// streams, decoded now (blocking; see [`still`]). `NotFound`: no such camera;
+    /// `Unavailable`: no picture yet. The fleet decodes with the hub's chosen decoder.
+    fn snapshot(&self, camera_id: i64, stream: live::StreamKind, width: u32) -> Result<Vec<u8>> {
+        let feed = self.feed(camera_id, stream).ok_or_else(|| Error::not_found("no such camera"))?;
+        let prefer: Vec<String> = crate::config::DEFAULT_DECODERS.iter().map(|s| s.to_string()).collect();
+        let decoder = pick_decoder(&prefer).ok_or_else(|| Error::new(ErrorKind::Unavailable, "no H.264 decoder on this machine"))?;
+        still::snapshot(&feed, width, &decoder)
     }
 }
 

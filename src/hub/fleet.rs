@@ -24,6 +24,8 @@ pub struct Template {
     pub segment_seconds: u32,
     pub motion_fps: u32,
     pub decoder: Option<String>,
+    /// Decodes stills (snapshots, thumbnails), even when motion detection is off.
+    pub still_decoder: Option<String>,
     pub pre_roll_ms: Option<i64>,
 }
 
@@ -177,5 +179,13 @@ impl CameraView for Fleet {
 
     fn feed(&self, camera_id: i64, stream: crate::camera::live::StreamKind) -> Option<Arc<crate::camera::live::Feed>> {
         lock(&self.running).iter().find(|(c, _)| c.id == camera_id).map(|(c, _)| c.feed(stream))
+    }
+
+    fn snapshot(&self, camera_id: i64, stream: camera::live::StreamKind, width: u32) -> Result<Vec<u8>> {
+        let feed = self.feed(camera_id, stream).ok_or_else(|| crate::error::Error::not_found("no such camera"))?;
+        let decoder = self.template.still_decoder.as_deref().ok_or_else(|| {
+            crate::error::Error::new(crate::error::ErrorKind::Unavailable, "no H.264 decoder on this machine")
+        })?;
+        camera::still::snapshot(&feed, width, decoder)
     }
 }

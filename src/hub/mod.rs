@@ -15,6 +15,7 @@
 //! it started has been joined (rumqttd's, which cannot be stopped, aside).
 
 mod fleet;
+mod pictures;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -160,6 +161,9 @@ async fn serve(
         Some(cloud::relay::Relay::start(&cfg.cloud, store.clone(), hub_id.clone(), clock.clone(), stop.clone())?)
     };
     let motion = Arc::new(MotionState::default());
+    // Stills (snapshots, colour thumbnails) are decoded even when motion detection is off.
+    let still_decoder = camera::pick_decoder(&cfg.decode.prefer);
+    let pictures = Arc::new(pictures::FleetPictures::new(still_decoder.clone()));
     let registry = Arc::new(Registry::default());
     let (changes, _) = tokio::sync::broadcast::channel(64);
     let events_thread = events::spawn(
@@ -169,6 +173,7 @@ async fn serve(
             post_roll_ms: i64::from(cfg.motion.post_roll_seconds) * 1000,
             cameras: registry.clone(),
             jpeg: camera::encode_jpeg,
+            pictures: Some(pictures.clone() as Arc<dyn events::Pictures>),
             cloud: cloud.as_ref().map(|(r, _)| r.clone() as Arc<dyn events::CloudRelay>),
             clock: clock.clone(),
         },
@@ -183,6 +188,7 @@ async fn serve(
             segment_seconds: cfg.recording.segment_seconds,
             motion_fps: cfg.motion.fps,
             decoder: decoder.clone(),
+            still_decoder,
             // Events are reported a few frames after the movement began: keep a margin.
             pre_roll_ms: clips_on.then(|| i64::from(cfg.motion.pre_roll_seconds) * 1000 + PRE_ROLL_MARGIN_MS),
         },
@@ -192,6 +198,7 @@ async fn serve(
         motion,
         registry,
     ));
+    pictures.attach(&fleet);
     {
         let fleet = fleet.clone();
         blocking("starting cameras", move || rows.iter().try_for_each(|row| fleet.start_blocking(row))).await??;
@@ -237,6 +244,7 @@ async fn serve(
         broker: mqtt.clone(),
         discovery: mdns.clone().map(|m| m as Arc<dyn web::ports::Discovery>),
         cloud: cloud.as_ref().map(|(r, _)| r.clone() as Arc<dyn web::ports::CloudStatus>),
+        retention: Retention::from(&cfg.recording),
         allow_public_clients: cfg.web.allow_public_clients,
     });
     let web_task = tokio::spawn(web::serve(listener, tls, web::router(state), stop.clone()));
