@@ -185,6 +185,7 @@ pub(crate) mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
+    use gstreamer_video::prelude::*;
 
     use super::*;
     use crate::camera::live::{Params, Unit};

@@ -415,7 +415,9 @@ mod tests {
     }
 
     fn seg(db: &mut Db, cam: i64, start: i64, end: i64, bytes: u64) -> i64 {
-        db.insert_segment(&Segment { camera_id: cam, path: format!("r/{cam}/{start}"), start_ms: start, end_ms: end, bytes, partial: false })
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        db.insert_segment(&Segment { camera_id: cam, path: format!("r/{cam}/{n}"), start_ms: start, end_ms: end, bytes, partial: false })
             .unwrap()
     }
 
