@@ -177,22 +177,49 @@ pub trait CloudRelay: PieceSink {
 
 /// Detector settings and clip sinks per camera. A camera registered again (a device
 /// paired anew) replaces its entry; an event already open keeps the sink it began with.
+/// Settings changed while a camera runs ([`Registry::update_detector`]) reach its
+/// detector at its next frame, without touching its pipeline.
 #[derive(Default)]
 pub struct Registry {
     cams: Mutex<HashMap<i64, Registered>>,
+    /// Stamps each settings change, so the events thread sees which detectors are stale.
+    version: std::sync::atomic::AtomicU64,
 }
 
-type Registered = (DetectorConfig, Option<Arc<dyn ClipSink>>);
+struct Registered {
+    detector: DetectorConfig,
+    clips: Option<Arc<dyn ClipSink>>,
+    version: u64,
+}
 
 impl Registry {
-    pub fn register(&self, camera_id: i64, detector: DetectorConfig, clips: Option<Arc<dyn ClipSink>>) {
-        lock(&self.cams).insert(camera_id, (detector, clips));
+    fn next_version(&self) -> u64 {
+        self.version.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
     }
-    fn detector(&self, camera_id: i64) -> DetectorConfig {
-        lock(&self.cams).get(&camera_id).map(|c| c.0.clone()).unwrap_or_default()
+    pub fn register(&self, camera_id: i64, detector: DetectorConfig, clips: Option<Arc<dyn ClipSink>>) {
+        let version = self.next_version();
+        lock(&self.cams).insert(camera_id, Registered { detector, clips, version });
+    }
+    /// New detector settings for a running camera; false when it is not registered.
+    pub fn update_detector(&self, camera_id: i64, detector: DetectorConfig) -> bool {
+        let version = self.next_version();
+        match lock(&self.cams).get_mut(&camera_id) {
+            Some(r) => {
+                (r.detector, r.version) = (detector, version);
+                true
+            }
+            None => false,
+        }
+    }
+    fn detector(&self, camera_id: i64) -> (DetectorConfig, u64) {
+        lock(&self.cams).get(&camera_id).map(|c| (c.detector.clone(), c.version)).unwrap_or_default()
+    }
+    /// The camera's settings if they changed since version `seen`.
+    fn detector_since(&self, camera_id: i64, seen: u64) -> Option<(DetectorConfig, u64)> {
+        lock(&self.cams).get(&camera_id).filter(|c| c.version != seen).map(|c| (c.detector.clone(), c.version))
     }
     fn clips(&self, camera_id: i64) -> Option<Arc<dyn ClipSink>> {
-        lock(&self.cams).get(&camera_id).and_then(|c| c.1.clone())
+        lock(&self.cams).get(&camera_id).and_then(|c| c.clips.clone())
     }
 }
 
@@ -229,6 +256,8 @@ struct Open {
 
 struct Cam {
     detector: Detector,
+    /// The registry version of the detector's settings.
+    version: u64,
     open: Option<Open>,
     /// Time of the last frame.
     last_ms: i64,
@@ -278,13 +307,18 @@ struct Events {
 impl Events {
     fn frame(&mut self, f: Frame) {
         let registry = &self.settings.cameras;
-        let cam = self.cams.entry(f.camera_id).or_insert_with(|| Cam {
-            detector: Detector::new(registry.detector(f.camera_id)),
-            open: None,
-            last_ms: f.at_ms,
-            peak_frame: None,
-            peak_uncaptured: false,
+        let cam = self.cams.entry(f.camera_id).or_insert_with(|| {
+            let (cfg, version) = registry.detector(f.camera_id);
+            Cam { detector: Detector::new(cfg), version, open: None, last_ms: f.at_ms, peak_frame: None, peak_uncaptured: false }
         });
+        // Settings changed (zones, sensitivity): the same detector goes on under them,
+        // keeping its background; an open event continues and ends when the new zones
+        // see the scene still.
+        if let Some((cfg, version)) = registry.detector_since(f.camera_id, cam.version) {
+            tracing::info!(camera_id = f.camera_id, "motion settings applied");
+            cam.detector.reconfigure(cfg);
+            cam.version = version;
+        }
         cam.last_ms = f.at_ms;
         let obs = cam.detector.feed_strided(&f.data, f.width, f.height, f.stride, f.at_ms);
         if obs.new_peak && cam.peak_frame.as_ref().is_none_or(|p| obs.score >= p.0) {
@@ -693,6 +727,27 @@ mod tests {
         r.moving(10);
         let [(second, true, _)] = r.changes()[..] else { panic!("a second start") };
         assert_ne!(second, id);
+    }
+
+    #[test]
+    fn new_zones_apply_at_the_next_frame_of_a_running_camera() {
+        let mut r = Rig::new();
+        let reg = r.ev.settings.cameras.clone();
+        assert!(!reg.update_detector(r.cam, DetectorConfig::default()), "not registered yet");
+        reg.register(r.cam, DetectorConfig::default(), None);
+        let whole: crate::motion::DetectorConfig = serde_json::from_value(serde_json::json!({
+            "zones": [{"name": "all", "kind": "exclude", "points": [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]}]
+        }))
+        .unwrap();
+        assert!(reg.update_detector(r.cam, whole));
+        r.moving(15);
+        r.still(4);
+        assert!(r.changes().is_empty(), "movement inside an exclude zone makes no event");
+        assert!(r.events().is_empty());
+        // And back: the detector kept its background, so motion counts at once.
+        assert!(reg.update_detector(r.cam, DetectorConfig::default()));
+        r.moving(10);
+        assert_eq!(r.changes().len(), 1, "an event once the zone is gone");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! database is checkpointed and closed. `run` returns only after every thread and task
 //! it started has been joined (rumqttd's, which cannot be stopped, aside).
 
-mod fleet;
+pub mod fleet;
 mod pictures;
 
 use std::future::Future;
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::camera;
 use crate::clock::Clock;
 use crate::cloud;
-use crate::config::{Config, RecordingMode};
+use crate::config::Config;
 use crate::devices::{self, Devices};
 use crate::error::{Error, ErrorKind, Result, blocking};
 use crate::events::{self, MotionState, Registry};
@@ -127,6 +127,7 @@ async fn serve(
     let now = clock.now_ms();
     let mut rows = store.call(move |db| db.sync_config_cameras(&config_cams, now)).await?;
     rows.extend(store.call(|db| db.paired_cameras()).await?);
+    rows.extend(store.call(|db| db.added_cameras()).await?);
 
     let retention = Retention::from(&cfg.recording);
     let report = {
@@ -154,7 +155,6 @@ async fn serve(
     // Frames for motion detection: a short queue; a camera drops frames the detector
     // has no time for rather than waiting.
     let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel(32);
-    let clips_on = cfg.recording.mode != RecordingMode::Off;
     let cloud = if cfg.cloud.store.is_empty() {
         None
     } else {
@@ -190,7 +190,7 @@ async fn serve(
             decoder: decoder.clone(),
             still_decoder,
             // Events are reported a few frames after the movement began: keep a margin.
-            pre_roll_ms: clips_on.then(|| i64::from(cfg.motion.pre_roll_seconds) * 1000 + PRE_ROLL_MARGIN_MS),
+            pre_roll_ms: i64::from(cfg.motion.pre_roll_seconds) * 1000 + PRE_ROLL_MARGIN_MS,
         },
         store.clone(),
         seg_tx,
@@ -240,6 +240,7 @@ async fn serve(
         store: store.clone(),
         clock: clock.clone(),
         cameras: fleet.clone(),
+        camera_admin: Arc::new(fleet.clone()),
         devices: devices.clone(),
         broker: mqtt.clone(),
         discovery: mdns.clone().map(|m| m as Arc<dyn web::ports::Discovery>),

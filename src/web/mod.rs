@@ -8,6 +8,7 @@
 //! database through the [`Store`].
 
 pub mod auth;
+pub mod cameras;
 mod devices;
 mod export;
 mod live;
@@ -32,46 +33,14 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use crate::camera::{CameraStatus, CameraView};
+use crate::camera::CameraView;
 use crate::clock::{Clock, rfc3339};
 use crate::error::{Error, ErrorKind};
-use crate::motion::DetectorConfig;
 use crate::store::{Role, Store, UserRow};
 
 const LOGIN_PAGE: &str = include_str!("../../web/login.html");
 const APP_PAGE: &str = include_str!("../../web/index.html");
 const OPENAPI: &str = include_str!("../../web/openapi.json");
-
-/// A camera as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct CameraInfo {
-    pub id: i64,
-    pub name: String,
-    /// "connecting" | "streaming" | "error" | "stopped"
-    pub status: String,
-    pub reason: Option<String>,
-    pub decoder: Option<String>,
-    pub decoded_fps: f64,
-    /// "config" | "paired"
-    pub source: String,
-    /// Motion going on now.
-    pub motion: bool,
-}
-
-impl From<CameraStatus> for CameraInfo {
-    fn from(c: CameraStatus) -> Self {
-        CameraInfo {
-            id: c.id,
-            name: c.name,
-            status: c.status.state.as_str().to_string(),
-            reason: c.status.reason,
-            decoder: c.status.decoder,
-            decoded_fps: c.status.decoded_fps,
-            source: c.source,
-            motion: c.motion,
-        }
-    }
-}
 
 /// What the hub hands the web when it builds it: the database, the clock, and a narrow
 /// view of each subsystem the pages show.
@@ -80,6 +49,7 @@ pub struct Parts {
     /// Stamps sessions and the audit trail.
     pub clock: Clock,
     pub cameras: Arc<dyn CameraView>,
+    pub camera_admin: Arc<dyn ports::CameraAdmin>,
     pub devices: Arc<dyn ports::DeviceAdmin>,
     pub broker: Arc<dyn ports::BrokerStats>,
     /// None when mDNS is off or could not start.
@@ -96,6 +66,7 @@ pub struct AppState {
     store: Store,
     clock: Clock,
     cameras: Arc<dyn CameraView>,
+    camera_admin: Arc<dyn ports::CameraAdmin>,
     devices: Arc<dyn ports::DeviceAdmin>,
     broker: Arc<dyn ports::BrokerStats>,
     discovery: Option<Arc<dyn ports::Discovery>>,
@@ -112,6 +83,7 @@ impl AppState {
             store: p.store,
             clock: p.clock,
             cameras: p.cameras,
+            camera_admin: p.camera_admin,
             devices: p.devices,
             broker: p.broker,
             discovery: p.discovery,
@@ -161,14 +133,16 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(app_page))
         .route("/api/session", post(login).delete(logout))
         .route("/api/me", get(me))
-        .route("/api/cameras", get(list_cameras))
+        .route("/api/cameras", get(cameras::list_cameras).post(cameras::add))
+        .route("/api/cameras/probe", post(cameras::probe))
+        .route("/api/cameras/{id}", axum::routing::patch(cameras::patch).delete(cameras::remove))
         .route("/api/recordings", get(timeline::list_recordings))
         .route("/api/recordings/spans", get(timeline::spans))
         .route("/api/storage", get(timeline::storage))
         .route("/api/cameras/{id}/snapshot.jpg", get(stills::snapshot))
         .route("/api/recordings/{id}/media", get(recording_media))
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
-        .route("/api/cameras/{id}/motion", get(get_motion).put(put_motion))
+        .route("/api/cameras/{id}/motion", get(cameras::get_motion).put(cameras::put_motion))
         .route("/api/cameras/{id}/live", get(live::live))
         .route("/api/cameras/{id}/export", get(export::export))
         .route("/api/events", get(timeline::list_events))
@@ -360,11 +334,6 @@ struct Items<T> {
     items: Vec<T>,
 }
 
-async fn list_cameras(State(st): State<AppState>, ext: Option<axum::Extension<Session>>) -> ApiResult<Json<Items<CameraInfo>>> {
-    session(ext)?;
-    Ok(Json(Items { items: st.cameras.cameras().into_iter().map(CameraInfo::from).collect() }))
-}
-
 fn parse_time(key: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
     v.as_deref()
         .map(|s| {
@@ -384,39 +353,6 @@ async fn recording_media(
     session(ext)?;
     let row = st.store.call(move |db| db.segment(id)).await?.ok_or_else(|| err(ErrorKind::NotFound, "no such recording"))?;
     serve_file(&st, &row.segment.path, "video/mp4", req).await
-}
-
-async fn get_motion(
-    State(st): State<AppState>,
-    ext: Option<axum::Extension<Session>>,
-    UrlPath(id): UrlPath<i64>,
-) -> ApiResult<Json<serde_json::Value>> {
-    session(ext)?;
-    let json = st.store.call(move |db| db.camera_motion(id)).await?.ok_or_else(|| err(ErrorKind::NotFound, "no such camera"))?;
-    let cfg: DetectorConfig = serde_json::from_str(&json).unwrap_or_default();
-    Ok(Json(serde_json::to_value(cfg).map_err(|e| ApiError(Error::internal(format!("encoding motion settings: {e}"))))?))
-}
-
-/// Sets a camera's motion sensitivity and zones; they apply from the hub's next start.
-async fn put_motion(
-    State(st): State<AppState>,
-    ext: Option<axum::Extension<Session>>,
-    UrlPath(id): UrlPath<i64>,
-    body: axum::body::Bytes,
-) -> ApiResult<Json<serde_json::Value>> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
-    let cfg: DetectorConfig = serde_json::from_slice(&body).map_err(|e| err(ErrorKind::Invalid, &format!("body: {e}")))?;
-    cfg.validate().map_err(|e| err(ErrorKind::Invalid, &e.to_string()))?;
-    let json = serde_json::to_string(&cfg).map_err(|e| ApiError(Error::internal(format!("encoding motion settings: {e}"))))?;
-    let (who, now) = (s.user.email.clone(), st.clock.now_ms());
-    st.store
-        .call(move |db| {
-            db.set_camera_motion(id, &json)?;
-            db.audit(&who, "camera.motion", &format!("camera {id}"), now)
-        })
-        .await?;
-    Ok(Json(serde_json::to_value(cfg).map_err(|e| ApiError(Error::internal(format!("encoding motion settings: {e}"))))?))
 }
 
 /// `/api/events/{id}/clip` (MP4) and `/api/events/{id}/thumbnail` (JPEG).
