@@ -29,6 +29,12 @@ pub const FRAGMENT_MAX_MS: u64 = 1000;
 /// always holds), so a huge GOP never sits in memory whole.
 pub const FRAGMENT_MAX_BYTES: u64 = 8 << 20;
 
+/// Files closer than this are taken to be back to back (see `Open::index`).
+pub const BACK_TO_BACK_MS: i64 = 3000;
+/// How far before `start` a caller should look for segments: a file may be placed up to
+/// [`BACK_TO_BACK_MS`] later than its row says.
+pub const LOOK_BEHIND_MS: i64 = BACK_TO_BACK_MS;
+
 /// One segment file and the wall time (ms) its first sample was recorded at.
 #[derive(Debug, Clone)]
 pub struct SegmentFile {
@@ -63,21 +69,26 @@ struct Open {
 }
 
 impl Open {
-    fn index(seg: &SegmentFile) -> Result<Open> {
+    /// Indexes `seg`; `next` is the file after it. A camera's files follow each other back
+    /// to back, but the first file of a pipeline run is named when it opens, up to a GOP
+    /// before its first keyframe (the frames before it are dropped): when the next file
+    /// begins less than [`BACK_TO_BACK_MS`] after this one would end, this one is placed
+    /// to end where the next begins.
+    fn index(seg: &SegmentFile, next: Option<&SegmentFile>) -> Result<Open> {
         let file = File::open(&seg.path).ctx(format!("opening {}", seg.path.display()))?;
         let len = file.metadata().ctx(format!("reading {}", seg.path.display()))?.len();
         let idx = read::index(len, |off, buf| file.read_exact_at(buf, off))
             .map_err(|e| e.context(format!("indexing {}", seg.path.display())))?;
         let first_time = idx.samples.first().map_or(0, |s| s.decode_time);
-        Ok(Open {
-            file,
-            path: seg.path.clone(),
-            start_ms: seg.start_ms,
-            track: idx.track,
-            samples: idx.samples,
-            first_time,
-            next: 0,
-        })
+        let duration_ms = (idx.end_time().saturating_sub(first_time) as u128 * 1000 / idx.track.timescale as u128) as i64;
+        let mut start_ms = seg.start_ms;
+        if let Some(next) = next {
+            let gap = next.start_ms - (start_ms + duration_ms);
+            if gap > 0 && gap < BACK_TO_BACK_MS {
+                start_ms = next.start_ms - duration_ms;
+            }
+        }
+        Ok(Open { file, path: seg.path.clone(), start_ms, track: idx.track, samples: idx.samples, first_time, next: 0 })
     }
 
     /// Wall time (ms) of sample `i`.
@@ -124,7 +135,7 @@ impl Export {
                 files.push_front(seg);
                 break;
             }
-            let mut open = match Open::index(&seg) {
+            let mut open = match Open::index(&seg, files.front()) {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::warn!(error = %e, "export: skipping a segment it cannot read");
@@ -175,7 +186,7 @@ impl Export {
     /// The next segment to continue in, or None at the end (or at a parameter change).
     fn next_file(&mut self) -> Option<Open> {
         while let Some(seg) = self.files.pop_front() {
-            let mut open = match Open::index(&seg) {
+            let mut open = match Open::index(&seg, self.files.front()) {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::warn!(error = %e, "export: skipping a segment it cannot read");
@@ -334,6 +345,22 @@ mod tests {
         assert!(Export::open(files.clone(), 5, 5).is_err());
         let e = Export::open(files, 0, MAX_RANGE_MS + 1).err().unwrap();
         assert!(e.message().contains("24 h"), "{}", e.message());
+    }
+
+    #[test]
+    fn a_file_named_before_its_first_keyframe_is_placed_back_to_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = segments(dir.path());
+        // Named 2 s before its footage, as the first file of a pipeline run is.
+        files[0].start_ms -= 2000;
+        // 1.9 s .. 2.1 s of the first file: from its first keyframe (at 1 000 000 once
+        // placed to end where the next file begins) to the 32nd frame.
+        let (file, _) = export(&files, 1_001_900, 1_002_100);
+        assert_eq!(index_bytes(&file).unwrap().samples.len(), 32);
+        // A real gap (the camera was away) is left alone.
+        files[0].start_ms -= 5000;
+        let (file, _) = export(&files, 993_000 + 1_900, 993_000 + 2_100);
+        assert_eq!(index_bytes(&file).unwrap().samples.len(), 32);
     }
 
     #[test]

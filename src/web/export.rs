@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::{ApiResult, AppState, Session, err, parse_time, session};
 use crate::clock::rfc3339;
 use crate::error::ErrorKind;
-use crate::recorder::export::{Export, SegmentFile, check_range};
+use crate::recorder::export::{Export, LOOK_BEHIND_MS, SegmentFile, check_range};
 use crate::store::SegmentQuery;
 
 /// Fragments waiting for a slow client; the reader blocks beyond this.
@@ -54,7 +54,8 @@ pub(super) async fn export(
     let download = flag("download", q.download.as_deref())?;
     check_range(start, end)?;
 
-    let query = SegmentQuery { camera_id: Some(id), since_ms: Some(start), until_ms: Some(end), limit: Some(100_000) };
+    let query =
+        SegmentQuery { camera_id: Some(id), since_ms: Some(start - LOOK_BEHIND_MS), until_ms: Some(end), limit: Some(100_000) };
     let rows = st.store.call(move |db| db.segments(&query)).await?;
     let nothing = || err(ErrorKind::NotFound, &format!("nothing recorded between {} and {}", rfc3339(start), rfc3339(end)));
     if rows.is_empty() {
