@@ -9,6 +9,7 @@
 
 pub mod auth;
 mod devices;
+mod export;
 mod live;
 pub mod metrics;
 pub mod ports;
@@ -158,6 +159,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/api/cameras/{id}/motion", get(get_motion).put(put_motion))
         .route("/api/cameras/{id}/live", get(live::live))
+        .route("/api/cameras/{id}/export", get(export::export))
         .route("/api/events", get(list_events))
         .route("/api/events/{id}/{media}", get(event_media))
         .route("/api/devices", get(devices::list_devices))
