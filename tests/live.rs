@@ -1,9 +1,9 @@
 //! The live view end to end: a real hub, a simulated camera, the WebSocket route as a
 //! browser would open it, the bytes checked by ffprobe/ffmpeg, and `/metrics`.
 
-mod common;
 #[path = "live/client.rs"]
 mod client;
+mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -129,7 +129,11 @@ fn the_live_route_refuses_strangers_and_streams_decodable_fmp4_from_a_keyframe()
     assert!(probe.status.success(), "ffprobe: {}", String::from_utf8_lossy(&probe.stderr));
     let v: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
     let s = &v["streams"][0];
-    assert_eq!((s["codec_name"].as_str(), s["width"].as_u64(), s["height"].as_u64()), (Some("h264"), Some(640), Some(360)), "{v}");
+    assert_eq!(
+        (s["codec_name"].as_str(), s["width"].as_u64(), s["height"].as_u64()),
+        (Some("h264"), Some(640), Some(360)),
+        "{v}"
+    );
     let frames: usize = s["nb_read_frames"].as_str().and_then(|n| n.parse().ok()).unwrap_or(0);
     assert_eq!(frames, fragments, "every fragment a frame: {v}");
     let dec = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&out).args(["-f", "null", "-"]).output().unwrap();
@@ -144,11 +148,19 @@ fn the_substream_is_served_and_a_new_viewer_starts_at_the_cached_keyframe_at_onc
     let tmp = tempfile::tempdir().unwrap();
     // Main 1280x720, sub 640x360, a keyframe every 4 s at 15 fps: a viewer that had to wait
     // for the next keyframe would see its first frame seconds late.
-    let cam = camsim(&["--size", "1280x720", "--gop", "60"]);
-    let toml = format!(
-        "[[camera]]\nname = \"Porch\"\nurl = \"rtsp://127.0.0.1:{p}/main\"\nsubstream_url = \"rtsp://127.0.0.1:{p}/sub\"\n",
-        p = cam.port
-    );
+    // (The harness's camsim is 640x360 like the substream, so this one is started here.)
+    let mut child = Command::new(CAMSIM)
+        .args(["--rtsp", "127.0.0.1:0", "--size", "1280x720", "--fps", "15", "--bitrate", "800", "--gop", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = ready_line(&mut child, "camsim ready");
+    let _cam = Proc { child, name: "camsim".into() };
+    let ready = ready.recv_timeout(Duration::from_secs(20)).expect("camsim ready line");
+    let main_url = ready.split_whitespace().nth(2).expect("main URL").to_string();
+    let sub_url = ready.split_whitespace().nth(3).expect("sub URL").to_string();
+    let toml = format!("[[camera]]\nname = \"Porch\"\nurl = \"{main_url}\"\nsubstream_url = \"{sub_url}\"\n");
     let hub = Hub::start(tmp.path(), &toml);
     let cookie = hub.session("viewer");
     let id = streaming_camera(&hub, &cookie);

@@ -769,7 +769,9 @@ fn describe(spec: &Spec, transport: Transport) -> String {
     // the live feed and clip pre-roll: every access unit, never dropped (the appsink's
     // callback only copies and queues, so it never holds recording up).
     let enc = |name: &str| {
-        format!("queue max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 ! appsink name={name} sync=false emit-signals=false")
+        format!(
+            "queue max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 ! appsink name={name} sync=false emit-signals=false"
+        )
     };
     let avc = "video/x-h264,stream-format=avc,alignment=au";
     let main = format!("rtspsrc name=src {rtsp} ! rtph264depay name=depay ! h264parse name=parse config-interval=-1 ! {avc}");
@@ -897,7 +899,8 @@ fn live_params(caps: &gst::CapsRef) -> Option<live::Params> {
     let s = caps.structure(0)?;
     let avcc = s.get::<gst::Buffer>("codec_data").ok()?;
     let avcc = bytes::Bytes::copy_from_slice(avcc.map_readable().ok()?.as_slice());
-    let fps = s.get::<gst::Fraction>("framerate").ok().filter(|f| f.denom() > 0).map_or(0.0, |f| f.numer() as f64 / f.denom() as f64);
+    let fps =
+        s.get::<gst::Fraction>("framerate").ok().filter(|f| f.denom() > 0).map_or(0.0, |f| f.numer() as f64 / f.denom() as f64);
     Some(live::Params {
         avcc,
         width: s.get::<i32>("width").ok().and_then(|w| u32::try_from(w).ok()).unwrap_or(0),
