@@ -1,9 +1,9 @@
 //! The live view end to end: a real hub, a simulated camera, the WebSocket route as a
 //! browser would open it, the bytes checked by ffprobe/ffmpeg, and `/metrics`.
 
-mod common;
 #[path = "live/client.rs"]
 mod client;
+mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -129,7 +129,11 @@ fn the_live_route_refuses_strangers_and_streams_decodable_fmp4_from_a_keyframe()
     assert!(probe.status.success(), "ffprobe: {}", String::from_utf8_lossy(&probe.stderr));
     let v: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
     let s = &v["streams"][0];
-    assert_eq!((s["codec_name"].as_str(), s["width"].as_u64(), s["height"].as_u64()), (Some("h264"), Some(640), Some(360)), "{v}");
+    assert_eq!(
+        (s["codec_name"].as_str(), s["width"].as_u64(), s["height"].as_u64()),
+        (Some("h264"), Some(640), Some(360)),
+        "{v}"
+    );
     let frames: usize = s["nb_read_frames"].as_str().and_then(|n| n.parse().ok()).unwrap_or(0);
     assert_eq!(frames, fragments, "every fragment a frame: {v}");
     let dec = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&out).args(["-f", "null", "-"]).output().unwrap();

@@ -11,8 +11,8 @@ pub mod clip;
 pub mod decoder;
 pub mod live;
 pub mod pieces;
-pub mod still;
 mod ring;
+pub mod still;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -274,7 +274,8 @@ pub trait CameraView: Send + Sync {
     fn snapshot(&self, camera_id: i64, stream: live::StreamKind, width: u32) -> Result<Vec<u8>> {
         let feed = self.feed(camera_id, stream).ok_or_else(|| Error::not_found("no such camera"))?;
         let prefer: Vec<String> = crate::config::DEFAULT_DECODERS.iter().map(|s| s.to_string()).collect();
-        let decoder = pick_decoder(&prefer).ok_or_else(|| Error::new(ErrorKind::Unavailable, "no H.264 decoder on this machine"))?;
+        let decoder =
+            pick_decoder(&prefer).ok_or_else(|| Error::new(ErrorKind::Unavailable, "no H.264 decoder on this machine"))?;
         still::snapshot(&feed, width, &decoder)
     }
 }
@@ -657,7 +658,9 @@ fn describe(spec: &Spec) -> String {
     // the live feed and clip pre-roll: every access unit, never dropped (the appsink's
     // callback only copies and queues, so it never holds recording up).
     let enc = |name: &str| {
-        format!("queue max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 ! appsink name={name} sync=false emit-signals=false")
+        format!(
+            "queue max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 ! appsink name={name} sync=false emit-signals=false"
+        )
     };
     let avc = "video/x-h264,stream-format=avc,alignment=au";
     let main = format!("rtspsrc name=src {rtsp} ! rtph264depay name=depay ! h264parse config-interval=-1 ! {avc}");
@@ -772,7 +775,8 @@ fn live_params(caps: &gst::CapsRef) -> Option<live::Params> {
     let s = caps.structure(0)?;
     let avcc = s.get::<gst::Buffer>("codec_data").ok()?;
     let avcc = bytes::Bytes::copy_from_slice(avcc.map_readable().ok()?.as_slice());
-    let fps = s.get::<gst::Fraction>("framerate").ok().filter(|f| f.denom() > 0).map_or(0.0, |f| f.numer() as f64 / f.denom() as f64);
+    let fps =
+        s.get::<gst::Fraction>("framerate").ok().filter(|f| f.denom() > 0).map_or(0.0, |f| f.numer() as f64 / f.denom() as f64);
     Some(live::Params {
         avcc,
         width: s.get::<i32>("width").ok().and_then(|w| u32::try_from(w).ok()).unwrap_or(0),

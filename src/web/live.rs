@@ -124,7 +124,8 @@ pub(super) async fn live(
     if watching >= MAX_VIEWERS_PER_CAMERA {
         return Err(err(ErrorKind::Unavailable, &format!("this camera has {MAX_VIEWERS_PER_CAMERA} live viewers already")));
     }
-    let slot = Slot::take().ok_or_else(|| err(ErrorKind::Unavailable, &format!("the hub has {MAX_VIEWERS} live viewers already")))?;
+    let slot =
+        Slot::take().ok_or_else(|| err(ErrorKind::Unavailable, &format!("the hub has {MAX_VIEWERS} live viewers already")))?;
     let sub = feed.subscribe();
     let shutdown = shutdown.map(|s| s.0);
     // Counted with the connections the server waits for at shutdown.
