@@ -13,7 +13,10 @@ fn now_ms() -> i64 {
 }
 
 fn events(hub: &Hub, cookie: &str, camera: i64) -> Vec<serde_json::Value> {
-    hub.get_json(&format!("/api/events?camera={camera}"), cookie)["items"].as_array().unwrap().clone()
+    // Oldest first (the API lists events newest first).
+    let mut evs = hub.get_json(&format!("/api/events?camera={camera}"), cookie)["items"].as_array().unwrap().clone();
+    evs.reverse();
+    evs
 }
 
 fn first_frame_is_key(path: &std::path::Path) -> bool {

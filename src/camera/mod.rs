@@ -322,7 +322,8 @@ pub trait CameraView: Send + Sync {
     fn snapshot(&self, camera_id: i64, stream: live::StreamKind, width: u32) -> Result<Vec<u8>> {
         let feed = self.feed(camera_id, stream).ok_or_else(|| Error::not_found("no such camera"))?;
         let prefer: Vec<String> = crate::config::DEFAULT_DECODERS.iter().map(|s| s.to_string()).collect();
-        let decoder = pick_decoder(&prefer).ok_or_else(|| Error::new(ErrorKind::Unavailable, "no H.264 decoder on this machine"))?;
+        let decoder =
+            pick_decoder(&prefer).ok_or_else(|| Error::new(ErrorKind::Unavailable, "no H.264 decoder on this machine"))?;
         still::snapshot(&feed, width, &decoder)
     }
 }

@@ -170,8 +170,8 @@ fn encode(frame: &gst::Sample, width: u32, height: u32, deadline: Instant) -> Re
     src.push_buffer(buf).map_err(|e| fail("feeding the JPEG encoder")(&e))?;
     let _ = src.end_of_stream();
     let bus = running.0.bus().ok_or_else(|| Error::internal("still: pipeline without a bus"))?;
-    let sample =
-        last_sample(&out, &bus, deadline)?.ok_or_else(|| Error::new(ErrorKind::Unavailable, "still: the encoder gave no JPEG"))?;
+    let sample = last_sample(&out, &bus, deadline)?
+        .ok_or_else(|| Error::new(ErrorKind::Unavailable, "still: the encoder gave no JPEG"))?;
     let map = sample
         .buffer()
         .ok_or_else(|| Error::internal("still: empty JPEG"))?

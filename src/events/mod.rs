@@ -277,9 +277,10 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("events".into())
         .spawn(move || {
-            let thumbs = settings.pictures.clone().and_then(|p| {
-                Thumbs::start(p).map_err(|e| tracing::error!(error = %e, "grey thumbnails only")).ok()
-            });
+            let thumbs = settings
+                .pictures
+                .clone()
+                .and_then(|p| Thumbs::start(p).map_err(|e| tracing::error!(error = %e, "grey thumbnails only")).ok());
             let mut ev = Events { store, settings, cams: HashMap::new(), state, changes, thumbs };
             loop {
                 match frames.recv_timeout(Duration::from_millis(500)) {
@@ -641,7 +642,14 @@ mod tests {
             };
             let (tx, changes) = tokio::sync::broadcast::channel(16);
             let state = Arc::new(MotionState::default());
-            let ev = Events { store: store.clone(), settings, cams: HashMap::new(), state, changes: tx, thumbs: pictures.map(|p| Thumbs::start(p).unwrap()) };
+            let ev = Events {
+                store: store.clone(),
+                settings,
+                cams: HashMap::new(),
+                state,
+                changes: tx,
+                thumbs: pictures.map(|p| Thumbs::start(p).unwrap()),
+            };
             let mut rig = Rig { _dir: dir, store, tc, ev, changes, cam, x: 0 };
             rig.still(crate::motion::WARMUP_FRAMES + 5);
             rig

@@ -225,9 +225,10 @@ impl CameraView for Fleet {
 
     fn snapshot(&self, camera_id: i64, stream: camera::live::StreamKind, width: u32) -> Result<Vec<u8>> {
         let feed = self.feed(camera_id, stream).ok_or_else(|| crate::error::Error::not_found("no such camera"))?;
-        let decoder = self.template.still_decoder.as_deref().ok_or_else(|| {
-            crate::error::Error::new(crate::error::ErrorKind::Unavailable, "no H.264 decoder on this machine")
-        })?;
+        let decoder =
+            self.template.still_decoder.as_deref().ok_or_else(|| {
+                crate::error::Error::new(crate::error::ErrorKind::Unavailable, "no H.264 decoder on this machine")
+            })?;
         camera::still::snapshot(&feed, width, decoder)
     }
 }

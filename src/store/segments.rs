@@ -417,8 +417,15 @@ mod tests {
     fn seg(db: &mut Db, cam: i64, start: i64, end: i64, bytes: u64) -> i64 {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        db.insert_segment(&Segment { camera_id: cam, path: format!("r/{cam}/{n}"), start_ms: start, end_ms: end, bytes, partial: false })
-            .unwrap()
+        db.insert_segment(&Segment {
+            camera_id: cam,
+            path: format!("r/{cam}/{n}"),
+            start_ms: start,
+            end_ms: end,
+            bytes,
+            partial: false,
+        })
+        .unwrap()
     }
 
     #[test]
@@ -457,7 +464,10 @@ mod tests {
     fn spans_join_segments_closer_than_the_gap_per_camera() {
         let mut db = Db::open_in_memory_at(LATEST_VERSION);
         let cams = db
-            .sync_config_cameras(&[("A".into(), "rtsp://h/a".into(), String::new()), ("B".into(), "rtsp://h/b".into(), String::new())], 0)
+            .sync_config_cameras(
+                &[("A".into(), "rtsp://h/a".into(), String::new()), ("B".into(), "rtsp://h/b".into(), String::new())],
+                0,
+            )
             .unwrap();
         let (a, b) = (cams[0].id, cams[1].id);
         seg(&mut db, a, 0, 10_000, 1);
@@ -465,8 +475,11 @@ mod tests {
         seg(&mut db, a, 22_000, 30_000, 1); // gap 2 s: a new span
         seg(&mut db, b, 5_000, 9_000, 1);
         let spans = db.recorded_spans(&SegmentQuery::default(), 2_000).unwrap();
-        let want = [(a, 0, 20_000), (a, 22_000, 30_000), (b, 5_000, 9_000)]
-            .map(|(camera_id, start_ms, end_ms)| Span { camera_id, start_ms, end_ms });
+        let want = [(a, 0, 20_000), (a, 22_000, 30_000), (b, 5_000, 9_000)].map(|(camera_id, start_ms, end_ms)| Span {
+            camera_id,
+            start_ms,
+            end_ms,
+        });
         assert_eq!(spans, want);
         let only_b = db.recorded_spans(&SegmentQuery { camera_id: Some(b), ..Default::default() }, 2_000).unwrap();
         assert_eq!(only_b, want[2..]);
@@ -476,7 +489,10 @@ mod tests {
     fn bytes_per_camera_and_recent_writes_come_from_the_rows() {
         let mut db = Db::open_in_memory_at(LATEST_VERSION);
         let cams = db
-            .sync_config_cameras(&[("A".into(), "rtsp://h/a".into(), String::new()), ("B".into(), "rtsp://h/b".into(), String::new())], 0)
+            .sync_config_cameras(
+                &[("A".into(), "rtsp://h/a".into(), String::new()), ("B".into(), "rtsp://h/b".into(), String::new())],
+                0,
+            )
             .unwrap();
         let (a, b) = (cams[0].id, cams[1].id);
         assert_eq!(db.media_written_since(0).unwrap(), Written { bytes: 0, oldest_start_ms: None });
@@ -484,8 +500,15 @@ mod tests {
         seg(&mut db, a, 5_000, 6_000, 50);
         let e = db.insert_event(b, 3_000).unwrap();
         db.set_event_clip_start(e, 2_500).unwrap();
-        db.finish_event(&FinishedEvent { id: e, end_ms: 4_000, clip_bytes: Some(30), clip_path: Some("c".into()), zones_json: "[]".into(), ..Default::default() })
-            .unwrap();
+        db.finish_event(&FinishedEvent {
+            id: e,
+            end_ms: 4_000,
+            clip_bytes: Some(30),
+            clip_path: Some("c".into()),
+            zones_json: "[]".into(),
+            ..Default::default()
+        })
+        .unwrap();
         db.insert_event(b, 7_000).unwrap(); // open: no clip yet
         let by = db.media_bytes_by_camera().unwrap();
         assert_eq!(

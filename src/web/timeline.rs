@@ -286,8 +286,7 @@ pub async fn storage(State(st): State<AppState>, ext: Option<axum::Extension<Ses
         .await?
         .map_err(|e: Error| ApiError(e.context("data dir")))?;
     let (per_day, enough) = write_rate(written, now);
-    let (forecast_days, limited_by) =
-        if enough { forecast(total, free, used, per_day, &st.retention) } else { (None, None) };
+    let (forecast_days, limited_by) = if enough { forecast(total, free, used, per_day, &st.retention) } else { (None, None) };
     let cameras = by_camera
         .into_iter()
         .map(|c: CameraBytes| CameraStorage {

@@ -447,7 +447,7 @@ pub struct Seg {
 impl Hub {
     /// Every recording the hub lists, oldest first.
     pub fn segments(&self, cookie: &str) -> Vec<Seg> {
-        let v = self.get_json("/api/recordings", cookie);
+        let v = self.get_json("/api/recordings?limit=1000", cookie);
         v["items"]
             .as_array()
             .unwrap()
@@ -465,7 +465,10 @@ impl Hub {
 
     /// Every event the hub lists, oldest first.
     pub fn events(&self, cookie: &str) -> Vec<serde_json::Value> {
-        self.get_json("/api/events", cookie)["items"].as_array().unwrap().clone()
+        // The API lists events newest first.
+        let mut evs = self.get_json("/api/events?limit=1000", cookie)["items"].as_array().unwrap().clone();
+        evs.reverse();
+        evs
     }
 
     /// Adds a user with `role` and signs in; returns the session cookie.
