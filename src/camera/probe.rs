@@ -94,8 +94,9 @@ fn scrub(text: &str, url: &str) -> String {
 /// Words for what rtspsrc reported (its error and debug text).
 fn describe_failure(text: &str) -> String {
     let t = text.to_ascii_lowercase();
-    if t.contains("connection refused") {
-        "connection refused".into()
+    // rtspsrc 1.22 says "Failed to connect. (Generic error)" for a closed port.
+    if t.contains("connection refused") || t.contains("failed to connect") {
+        "connection refused: nothing answers at this address and port".into()
     } else if t.contains("404") || t.contains("not found") {
         "not found (404): no stream at this path".into()
     } else if t.contains("401") || t.contains("unauthorized") {
@@ -292,7 +293,7 @@ mod tests {
 
     #[test]
     fn failures_are_named() {
-        assert_eq!(describe_failure("Could not open resource.\nFailed to connect. (Connection refused)"), "connection refused");
+        assert!(describe_failure("Could not open resource for reading and writing.\nFailed to connect. (Generic error)").starts_with("connection refused"));
         assert!(describe_failure("Not Found (404)").starts_with("not found (404)"));
         assert!(describe_failure("Unauthorized (401)").starts_with("unauthorized (401)"));
     }
