@@ -472,10 +472,6 @@ impl Supervisor {
                         s.bitrate_kbps = 0;
                         s.since_ms = now_ms();
                     });
-                    // A refusal costs one round trip: try UDP at once.
-                    if tcp_refused {
-                        continue;
-                    }
                 }
             }
             let backoff = retry.after_run(started.elapsed());
