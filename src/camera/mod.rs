@@ -253,13 +253,14 @@ impl Transport {
     }
 }
 
-/// Whether a message rtspsrc posted says the server refused RTP over TCP. Seen here:
-/// gst-rtsp-server (and cameras) answer the SETUP with `461 Unsupported Transport`, which
-/// rtspsrc reports as an error whose debug text names the 461 (and, for some servers, as
-/// "Could not setup transport" / "Unsupported transport").
+/// Whether a message rtspsrc posted says the server refused RTP over TCP. Verified against
+/// gst-rtsp-server offering only UDP (camsim --udp-only): it answers the SETUP with
+/// `461 Unsupported Transport`, and rtspsrc 1.22 (protocols=tcp) then fails with "No
+/// supported stream was found. You might need to allow more transport protocols …"
+/// (debug: gst_rtspsrc_setup_streams_start). Other servers' words are matched too.
 pub fn refused_tcp(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
-    t.contains("461") || t.contains("unsupported transport") || t.contains("could not setup transport")
+    t.contains("allow more transport protocols") || t.contains("unsupported transport") || t.contains("(461)")
 }
 
 /// The transport of a camera's next run: UDP once a run failed because TCP was refused,
@@ -525,10 +526,6 @@ impl Supervisor {
                         s.bitrate_kbps = 0;
                         s.since_ms = now_ms();
                     });
-                    // A refusal costs one round trip: try UDP at once.
-                    if tcp_refused {
-                        continue;
-                    }
                 }
             }
             let backoff = retry.after_run(started.elapsed());
@@ -1059,12 +1056,13 @@ mod tests {
     #[test]
     fn udp_after_a_refused_tcp_setup_until_a_run_fails_otherwise() {
         // What rtspsrc said against camsim --udp-only (gst-rtsp-server: 461).
-        let refused = "Could not open resource for reading and writing. \
-                       ../gst/rtsp/gstrtspsrc.c(7680): gst_rtspsrc_setup_streams_start (): \
-                       /GstPipeline:pipeline0/GstRTSPSrc:src: Error (461): Unsupported transport";
+        let refused = "No supported stream was found. You might need to allow more transport protocols or may \
+                       otherwise be missing the right GStreamer RTSP extension plugin. \
+                       ../gst/rtsp/gstrtspsrc.c(7894): gst_rtspsrc_setup_streams_start (): /GstPipeline:pipeline0/GstRTSPSrc:src";
         assert!(refused_tcp(refused));
-        assert!(!refused_tcp("Could not open resource for reading and writing. Failed to connect. (Connection refused)"));
-        assert!(!refused_tcp("Not Found (404)"));
+        assert!(!refused_tcp("Could not open resource for reading and writing. Failed to connect. (Generic error)"));
+        assert!(!refused_tcp("Not found ../gst/rtsp/gstrtspsrc.c(6895): gst_rtspsrc_send (): Not Found (404)"));
+        assert!(!refused_tcp("rtsp://127.0.0.1:8461/main: Unauthorized (401)"));
         assert!(!refused_tcp("no data for 10 s"));
         use Transport::{Tcp, Udp};
         assert_eq!(next_transport(Tcp, false), Tcp);

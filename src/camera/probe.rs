@@ -39,15 +39,33 @@ pub fn probe(url: &str, timeout: Duration) -> Result<ProbeResult> {
     match probe_with(url, Transport::Tcp, deadline) {
         Err(Failure::TcpRefused) => {
             tracing::debug!(url = %redact_url(url), "probe: TCP refused, trying UDP");
-            probe_with(url, Transport::Udp, deadline).map_err(|f| f.into_error(url))
+            // gst-rtsp-server answers 503 for a moment after it refused a SETUP of a shared
+            // stream (seen with camsim --udp-only): wait a little, and once more on a 503.
+            let mut tries = 0;
+            loop {
+                pause(RETRY_PAUSE, deadline);
+                match probe_with(url, Transport::Udp, deadline) {
+                    Err(Failure::Busy) if tries == 0 => tries += 1,
+                    r => break r.map_err(|f| f.into_error(url)),
+                }
+            }
         }
         r => r.map_err(|f| f.into_error(url)),
     }
 }
 
+/// Between a refused TCP attempt and the UDP one.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+fn pause(d: Duration, deadline: Instant) {
+    std::thread::sleep(d.min(deadline.saturating_duration_since(Instant::now())));
+}
+
 #[derive(Debug)]
 enum Failure {
     TcpRefused,
+    /// The server answered 503 Service Unavailable.
+    Busy,
     /// What failed, in words for the owner (no URL in it).
     Other(String),
 }
@@ -56,6 +74,7 @@ impl Failure {
     fn into_error(self, url: &str) -> Error {
         let what = match self {
             Failure::TcpRefused => "the camera refused the stream over TCP and UDP".to_string(),
+            Failure::Busy => "service unavailable (503): the camera is busy".to_string(),
             Failure::Other(w) => w,
         };
         Error::new(ErrorKind::Unavailable, format!("{} ({})", scrub(&what, url), strip_userinfo(url)))
@@ -94,8 +113,9 @@ fn scrub(text: &str, url: &str) -> String {
 /// Words for what rtspsrc reported (its error and debug text).
 fn describe_failure(text: &str) -> String {
     let t = text.to_ascii_lowercase();
-    if t.contains("connection refused") {
-        "connection refused".into()
+    // rtspsrc 1.22 says "Failed to connect. (Generic error)" for a closed port.
+    if t.contains("connection refused") || t.contains("failed to connect") {
+        "connection refused: nothing answers at this address and port".into()
     } else if t.contains("404") || t.contains("not found") {
         "not found (404): no stream at this path".into()
     } else if t.contains("401") || t.contains("unauthorized") {
@@ -230,6 +250,9 @@ fn run(pipeline: &gst::Pipeline, seen: &Arc<Mutex<Seen>>, transport: Transport, 
             if let Some(codec) = lock(seen).other_codec.clone() {
                 return Err(Failure::Other(format!("not H.264: the camera sends {codec}; homehub records H.264 only")));
             }
+            if text.contains("(503)") {
+                return Err(Failure::Busy);
+            }
             return Err(Failure::Other(describe_failure(&text)));
         }
     }
@@ -292,7 +315,7 @@ mod tests {
 
     #[test]
     fn failures_are_named() {
-        assert_eq!(describe_failure("Could not open resource.\nFailed to connect. (Connection refused)"), "connection refused");
+        assert!(describe_failure("Could not open resource for reading and writing.\nFailed to connect. (Generic error)").starts_with("connection refused"));
         assert!(describe_failure("Not Found (404)").starts_with("not found (404)"));
         assert!(describe_failure("Unauthorized (401)").starts_with("unauthorized (401)"));
     }
