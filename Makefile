@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: bench-crypto deps build demo test lint test-rust arm64 bench-record bench-motion bench-mqtt clean
+.PHONY: bench-crypto deps build demo test lint test-rust browser-deps arm64 bench-record bench-motion bench-mqtt clean
 
 deps:
 	@bash packaging/deps.sh
@@ -30,7 +30,17 @@ lint: deps
 # network is there.
 MOTO_VENV := $(CURDIR)/target/moto-venv
 
-test-rust:
+# The browser tests' node packages (playwright-core, axe-core; exact versions in the
+# committed lockfile), installed again only when the lockfile changes.
+BROWSER_STAMP := tests/browser/node_modules/.installed
+
+browser-deps: $(BROWSER_STAMP)
+
+$(BROWSER_STAMP): tests/browser/package-lock.json tests/browser/package.json
+	cd tests/browser && npm ci --no-audit --no-fund
+	touch $@
+
+test-rust: browser-deps
 	$(CARGO) build --locked --bins --tests
 	bash packaging/moto-venv.sh $(MOTO_VENV)
 	@# cargo-nextest (on the machine image) runs the test binaries side by side; see
