@@ -14,7 +14,6 @@ pub mod pieces;
 mod ring;
 
 use std::collections::HashMap;
-use std::ops::Not;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, SyncSender};
@@ -270,6 +269,35 @@ pub trait CameraView: Send + Sync {
     }
 }
 
+/// A camera's live feeds: its main stream always, its substream when it has one. They
+/// outlive pipeline restarts (viewers stay subscribed) and close when the camera stops.
+#[derive(Debug, Clone)]
+pub struct Feeds {
+    pub main: Arc<live::Feed>,
+    pub sub: Option<Arc<live::Feed>>,
+}
+
+impl Feeds {
+    fn new(has_sub: bool) -> Feeds {
+        Feeds { main: Arc::new(live::Feed::new()), sub: has_sub.then(|| Arc::new(live::Feed::new())) }
+    }
+
+    /// The feed of `kind`: the substream falls back to the main stream.
+    pub fn get(&self, kind: live::StreamKind) -> Arc<live::Feed> {
+        match (kind, &self.sub) {
+            (live::StreamKind::Sub, Some(s)) => s.clone(),
+            _ => self.main.clone(),
+        }
+    }
+
+    fn each(&self, f: impl Fn(&live::Feed)) {
+        f(&self.main);
+        if let Some(s) = &self.sub {
+            f(s);
+        }
+    }
+}
+
 /// What the pipeline of one camera is built from.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -291,6 +319,7 @@ pub struct Camera {
     pub id: i64,
     pub name: String,
     clips: Option<Arc<Clips>>,
+    feeds: Feeds,
     status: Arc<Mutex<Status>>,
     stop: Shutdown,
     thread: Option<JoinHandle<()>>,
@@ -310,13 +339,26 @@ impl Camera {
         }));
         let stop = Shutdown::new();
         let clips = spec.pre_roll_ms.map(|ms| Arc::new(Clips::new(ms)));
-        let sup =
-            Supervisor { spec: spec.clone(), status: status.clone(), stop: stop.clone(), segments, frames, clips: clips.clone() };
+        let feeds = Feeds::new(!spec.substream_url.is_empty());
+        let sup = Supervisor {
+            spec: spec.clone(),
+            status: status.clone(),
+            stop: stop.clone(),
+            segments,
+            frames,
+            clips: clips.clone(),
+            feeds: feeds.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name(format!("camera-{}", spec.id))
             .spawn(move || sup.run())
             .map_err(|e| Error::internal(format!("starting camera thread: {e}")))?;
-        Ok(Camera { id: spec.id, name: spec.name, clips, status, stop, thread: Some(thread) })
+        Ok(Camera { id: spec.id, name: spec.name, clips, feeds, status, stop, thread: Some(thread) })
+    }
+
+    /// The live feed of one of its streams (the substream falls back to the main stream).
+    pub fn feed(&self, kind: live::StreamKind) -> Arc<live::Feed> {
+        self.feeds.get(kind)
     }
 
     /// Where events cut this camera's clips (`None` when clips are off).
@@ -379,6 +421,7 @@ struct Supervisor {
     segments: Sender<SegmentEvent>,
     frames: Option<SyncSender<Frame>>,
     clips: Option<Arc<Clips>>,
+    feeds: Feeds,
 }
 
 /// How one run of the pipeline ended.
@@ -412,6 +455,7 @@ impl Supervisor {
             s.decoded_fps = 0.0;
             s.since_ms = now_ms();
         });
+        self.feeds.each(live::Feed::close);
     }
 
     fn stopping(&self) -> bool {
@@ -431,7 +475,8 @@ impl Supervisor {
         if let Some(c) = &self.clips {
             c.restart();
         }
-        let built = match build(&self.spec, self.frames.clone(), self.clips.clone()) {
+        self.feeds.each(live::Feed::restart);
+        let built = match build(&self.spec, self.frames.clone(), self.clips.clone(), &self.feeds) {
             Ok(b) => b,
             Err(e) => return Ended::Failed(e.to_string()),
         };
@@ -598,34 +643,34 @@ fn describe(spec: &Spec) -> String {
          sink-factory=filesink sink-properties=\"properties,buffer-mode=(int)2\" async-finalize=true"
             .to_string()
     });
-    // The encoded main stream for clip pre-roll: every access unit, never dropped.
-    let enc = spec.pre_roll_ms.map(|_| {
-        "queue max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 ! appsink name=enc sync=false emit-signals=false"
-            .to_string()
-    });
-    let main = format!("rtspsrc name=src {rtsp} ! rtph264depay name=depay ! h264parse config-interval=-1");
-    let sub = spec.substream_url.is_empty().not().then(|| decode.clone()).flatten();
-    let mut main_branches: Vec<String> = [record, enc].into_iter().flatten().collect();
-    if spec.substream_url.is_empty()
-        && let Some(dec) = decode
-    {
+    // The encoded stream as length-prefixed access units with codec_data in the caps, for
+    // the live feed and clip pre-roll: every access unit, never dropped (the appsink's
+    // callback only copies and queues, so it never holds recording up).
+    let enc = |name: &str| {
+        format!("queue max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 ! appsink name={name} sync=false emit-signals=false")
+    };
+    let avc = "video/x-h264,stream-format=avc,alignment=au";
+    let main = format!("rtspsrc name=src {rtsp} ! rtph264depay name=depay ! h264parse config-interval=-1 ! {avc}");
+    let has_sub = !spec.substream_url.is_empty();
+    let mut main_branches: Vec<String> = [record, Some(enc("enc"))].into_iter().flatten().collect();
+    if !has_sub && let Some(dec) = decode.clone() {
         main_branches.push(dec);
     }
-    let mut out = match main_branches.len() {
-        0 if sub.is_some() => String::new(),
-        0 => format!("{main} ! fakesink sync=false"),
-        1 => format!("{main} ! {}", main_branches[0]),
-        _ => format!("{main} ! tee name=t {}", main_branches.iter().map(|b| format!(" t. ! {b}")).collect::<String>()),
+    let tee = |name: &str, head: &str, branches: &[String]| match branches {
+        [one] => format!("{head} ! {one}"),
+        _ => format!("{head} ! tee name={name} {}", branches.iter().map(|b| format!(" {name}. ! {b}")).collect::<String>()),
     };
-    if let Some(dec) = sub {
-        // Without a main branch the substream's depayloader is the one the watchdog watches.
-        let depay = if out.is_empty() { "depay" } else { "subdepay" };
-        out.push_str(&format!("  rtspsrc name=subsrc {rtsp} ! rtph264depay name={depay} ! h264parse ! {dec}"));
+    let mut out = tee("t", &main, &main_branches);
+    if has_sub {
+        let head = format!("rtspsrc name=subsrc {rtsp} ! rtph264depay name=subdepay ! h264parse config-interval=-1 ! {avc}");
+        let branches: Vec<String> = [Some(enc("subenc")), decode].into_iter().flatten().collect();
+        out.push_str("  ");
+        out.push_str(&tee("st", &head, &branches));
     }
     out
 }
 
-fn build(spec: &Spec, frames_out: Option<SyncSender<Frame>>, clips: Option<Arc<Clips>>) -> Result<Built> {
+fn build(spec: &Spec, frames_out: Option<SyncSender<Frame>>, clips: Option<Arc<Clips>>, feeds: &Feeds) -> Result<Built> {
     let desc = describe(spec);
     let pipeline = gst::parse::launch(&desc)
         .map_err(|e| Error::new(ErrorKind::Unavailable, format!("building pipeline: {e}")))?
@@ -674,21 +719,69 @@ fn build(spec: &Spec, frames_out: Option<SyncSender<Frame>>, clips: Option<Arc<C
                 .build(),
         );
     }
-    if let (Some(sink), Some(clips)) = (pipeline.by_name("enc").and_then(|e| e.downcast::<gst_app::AppSink>().ok()), clips) {
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    if let Some(buf) = sample.buffer_owned() {
-                        clips.push(buf, sample.caps_owned(), now_ms());
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
+    let appsink = |name: &str| pipeline.by_name(name).and_then(|e| e.downcast::<gst_app::AppSink>().ok());
+    if let Some(sink) = appsink("enc") {
+        encoded_sink(&sink, feeds.main.clone(), clips);
+    }
+    if let (Some(sink), Some(feed)) = (appsink("subenc"), &feeds.sub) {
+        encoded_sink(&sink, feed.clone(), None);
     }
     tracing::debug!(camera = %spec.name, url = %redact_url(&spec.url), "pipeline built");
     Ok(Built { pipeline, last_buffer, frames })
+}
+
+/// Hands each encoded access unit to the live feed (and the clips' pre-roll). Runs on the
+/// streaming thread: a copy, a lock or two, no waiting.
+fn encoded_sink(sink: &gst_app::AppSink, feed: Arc<live::Feed>, clips: Option<Arc<Clips>>) {
+    // The parameters of the caps seen last: a new Arc only when the caps change.
+    let mut last: Option<(gst::Caps, Arc<live::Params>)> = None;
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let at_ms = now_ms();
+                if let (Some(caps), Some(buf)) = (sample.caps(), sample.buffer()) {
+                    if !last.as_ref().is_some_and(|(c, _)| c.as_ref() == caps) {
+                        last = live_params(caps).map(|p| (caps.to_owned(), Arc::new(p)));
+                    }
+                    if let (Some((_, params)), Some(unit)) = (&last, live_unit(buf, at_ms)) {
+                        feed.push(params, unit);
+                    }
+                }
+                if let (Some(clips), Some(buf)) = (&clips, sample.buffer_owned()) {
+                    clips.push(buf, sample.caps_owned(), at_ms);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
+/// A feed's parameters from `video/x-h264,stream-format=avc` caps (`None` without codec_data).
+fn live_params(caps: &gst::CapsRef) -> Option<live::Params> {
+    let s = caps.structure(0)?;
+    let avcc = s.get::<gst::Buffer>("codec_data").ok()?;
+    let avcc = bytes::Bytes::copy_from_slice(avcc.map_readable().ok()?.as_slice());
+    let fps = s.get::<gst::Fraction>("framerate").ok().filter(|f| f.denom() > 0).map_or(0.0, |f| f.numer() as f64 / f.denom() as f64);
+    Some(live::Params {
+        avcc,
+        width: s.get::<i32>("width").ok().and_then(|w| u32::try_from(w).ok()).unwrap_or(0),
+        height: s.get::<i32>("height").ok().and_then(|h| u32::try_from(h).ok()).unwrap_or(0),
+        fps,
+    })
+}
+
+fn live_unit(buf: &gst::BufferRef, at_ms: i64) -> Option<live::Unit> {
+    let dts = buf.dts().or(buf.pts())?;
+    let pts = buf.pts().unwrap_or(dts);
+    let map = buf.map_readable().ok()?;
+    Some(live::Unit {
+        data: bytes::Bytes::copy_from_slice(map.as_slice()),
+        dts_us: dts.useconds() as i64,
+        pts_us: pts.useconds() as i64,
+        key: !buf.flags().contains(gst::BufferFlags::DELTA_UNIT),
+        at_ms,
+    })
 }
 
 fn grey_frame(camera_id: i64, sample: &gst::Sample) -> Option<Frame> {
@@ -772,10 +865,27 @@ mod tests {
         let mut s = spec();
         s.substream_url = "rtsp://127.0.0.1:1/sub".into();
         let d = describe(&s);
-        assert!(!d.contains("tee"));
         let (main, sub) = d.split_once("name=subsrc").unwrap();
         assert!(main.contains("splitmuxsink") && !main.contains("avdec_h264"));
         assert!(sub.contains("avdec_h264"));
+    }
+
+    #[test]
+    fn every_stream_feeds_its_live_view_as_length_prefixed_access_units() {
+        let mut s = spec();
+        s.record_dir = None;
+        s.decoder = None;
+        let d = describe(&s);
+        assert!(d.contains("h264parse config-interval=-1 ! video/x-h264,stream-format=avc,alignment=au ! queue"), "{d}");
+        assert!(d.contains("appsink name=enc") && !d.contains("tee") && !d.contains("subenc"), "{d}");
+        s.substream_url = "rtsp://127.0.0.1:1/sub".into();
+        s.decoder = Some("avdec_h264".into());
+        let d = describe(&s);
+        let (main, sub) = d.split_once("name=subsrc").unwrap();
+        assert!(main.contains("appsink name=enc") && !main.contains("avdec_h264"), "{d}");
+        assert!(sub.contains("stream-format=avc,alignment=au ! tee name=st"), "{d}");
+        assert_eq!(sub.matches(" st. ! ").count(), 2, "{d}");
+        assert!(sub.contains("appsink name=subenc") && sub.contains("avdec_h264"), "{d}");
     }
 
     #[test]
@@ -786,6 +896,9 @@ mod tests {
         assert!(d.contains("tee name=t"));
         assert_eq!(d.matches(" t. ! ").count(), 3, "{d}");
         assert!(d.contains("appsink name=enc"));
+        s.pre_roll_ms = None;
+        assert_eq!(describe(&s).matches(" t. ! ").count(), 3, "the live feed keeps the encoded branch");
+        s.pre_roll_ms = Some(5000);
         s.record_dir = None;
         s.substream_url = "rtsp://127.0.0.1:1/sub".into();
         let d = describe(&s);

@@ -174,4 +174,8 @@ impl CameraView for Fleet {
         out.sort_by_key(|c| c.id);
         out
     }
+
+    fn feed(&self, camera_id: i64, stream: crate::camera::live::StreamKind) -> Option<Arc<crate::camera::live::Feed>> {
+        lock(&self.running).iter().find(|(c, _)| c.id == camera_id).map(|(c, _)| c.feed(stream))
+    }
 }

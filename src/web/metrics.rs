@@ -23,6 +23,12 @@ struct CameraLabel {
     camera_id: i64,
 }
 
+/// api11 names the live metrics' label `camera`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LiveLabel {
+    camera: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeviceLabel {
     device: String,
@@ -115,6 +121,13 @@ impl Scrape {
         self.gauges("preroll_bytes", "Encoded stream held in memory for clip pre-roll.", by(|c| int(c.preroll_bytes)));
     }
 
+    /// Per camera: (id, live viewers now, bytes sent to live viewers).
+    pub fn live(&mut self, cams: &[(i64, u64, u64)]) {
+        let label = |id: i64| LiveLabel { camera: id.to_string() };
+        self.gauges("live_viewers", "Live viewers watching now.", cams.iter().map(|&(id, v, _)| (label(id), int(v))));
+        self.counters("live_bytes_sent", "Bytes sent to live viewers.", cams.iter().map(|&(id, _, b)| (label(id), b)));
+    }
+
     pub fn media(&mut self, events: u64, recording_bytes: u64) {
         self.counter("events", "Motion events recorded.", events);
         self.gauge("recordings_bytes", "Bytes of indexed recordings.", int(recording_bytes));
@@ -197,6 +210,7 @@ mod tests {
     fn names_values_and_labels_are_what_dashboards_expect() {
         let mut s = Scrape::default();
         s.media(2, 1234);
+        s.live(&[(3, 2, 4096)]);
         s.cloud(&Snapshot {
             store: "file:///x".into(),
             recipients: 1,
@@ -214,6 +228,8 @@ mod tests {
         let text = s.encode().unwrap();
         for line in [
             "homehub_events_total 2",
+            "homehub_live_viewers{camera=\"3\"} 2",
+            "homehub_live_bytes_sent_total{camera=\"3\"} 4096",
             "homehub_recordings_bytes 1234",
             "homehub_cloud_queue_length 0",
             "homehub_cloud_reachable 0",

@@ -9,6 +9,7 @@
 
 pub mod auth;
 mod devices;
+mod live;
 pub mod metrics;
 pub mod ports;
 pub mod tls;
@@ -156,6 +157,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/recordings/{id}/media", get(recording_media))
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/api/cameras/{id}/motion", get(get_motion).put(put_motion))
+        .route("/api/cameras/{id}/live", get(live::live))
         .route("/api/events", get(list_events))
         .route("/api/events/{id}/{media}", get(event_media))
         .route("/api/devices", get(devices::list_devices))
@@ -587,6 +589,7 @@ async fn serve_file(st: &AppState, rel: &str, mime: &str, req: Request) -> ApiRe
 async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
     let mut scrape = metrics::Scrape::default();
     scrape.cameras(&st.cameras.cameras());
+    scrape.live(&live::stats(&st));
     let (bytes, events) = st.store.call(|db| Ok((db.media_bytes_total()?, db.event_count()?))).await?;
     scrape.media(events, bytes);
     scrape.devices(&st.devices.devices().await?, st.devices.counts());
@@ -617,6 +620,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: R
         let acceptor = acceptor.clone();
         let app = app.clone();
         let shutdown = shutdown.clone();
+        let tracker = connections.clone();
         connections.spawn(async move {
             let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
@@ -626,14 +630,19 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: R
                 }
                 Err(_) => return,
             };
+            let stop = shutdown.clone();
             let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
+                // A WebSocket outlives its HTTP connection: it stops with these, and is waited for.
+                req.extensions_mut().insert(stop.clone());
+                req.extensions_mut().insert(tracker.clone());
                 app.clone().oneshot(req)
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(20))
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
