@@ -11,6 +11,8 @@ pub mod clip;
 pub mod decoder;
 pub mod live;
 pub mod pieces;
+pub mod probe;
+pub mod still;
 mod ring;
 
 use std::collections::HashMap;
@@ -233,6 +235,42 @@ impl State {
     }
 }
 
+/// How RTP reaches us from a camera's RTSP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Interleaved in the RTSP connection: one TCP connection, no ports to open.
+    Tcp,
+    /// RTP over UDP, for servers that refuse TCP (SETUP answered 461).
+    Udp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+/// Whether a message rtspsrc posted says the server refused RTP over TCP. Seen here:
+/// gst-rtsp-server (and cameras) answer the SETUP with `461 Unsupported Transport`, which
+/// rtspsrc reports as an error whose debug text names the 461 (and, for some servers, as
+/// "Could not setup transport" / "Unsupported transport").
+pub fn refused_tcp(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("461") || t.contains("unsupported transport") || t.contains("could not setup transport")
+}
+
+/// The transport of a camera's next run: UDP once a run failed because TCP was refused,
+/// and kept until a run fails for another reason (then TCP, the default, again).
+pub fn next_transport(current: Transport, tcp_refused: bool) -> Transport {
+    match (current, tcp_refused) {
+        (_, true) => Transport::Udp,
+        (Transport::Udp | Transport::Tcp, false) => Transport::Tcp,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Status {
     pub state: State,
@@ -241,6 +279,17 @@ pub struct Status {
     pub decoder: Option<String>,
     pub decoded_fps: f64,
     pub since_ms: i64,
+    /// The transport of the current (or last) run: "tcp" | "udp"; `None` before the first.
+    pub transport: Option<&'static str>,
+    /// Access units per second arriving from the camera (main stream), measured.
+    pub fps: f64,
+    /// Incoming bit rate of the main stream, measured.
+    pub bitrate_kbps: u64,
+    /// Picture size of the main stream, from its caps once known.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Pipeline runs started (1 after the first connect; each reconnect adds one).
+    pub connects: u64,
 }
 
 /// One running camera as the rest of the hub sees it (the web's camera list, Home
@@ -266,6 +315,15 @@ pub trait CameraView: Send + Sync {
     fn feed(&self, camera_id: i64, stream: live::StreamKind) -> Option<Arc<live::Feed>> {
         let _ = (camera_id, stream);
         None
+    }
+    /// A colour JPEG `width` px wide of the latest keyframe of one of a running camera's
+    /// streams, decoded now (blocking; see [`still`]). `NotFound`: no such camera;
+    /// `Unavailable`: no picture yet. The fleet decodes with the hub's chosen decoder.
+    fn snapshot(&self, camera_id: i64, stream: live::StreamKind, width: u32) -> Result<Vec<u8>> {
+        let feed = self.feed(camera_id, stream).ok_or_else(|| Error::not_found("no such camera"))?;
+        let prefer: Vec<String> = crate::config::DEFAULT_DECODERS.iter().map(|s| s.to_string()).collect();
+        let decoder = pick_decoder(&prefer).ok_or_else(|| Error::new(ErrorKind::Unavailable, "no H.264 decoder on this machine"))?;
+        still::snapshot(&feed, width, &decoder)
     }
 }
 
@@ -336,6 +394,12 @@ impl Camera {
             decoder: spec.decoder.clone(),
             decoded_fps: 0.0,
             since_ms: now_ms(),
+            transport: None,
+            fps: 0.0,
+            bitrate_kbps: 0,
+            width: None,
+            height: None,
+            connects: 0,
         }));
         let stop = Shutdown::new();
         let clips = spec.pre_roll_ms.map(|ms| Arc::new(Clips::new(ms)));
@@ -427,24 +491,43 @@ struct Supervisor {
 /// How one run of the pipeline ended.
 enum Ended {
     Stopped,
-    Failed(String),
+    /// `tcp_refused`: the server refused RTP over TCP ([`refused_tcp`]).
+    Failed {
+        reason: String,
+        tcp_refused: bool,
+    },
+}
+
+impl Ended {
+    fn failed(reason: impl Into<String>) -> Ended {
+        Ended::Failed { reason: reason.into(), tcp_refused: false }
+    }
 }
 
 impl Supervisor {
     fn run(self) {
         let mut retry = Backoff::new();
+        let mut transport = Transport::Tcp;
         while !self.stopping() {
             let started = Instant::now();
-            match self.run_once() {
+            match self.run_once(transport) {
                 Ended::Stopped => break,
-                Ended::Failed(reason) => {
-                    tracing::warn!(camera = %self.spec.name, %reason, "camera stream failed; retrying");
+                Ended::Failed { reason, tcp_refused } => {
+                    let next = next_transport(transport, tcp_refused);
+                    tracing::warn!(camera = %self.spec.name, %reason, transport = next.as_str(), "camera stream failed; retrying");
+                    transport = next;
                     self.set(|s| {
                         s.state = State::Error;
                         s.reason = Some(reason.clone());
                         s.decoded_fps = 0.0;
+                        s.fps = 0.0;
+                        s.bitrate_kbps = 0;
                         s.since_ms = now_ms();
                     });
+                    // A refusal costs one round trip: try UDP at once.
+                    if tcp_refused {
+                        continue;
+                    }
                 }
             }
             let backoff = retry.after_run(started.elapsed());
@@ -453,6 +536,8 @@ impl Supervisor {
         self.set(|s| {
             s.state = State::Stopped;
             s.decoded_fps = 0.0;
+            s.fps = 0.0;
+            s.bitrate_kbps = 0;
             s.since_ms = now_ms();
         });
         self.feeds.each(live::Feed::close);
@@ -471,21 +556,26 @@ impl Supervisor {
         f(&mut lock(&self.status));
     }
 
-    fn run_once(&self) -> Ended {
+    fn run_once(&self, transport: Transport) -> Ended {
         if let Some(c) = &self.clips {
             c.restart();
         }
         self.feeds.each(live::Feed::restart);
-        let built = match build(&self.spec, self.frames.clone(), self.clips.clone(), &self.feeds) {
+        let built = match build(&self.spec, transport, self.frames.clone(), self.clips.clone(), &self.feeds) {
             Ok(b) => b,
-            Err(e) => return Ended::Failed(e.to_string()),
+            Err(e) => return Ended::failed(e.to_string()),
         };
-        let Built { pipeline, last_buffer, frames } = built;
+        let Built { pipeline, last_buffer, frames, units, bytes } = built;
+        self.set(|s| {
+            s.transport = Some(transport.as_str());
+            s.connects += 1;
+        });
         let bus = pipeline.bus().expect("pipeline has a bus");
         if let Err(e) = pipeline.set_state(gst::State::Playing) {
             let _ = pipeline.set_state(gst::State::Null);
-            return Ended::Failed(format!("cannot start pipeline: {e}"));
+            return Ended::failed(format!("cannot start pipeline: {e}"));
         }
+        let mut in_mark = (Instant::now(), 0u64, 0u64);
         let t0 = Instant::now();
         let mut open: Option<PathBuf> = None;
         // Running time at which each open file is due to be split.
@@ -503,9 +593,11 @@ impl Supervisor {
                         let details = e.debug().map(|d| d.to_string()).unwrap_or_default();
                         let src = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
                         tracing::debug!(camera = %self.spec.name, %src, %details, "pipeline error");
-                        break Ended::Failed(format!("{src}: {}", e.error()));
+                        let tcp_refused = transport == Transport::Tcp
+                            && refused_tcp(&format!("{} {details}", e.error()));
+                        break Ended::Failed { reason: format!("{src}: {}", e.error()), tcp_refused };
                     }
-                    gst::MessageView::Eos(_) => break Ended::Failed("stream ended".into()),
+                    gst::MessageView::Eos(_) => break Ended::failed("stream ended"),
                     gst::MessageView::Element(el) => {
                         if let Some(ev) = self.segment_event(el.structure(), &mut open, &mut planned_end, Some(&pipeline)) {
                             let _ = self.segments.send(ev);
@@ -527,7 +619,7 @@ impl Supervisor {
                 });
             }
             if let Some(reason) = stalled(since_start, last) {
-                break Ended::Failed(reason);
+                break Ended::failed(reason);
             }
             let elapsed = fps_mark.0.elapsed();
             if elapsed >= Duration::from_secs(2) {
@@ -535,6 +627,22 @@ impl Supervisor {
                 let fps = (n - fps_mark.1) as f64 / elapsed.as_secs_f64();
                 self.set(|s| s.decoded_fps = (fps * 10.0).round() / 10.0);
                 fps_mark = (Instant::now(), n);
+            }
+            let elapsed = in_mark.0.elapsed();
+            if elapsed >= Duration::from_secs(2) {
+                let (u, b) = (units.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
+                let secs = elapsed.as_secs_f64();
+                let fps = (u - in_mark.1) as f64 / secs;
+                let kbps = ((b - in_mark.2) as f64 * 8.0 / 1000.0 / secs).round() as u64;
+                let size = main_size(&pipeline);
+                self.set(|s| {
+                    s.fps = (fps * 10.0).round() / 10.0;
+                    s.bitrate_kbps = kbps;
+                    if let Some((w, h)) = size {
+                        (s.width, s.height) = (Some(w), Some(h));
+                    }
+                });
+                in_mark = (Instant::now(), u, b);
             }
         };
         let _ = pipeline.set_state(gst::State::Null);
@@ -617,12 +725,26 @@ struct Built {
     last_buffer: Arc<AtomicU64>,
     /// Grey frames delivered to the decode branch's sink.
     frames: Arc<AtomicU64>,
+    /// Encoded buffers and their bytes out of the (watched) depayloader.
+    units: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+}
+
+/// The main stream's picture size, from the parser's caps once negotiated.
+fn main_size(pipeline: &gst::Pipeline) -> Option<(u32, u32)> {
+    let caps = pipeline.by_name("parse")?.static_pad("src")?.current_caps()?;
+    let s = caps.structure(0)?;
+    let (w, h) = (s.get::<i32>("width").ok()?, s.get::<i32>("height").ok()?);
+    Some((u32::try_from(w).ok()?, u32::try_from(h).ok()?))
 }
 
 /// The pipeline description, without URLs (those are set as properties, so no quoting
 /// of passwords is needed).
-fn describe(spec: &Spec) -> String {
-    let rtsp = "protocols=tcp latency=200 tcp-timeout=5000000 timeout=5000000 drop-on-latency=true";
+fn describe(spec: &Spec, transport: Transport) -> String {
+    let rtsp = format!(
+        "protocols={} latency=200 tcp-timeout=5000000 timeout=5000000 drop-on-latency=true",
+        transport.as_str()
+    );
     let decode = spec.decoder.as_ref().map(|dec| {
         format!(
             "queue leaky=downstream max-size-buffers=60 max-size-bytes=0 max-size-time=0 ! {dec} ! \
@@ -650,7 +772,7 @@ fn describe(spec: &Spec) -> String {
         format!("queue max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 ! appsink name={name} sync=false emit-signals=false")
     };
     let avc = "video/x-h264,stream-format=avc,alignment=au";
-    let main = format!("rtspsrc name=src {rtsp} ! rtph264depay name=depay ! h264parse config-interval=-1 ! {avc}");
+    let main = format!("rtspsrc name=src {rtsp} ! rtph264depay name=depay ! h264parse name=parse config-interval=-1 ! {avc}");
     let has_sub = !spec.substream_url.is_empty();
     let mut main_branches: Vec<String> = [record, Some(enc("enc"))].into_iter().flatten().collect();
     if !has_sub && let Some(dec) = decode.clone() {
@@ -670,8 +792,14 @@ fn describe(spec: &Spec) -> String {
     out
 }
 
-fn build(spec: &Spec, frames_out: Option<SyncSender<Frame>>, clips: Option<Arc<Clips>>, feeds: &Feeds) -> Result<Built> {
-    let desc = describe(spec);
+fn build(
+    spec: &Spec,
+    transport: Transport,
+    frames_out: Option<SyncSender<Frame>>,
+    clips: Option<Arc<Clips>>,
+    feeds: &Feeds,
+) -> Result<Built> {
+    let desc = describe(spec, transport);
     let pipeline = gst::parse::launch(&desc)
         .map_err(|e| Error::new(ErrorKind::Unavailable, format!("building pipeline: {e}")))?
         .downcast::<gst::Pipeline>()
@@ -694,8 +822,15 @@ fn build(spec: &Spec, frames_out: Option<SyncSender<Frame>>, clips: Option<Arc<C
     let last_buffer = Arc::new(AtomicU64::new(0));
     let depay = pipeline.by_name("depay").ok_or_else(|| Error::internal("no depayloader in pipeline"))?;
     let lb = last_buffer.clone();
-    depay.static_pad("src").expect("depay src pad").add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+    let units = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let (un, by) = (units.clone(), bytes.clone());
+    depay.static_pad("src").expect("depay src pad").add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         lb.store((t0.elapsed().as_millis() as u64).max(1), Ordering::Relaxed);
+        if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
+            un.fetch_add(1, Ordering::Relaxed);
+            by.fetch_add(b.size() as u64, Ordering::Relaxed);
+        }
         gst::PadProbeReturn::Ok
     });
 
@@ -727,7 +862,7 @@ fn build(spec: &Spec, frames_out: Option<SyncSender<Frame>>, clips: Option<Arc<C
         encoded_sink(&sink, feed.clone(), None);
     }
     tracing::debug!(camera = %spec.name, url = %redact_url(&spec.url), "pipeline built");
-    Ok(Built { pipeline, last_buffer, frames })
+    Ok(Built { pipeline, last_buffer, frames, units, bytes })
 }
 
 /// Hands each encoded access unit to the live feed (and the clips' pre-roll). Runs on the
@@ -853,7 +988,7 @@ mod tests {
 
     #[test]
     fn one_stream_is_recorded_and_decoded_through_a_tee() {
-        let d = describe(&spec());
+        let d = describe(&spec(), Transport::Tcp);
         assert!(d.contains("tee name=t"));
         assert!(d.contains("splitmuxsink"));
         assert!(d.contains("avdec_h264"));
@@ -864,7 +999,7 @@ mod tests {
     fn the_substream_is_decoded_when_there_is_one() {
         let mut s = spec();
         s.substream_url = "rtsp://127.0.0.1:1/sub".into();
-        let d = describe(&s);
+        let d = describe(&s, Transport::Tcp);
         let (main, sub) = d.split_once("name=subsrc").unwrap();
         assert!(main.contains("splitmuxsink") && !main.contains("avdec_h264"));
         assert!(sub.contains("avdec_h264"));
@@ -875,12 +1010,12 @@ mod tests {
         let mut s = spec();
         s.record_dir = None;
         s.decoder = None;
-        let d = describe(&s);
+        let d = describe(&s, Transport::Tcp);
         assert!(d.contains("h264parse config-interval=-1 ! video/x-h264,stream-format=avc,alignment=au ! queue"), "{d}");
         assert!(d.contains("appsink name=enc") && !d.contains("tee") && !d.contains("subenc"), "{d}");
         s.substream_url = "rtsp://127.0.0.1:1/sub".into();
         s.decoder = Some("avdec_h264".into());
-        let d = describe(&s);
+        let d = describe(&s, Transport::Tcp);
         let (main, sub) = d.split_once("name=subsrc").unwrap();
         assert!(main.contains("appsink name=enc") && !main.contains("avdec_h264"), "{d}");
         assert!(sub.contains("stream-format=avc,alignment=au ! tee name=st"), "{d}");
@@ -892,19 +1027,46 @@ mod tests {
     fn clips_take_the_encoded_stream_beside_recording_and_decoding() {
         let mut s = spec();
         s.pre_roll_ms = Some(5000);
-        let d = describe(&s);
+        let d = describe(&s, Transport::Tcp);
         assert!(d.contains("tee name=t"));
         assert_eq!(d.matches(" t. ! ").count(), 3, "{d}");
         assert!(d.contains("appsink name=enc"));
         s.pre_roll_ms = None;
-        assert_eq!(describe(&s).matches(" t. ! ").count(), 3, "the live feed keeps the encoded branch");
+        assert_eq!(describe(&s, Transport::Tcp).matches(" t. ! ").count(), 3, "the live feed keeps the encoded branch");
         s.pre_roll_ms = Some(5000);
         s.record_dir = None;
         s.substream_url = "rtsp://127.0.0.1:1/sub".into();
-        let d = describe(&s);
+        let d = describe(&s, Transport::Tcp);
         let (main, sub) = d.split_once("name=subsrc").unwrap();
         assert!(main.contains("appsink name=enc") && !main.contains("tee"));
         assert!(sub.contains("avdec_h264"));
+    }
+
+    #[test]
+    fn the_transport_is_a_property_of_the_run() {
+        assert!(describe(&spec(), Transport::Tcp).contains("protocols=tcp "));
+        let mut s = spec();
+        s.substream_url = "rtsp://127.0.0.1:1/sub".into();
+        let d = describe(&s, Transport::Udp);
+        assert_eq!(d.matches("protocols=udp ").count(), 2, "both streams: {d}");
+        assert!(!d.contains("protocols=tcp"));
+    }
+
+    #[test]
+    fn udp_after_a_refused_tcp_setup_until_a_run_fails_otherwise() {
+        // What rtspsrc said against camsim --udp-only (gst-rtsp-server: 461).
+        let refused = "Could not open resource for reading and writing. \
+                       ../gst/rtsp/gstrtspsrc.c(7680): gst_rtspsrc_setup_streams_start (): \
+                       /GstPipeline:pipeline0/GstRTSPSrc:src: Error (461): Unsupported transport";
+        assert!(refused_tcp(refused));
+        assert!(!refused_tcp("Could not open resource for reading and writing. Failed to connect. (Connection refused)"));
+        assert!(!refused_tcp("Not Found (404)"));
+        assert!(!refused_tcp("no data for 10 s"));
+        use Transport::{Tcp, Udp};
+        assert_eq!(next_transport(Tcp, false), Tcp);
+        assert_eq!(next_transport(Tcp, true), Udp);
+        assert_eq!(next_transport(Udp, true), Udp);
+        assert_eq!(next_transport(Udp, false), Tcp, "a UDP run that fails otherwise goes back to TCP first");
     }
 
     #[test]

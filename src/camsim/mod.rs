@@ -109,6 +109,11 @@ pub struct Args {
     /// Require this RTSP password (with --user).
     #[arg(long, value_name = "PASS", value_parser = settings::check_password)]
     pub password: Option<String>,
+
+    /// Refuse RTP over TCP (SETUP asking for TCP gets 461 Unsupported Transport); stream
+    /// only over UDP, as some cameras do.
+    #[arg(long = "udp-only")]
+    pub udp_only: bool,
 }
 
 /// Parses the command line (`argv[0]` first). A bad value is one line naming the flag

@@ -185,6 +185,10 @@ pub fn start(settings: &Settings) -> anyhow::Result<Running> {
     let mounts = server.mount_points().ok_or_else(|| anyhow!("the RTSP server has no mount points"))?;
     for (path, spec) in [("/main", settings.main), ("/sub", settings.sub)] {
         let factory = make_factory(path, &spec, settings.credentials.is_some(), &motion);
+        if settings.udp_only {
+            // A SETUP asking for RTP over TCP is then answered 461 Unsupported Transport.
+            factory.set_protocols(gstreamer_rtsp_server::gst_rtsp::RTSPLowerTrans::UDP | gstreamer_rtsp_server::gst_rtsp::RTSPLowerTrans::UDP_MCAST);
+        }
         mounts.add_factory(path, factory);
     }
 

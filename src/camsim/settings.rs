@@ -90,6 +90,8 @@ pub struct Settings {
     pub ssid: String,
     /// Model sent when pairing (`--model`).
     pub model: String,
+    /// Offer RTP over UDP only (`--udp-only`).
+    pub udp_only: bool,
 }
 
 impl Settings {
@@ -149,6 +151,7 @@ impl Settings {
             credentials,
             ssid: args.ssid.clone(),
             model: args.model.clone(),
+            udp_only: args.udp_only,
         })
     }
 

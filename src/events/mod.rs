@@ -4,15 +4,18 @@
 //! event rows, the clip and thumbnail files of events (files before rows), and the
 //! motion ON/OFF broadcast other subsystems (MQTT, the cloud relay) listen to.
 //! Input: [`Frame`]s from the cameras over a channel. Clips are cut by the camera
-//! module through the narrow [`ClipSink`] trait. May not touch: GStreamer directly.
+//! module through the narrow [`ClipSink`] trait; colour thumbnails through [`Pictures`],
+//! encoded on a worker thread of this module so the detector never waits for a decoder.
+//! May not touch: GStreamer directly.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::camera::live::Gop;
 use crate::camera::pieces::{PieceSink, PieceSpec};
 use crate::camera::{ClipSink, Frame};
 use crate::clock::Clock;
@@ -44,12 +47,124 @@ pub struct Settings {
     pub post_roll_ms: i64,
     /// The cameras: shared, so cameras paired at run time join in.
     pub cameras: Arc<Registry>,
+    /// Encodes the detector's grey frame: the thumbnail when no colour picture was made.
     pub jpeg: fn(&[u8], u32, u32) -> Result<Vec<u8>>,
+    /// Colour pictures of the cameras for thumbnails; None: grey thumbnails only.
+    pub pictures: Option<Arc<dyn Pictures>>,
     /// The cloud relay, when one is configured: it gets pieces while an event goes on
     /// and the clip when it ends.
     pub cloud: Option<Arc<dyn CloudRelay>>,
     /// Ends post-rolls and notices silent cameras between frames.
     pub clock: Clock,
+}
+
+/// Colour pictures of what a camera shows, for thumbnails of the moment of peak motion.
+pub trait Pictures: Send + Sync {
+    /// The camera's current group of pictures (a keyframe and the frames since), up to
+    /// now. Cheap (no decoding): it runs on the detector's thread.
+    fn grab(&self, camera_id: i64) -> Option<Gop>;
+    /// The last frame of `gop` as a colour JPEG at least 320 px wide. Slow (decodes): it
+    /// runs on the thumbnail worker.
+    fn encode(&self, gop: &Gop) -> Result<Vec<u8>>;
+}
+
+/// At most one colour capture a second per event.
+const CAPTURE_EVERY_MS: i64 = 1_000;
+/// Captures waiting for the worker; more are dropped (the detector never waits).
+const CAPTURE_QUEUE: usize = 4;
+/// How long an ending event waits for a capture still being encoded.
+const CAPTURE_WAIT: Duration = Duration::from_secs(2);
+
+/// The thumbnail worker: one thread, a bounded queue, the latest JPEG per event.
+struct Thumbs {
+    tx: Option<SyncSender<(i64, Gop)>>,
+    thread: Option<JoinHandle<()>>,
+    shared: Arc<ThumbShared>,
+}
+
+#[derive(Default)]
+struct ThumbShared {
+    slots: Mutex<HashMap<i64, Slot>>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Slot {
+    pending: usize,
+    jpeg: Option<Vec<u8>>,
+    error: Option<String>,
+}
+
+impl Thumbs {
+    fn start(pictures: Arc<dyn Pictures>) -> Result<Thumbs> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(i64, Gop)>(CAPTURE_QUEUE);
+        let shared = Arc::new(ThumbShared::default());
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("thumbnails".into())
+            .spawn(move || {
+                for (event_id, gop) in rx {
+                    let r = pictures.encode(&gop);
+                    let mut slots = lock(&sh.slots);
+                    // An event that ended meanwhile took its slot: the picture is too late.
+                    if let Some(slot) = slots.get_mut(&event_id) {
+                        slot.pending -= 1;
+                        match r {
+                            Ok(jpeg) => slot.jpeg = Some(jpeg),
+                            Err(e) => slot.error = Some(e.to_string()),
+                        }
+                    }
+                    sh.changed.notify_all();
+                }
+            })
+            .map_err(|e| Error::internal(format!("starting the thumbnail thread: {e}")))?;
+        Ok(Thumbs { tx: Some(tx), thread: Some(thread), shared })
+    }
+
+    /// Hands a picture of event `event_id` to the worker, unless its queue is full.
+    fn capture(&self, event_id: i64, gop: Gop) {
+        let Some(tx) = &self.tx else { return };
+        lock(&self.shared.slots).entry(event_id).or_default().pending += 1;
+        if let Err(e) = tx.try_send((event_id, gop)) {
+            if let Some(slot) = lock(&self.shared.slots).get_mut(&event_id) {
+                slot.pending -= 1;
+            }
+            if matches!(e, TrySendError::Full(_)) {
+                tracing::debug!(event = event_id, "thumbnail worker busy: picture skipped");
+            }
+        }
+    }
+
+    /// The latest colour JPEG of an ending event (waiting briefly for one being made), and
+    /// forgets the event.
+    fn take(&self, event_id: i64) -> std::result::Result<Vec<u8>, String> {
+        let deadline = Instant::now() + CAPTURE_WAIT;
+        let mut slots = lock(&self.shared.slots);
+        while slots.get(&event_id).is_some_and(|s| s.pending > 0) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            slots = self.shared.changed.wait_timeout(slots, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        match slots.remove(&event_id) {
+            Some(Slot { jpeg: Some(j), .. }) => Ok(j),
+            Some(Slot { error: Some(e), .. }) => Err(e),
+            Some(Slot { pending, .. }) if pending > 0 => Err("the picture was not ready in time".into()),
+            _ => Err("no picture of the camera was taken".into()),
+        }
+    }
+}
+
+impl Drop for Thumbs {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the thumbnail thread panicked");
+        }
+    }
 }
 
 /// What the events thread tells the cloud relay.
@@ -62,22 +177,49 @@ pub trait CloudRelay: PieceSink {
 
 /// Detector settings and clip sinks per camera. A camera registered again (a device
 /// paired anew) replaces its entry; an event already open keeps the sink it began with.
+/// Settings changed while a camera runs ([`Registry::update_detector`]) reach its
+/// detector at its next frame, without touching its pipeline.
 #[derive(Default)]
 pub struct Registry {
     cams: Mutex<HashMap<i64, Registered>>,
+    /// Stamps each settings change, so the events thread sees which detectors are stale.
+    version: std::sync::atomic::AtomicU64,
 }
 
-type Registered = (DetectorConfig, Option<Arc<dyn ClipSink>>);
+struct Registered {
+    detector: DetectorConfig,
+    clips: Option<Arc<dyn ClipSink>>,
+    version: u64,
+}
 
 impl Registry {
-    pub fn register(&self, camera_id: i64, detector: DetectorConfig, clips: Option<Arc<dyn ClipSink>>) {
-        lock(&self.cams).insert(camera_id, (detector, clips));
+    fn next_version(&self) -> u64 {
+        self.version.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
     }
-    fn detector(&self, camera_id: i64) -> DetectorConfig {
-        lock(&self.cams).get(&camera_id).map(|c| c.0.clone()).unwrap_or_default()
+    pub fn register(&self, camera_id: i64, detector: DetectorConfig, clips: Option<Arc<dyn ClipSink>>) {
+        let version = self.next_version();
+        lock(&self.cams).insert(camera_id, Registered { detector, clips, version });
+    }
+    /// New detector settings for a running camera; false when it is not registered.
+    pub fn update_detector(&self, camera_id: i64, detector: DetectorConfig) -> bool {
+        let version = self.next_version();
+        match lock(&self.cams).get_mut(&camera_id) {
+            Some(r) => {
+                (r.detector, r.version) = (detector, version);
+                true
+            }
+            None => false,
+        }
+    }
+    fn detector(&self, camera_id: i64) -> (DetectorConfig, u64) {
+        lock(&self.cams).get(&camera_id).map(|c| (c.detector.clone(), c.version)).unwrap_or_default()
+    }
+    /// The camera's settings if they changed since version `seen`.
+    fn detector_since(&self, camera_id: i64, seen: u64) -> Option<(DetectorConfig, u64)> {
+        lock(&self.cams).get(&camera_id).filter(|c| c.version != seen).map(|c| (c.detector.clone(), c.version))
     }
     fn clips(&self, camera_id: i64) -> Option<Arc<dyn ClipSink>> {
-        lock(&self.cams).get(&camera_id).and_then(|c| c.1.clone())
+        lock(&self.cams).get(&camera_id).and_then(|c| c.clips.clone())
     }
 }
 
@@ -108,15 +250,21 @@ struct Open {
     peak: f32,
     zones: Vec<String>,
     clip: Option<Arc<dyn ClipSink>>,
+    /// When a colour picture was last taken for the thumbnail.
+    captured_ms: Option<i64>,
 }
 
 struct Cam {
     detector: Detector,
+    /// The registry version of the detector's settings.
+    version: u64,
     open: Option<Open>,
     /// Time of the last frame.
     last_ms: i64,
     /// The grey frame with the highest score of the current event (thumbnail).
     peak_frame: Option<(f32, Vec<u8>, u32, u32)>,
+    /// A new peak has not been captured in colour yet (throttled, or before the event began).
+    peak_uncaptured: bool,
 }
 
 pub fn spawn(
@@ -129,7 +277,10 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("events".into())
         .spawn(move || {
-            let mut ev = Events { store, settings, cams: HashMap::new(), state, changes };
+            let thumbs = settings.pictures.clone().and_then(|p| {
+                Thumbs::start(p).map_err(|e| tracing::error!(error = %e, "grey thumbnails only")).ok()
+            });
+            let mut ev = Events { store, settings, cams: HashMap::new(), state, changes, thumbs };
             loop {
                 match frames.recv_timeout(Duration::from_millis(500)) {
                     Ok(f) => ev.frame(f),
@@ -149,21 +300,43 @@ struct Events {
     cams: HashMap<i64, Cam>,
     state: Arc<MotionState>,
     changes: tokio::sync::broadcast::Sender<MotionChange>,
+    /// Dropped after the last event is finished: the worker thread is joined then.
+    thumbs: Option<Thumbs>,
 }
 
 impl Events {
     fn frame(&mut self, f: Frame) {
         let registry = &self.settings.cameras;
-        let cam = self.cams.entry(f.camera_id).or_insert_with(|| Cam {
-            detector: Detector::new(registry.detector(f.camera_id)),
-            open: None,
-            last_ms: f.at_ms,
-            peak_frame: None,
+        let cam = self.cams.entry(f.camera_id).or_insert_with(|| {
+            let (cfg, version) = registry.detector(f.camera_id);
+            Cam { detector: Detector::new(cfg), version, open: None, last_ms: f.at_ms, peak_frame: None, peak_uncaptured: false }
         });
+        // Settings changed (zones, sensitivity): the same detector goes on under them,
+        // keeping its background; an open event continues and ends when the new zones
+        // see the scene still.
+        if let Some((cfg, version)) = registry.detector_since(f.camera_id, cam.version) {
+            tracing::info!(camera_id = f.camera_id, "motion settings applied");
+            cam.detector.reconfigure(cfg);
+            cam.version = version;
+        }
         cam.last_ms = f.at_ms;
         let obs = cam.detector.feed_strided(&f.data, f.width, f.height, f.stride, f.at_ms);
         if obs.new_peak && cam.peak_frame.as_ref().is_none_or(|p| obs.score >= p.0) {
             cam.peak_frame = Some((obs.score, f.data.clone(), f.width, f.height));
+        }
+        cam.peak_uncaptured |= obs.new_peak;
+        let capture = match (&mut cam.open, &self.thumbs, &self.settings.pictures) {
+            (Some(open), Some(_), Some(p))
+                if cam.peak_uncaptured && open.captured_ms.is_none_or(|t| f.at_ms - t >= CAPTURE_EVERY_MS) =>
+            {
+                cam.peak_uncaptured = false;
+                open.captured_ms = Some(f.at_ms);
+                p.grab(f.camera_id).map(|gop| (open.id, gop))
+            }
+            _ => None,
+        };
+        if let (Some((id, gop)), Some(t)) = (capture, &self.thumbs) {
+            t.capture(id, gop);
         }
         match obs.transition {
             Some(Transition::Started { at_ms, zones_hit }) => {
@@ -222,7 +395,7 @@ impl Events {
             }
         }
         let cam = self.cams.get_mut(&camera_id).expect("camera state");
-        cam.open = Some(Open { id, start_ms: at_ms, ending_at: None, peak: 0.0, zones, clip });
+        cam.open = Some(Open { id, start_ms: at_ms, ending_at: None, peak: 0.0, zones, clip, captured_ms: None });
         self.state.set(camera_id, true);
         let _ = self.changes.send(MotionChange { camera_id, event_id: id, on: true, at_ms });
     }
@@ -263,6 +436,7 @@ impl Events {
         let Some(cam) = self.cams.get_mut(&camera_id) else { return };
         let Some(open) = cam.open.take() else { return };
         let peak_frame = cam.peak_frame.take();
+        cam.peak_uncaptured = false;
         let end_ms = end_override.or(open.ending_at).unwrap_or(open.start_ms).max(open.start_ms);
         let data_dir = self.store.data_dir().to_path_buf();
         let dir = clip_dir(&data_dir, camera_id);
@@ -284,9 +458,20 @@ impl Events {
                 Err(e) => tracing::error!(error = %e, event = open.id, "clip failed"),
             }
         }
-        if let Some((_, data, w, h)) = peak_frame {
+        let colour = self.thumbs.as_ref().map(|t| t.take(open.id));
+        let jpeg = match (colour, peak_frame) {
+            (Some(Ok(jpeg)), _) => Some(Ok(jpeg)),
+            (colour, Some((_, data, w, h))) => {
+                if let Some(Err(why)) = colour {
+                    tracing::info!(event = open.id, why = %why, "no colour picture of this event: its thumbnail is the detector's grey frame");
+                }
+                Some((self.settings.jpeg)(&data, w, h))
+            }
+            (_, None) => None,
+        };
+        if let Some(jpeg) = jpeg {
             let path = dir.join(format!("{}.jpg", open.id));
-            match (self.settings.jpeg)(&data, w, h).and_then(|jpeg| write_durable(&path, &jpeg)) {
+            match jpeg.and_then(|jpeg| write_durable(&path, &jpeg)) {
                 Ok(()) => done.thumb_path = Some(rel(&data_dir, &path)),
                 Err(e) => tracing::error!(error = %e, event = open.id, "thumbnail failed"),
             }
@@ -433,6 +618,10 @@ mod tests {
 
     impl Rig {
         fn new() -> Rig {
+            Rig::with_pictures(None)
+        }
+
+        fn with_pictures(pictures: Option<Arc<dyn Pictures>>) -> Rig {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(dir.path()).unwrap();
             let cam = store
@@ -446,12 +635,13 @@ mod tests {
                 post_roll_ms: POST_ROLL_MS,
                 cameras: Arc::new(Registry::default()),
                 jpeg: |_, _, _| Ok(b"\xff\xd8".to_vec()),
+                pictures: pictures.clone(),
                 cloud: None,
                 clock: tc.clock(),
             };
             let (tx, changes) = tokio::sync::broadcast::channel(16);
             let state = Arc::new(MotionState::default());
-            let ev = Events { store: store.clone(), settings, cams: HashMap::new(), state, changes: tx };
+            let ev = Events { store: store.clone(), settings, cams: HashMap::new(), state, changes: tx, thumbs: pictures.map(|p| Thumbs::start(p).unwrap()) };
             let mut rig = Rig { _dir: dir, store, tc, ev, changes, cam, x: 0 };
             rig.still(crate::motion::WARMUP_FRAMES + 5);
             rig
@@ -540,6 +730,27 @@ mod tests {
     }
 
     #[test]
+    fn new_zones_apply_at_the_next_frame_of_a_running_camera() {
+        let mut r = Rig::new();
+        let reg = r.ev.settings.cameras.clone();
+        assert!(!reg.update_detector(r.cam, DetectorConfig::default()), "not registered yet");
+        reg.register(r.cam, DetectorConfig::default(), None);
+        let whole: crate::motion::DetectorConfig = serde_json::from_value(serde_json::json!({
+            "zones": [{"name": "all", "kind": "exclude", "points": [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]}]
+        }))
+        .unwrap();
+        assert!(reg.update_detector(r.cam, whole));
+        r.moving(15);
+        r.still(4);
+        assert!(r.changes().is_empty(), "movement inside an exclude zone makes no event");
+        assert!(r.events().is_empty());
+        // And back: the detector kept its background, so motion counts at once.
+        assert!(reg.update_detector(r.cam, DetectorConfig::default()));
+        r.moving(10);
+        assert_eq!(r.changes().len(), 1, "an event once the zone is gone");
+    }
+
+    #[test]
     fn an_event_of_a_camera_gone_silent_ends_at_its_last_frame() {
         let mut r = Rig::new();
         r.moving(10);
@@ -583,5 +794,54 @@ mod tests {
         assert!(e.clip_path.is_none());
         let left: Vec<_> = std::fs::read_dir(&cdir).unwrap().flatten().map(|f| f.file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from(format!("{open_with_clip}.mp4"))]);
+    }
+
+    /// Pictures of a camera that hands out an empty GOP and "encodes" it to a marker (or fails).
+    struct Marker {
+        encoded: Mutex<Vec<i64>>,
+        fail: bool,
+    }
+
+    impl Pictures for Marker {
+        fn grab(&self, _camera_id: i64) -> Option<Gop> {
+            let params = Arc::new(crate::camera::live::Params { avcc: Default::default(), width: 640, height: 360, fps: 5.0 });
+            Some(Gop { params, units: Vec::new() })
+        }
+        fn encode(&self, _gop: &Gop) -> Result<Vec<u8>> {
+            lock(&self.encoded).push(crate::clock::now_ms());
+            if self.fail { Err(Error::internal("decoder broke")) } else { Ok(b"COLOUR".to_vec()) }
+        }
+    }
+
+    fn thumbnail(r: &Rig) -> Vec<u8> {
+        let e = &r.events()[0];
+        std::fs::read(r.store.data_dir().join(e.thumb_path.as_ref().expect("a thumbnail"))).unwrap()
+    }
+
+    #[test]
+    fn the_thumbnail_is_the_colour_picture_of_the_peak_throttled_to_one_a_second() {
+        let pics = Arc::new(Marker { encoded: Mutex::new(Vec::new()), fail: false });
+        let mut r = Rig::with_pictures(Some(pics.clone()));
+        // 4 s of motion at 5 fps: new peaks come often, captures at most once a (test clock) second.
+        r.moving(20);
+        r.still(4);
+        r.tc.advance(Duration::from_millis(POST_ROLL_MS as u64));
+        r.ev.tick();
+        assert!(r.events()[0].end_ms.is_some());
+        assert_eq!(thumbnail(&r), b"COLOUR", "the colour picture, not the grey frame");
+        let n = lock(&pics.encoded).len();
+        assert!((1..=5).contains(&n), "{n} captures in 4 s of motion");
+    }
+
+    #[test]
+    fn without_a_colour_picture_the_grey_frame_is_the_thumbnail() {
+        let pics = Arc::new(Marker { encoded: Mutex::new(Vec::new()), fail: true });
+        let mut r = Rig::with_pictures(Some(pics.clone()));
+        r.moving(10);
+        r.still(4);
+        r.tc.advance(Duration::from_millis(POST_ROLL_MS as u64));
+        r.ev.tick();
+        assert!(!lock(&pics.encoded).is_empty(), "a capture was tried");
+        assert_eq!(thumbnail(&r), b"\xff\xd8", "the grey fallback");
     }
 }

@@ -1,5 +1,6 @@
-//! The running cameras: started at boot from config and paired devices, and at run time
-//! when a device is paired or unpaired. Holds the senders every camera feeds, so the
+//! The running cameras: started at boot from config, paired devices and cameras added
+//! from the API, and at run time when a device is paired or unpaired or the owner adds,
+//! removes, renames or retunes a camera. Holds the senders every camera feeds, so the
 //! recorder and the events thread end only after the last camera has stopped.
 
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::thread::JoinHandle;
 use crate::camera::{self, Camera, CameraStatus, CameraView, Frame, SegmentEvent};
 use crate::config::RecordingMode;
 use crate::devices::CameraControl;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::events::{MotionState, Registry};
 use crate::motion::DetectorConfig;
 use crate::recorder;
@@ -24,7 +25,10 @@ pub struct Template {
     pub segment_seconds: u32,
     pub motion_fps: u32,
     pub decoder: Option<String>,
-    pub pre_roll_ms: Option<i64>,
+    /// Decodes stills (snapshots, thumbnails), even when motion detection is off.
+    pub still_decoder: Option<String>,
+    /// Pre-roll kept for clips, for cameras whose recording mode is not "off".
+    pub pre_roll_ms: i64,
 }
 
 /// What every camera sends into: segments for the recorder, frames for motion detection.
@@ -72,16 +76,17 @@ impl Fleet {
             DetectorConfig::default()
         });
         let t = &self.template;
+        let mode = row.recording_mode.unwrap_or(t.mode);
         let spec = camera::Spec {
             id: row.id,
             name: row.name.clone(),
             url: row.url.clone(),
             substream_url: row.substream_url.clone(),
-            record_dir: (t.mode == RecordingMode::Continuous).then(|| recorder::camera_dir(&t.data_dir, row.id)),
+            record_dir: (mode == RecordingMode::Continuous).then(|| recorder::camera_dir(&t.data_dir, row.id)),
             segment_seconds: t.segment_seconds,
             motion_fps: t.motion_fps,
             decoder: t.decoder.clone(),
-            pre_roll_ms: t.pre_roll_ms,
+            pre_roll_ms: (mode != RecordingMode::Off).then_some(t.pre_roll_ms),
         };
         let (seg, frames) = match &*lock(&self.senders) {
             Some((s, f)) => (s.clone(), f.clone()),
@@ -105,6 +110,45 @@ impl Fleet {
             c.join();
             tracing::info!(id = camera_id, "camera stopped");
         }
+    }
+
+    /// The recording mode of cameras without one of their own.
+    pub fn default_mode(&self) -> RecordingMode {
+        self.template.mode
+    }
+
+    /// A new name for a running camera's status (its pipeline goes on); false when it
+    /// does not run.
+    pub fn rename(&self, camera_id: i64, name: &str) -> bool {
+        let mut running = lock(&self.running);
+        match running.iter_mut().find(|(c, _)| c.id == camera_id) {
+            Some((c, _)) => {
+                c.name = name.to_string();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// New motion settings for a running camera: its detector takes them at its next
+    /// frame, the pipeline goes on. False when it does not run.
+    pub fn retune(&self, camera_id: i64, cfg: DetectorConfig) -> bool {
+        self.registry.update_detector(camera_id, cfg)
+    }
+
+    /// Runs `f` on a worker thread (joined at shutdown, like pairing's) and waits for
+    /// its answer, so async callers never block and shutdown never misses a camera
+    /// started meanwhile.
+    pub async fn on_worker<T: Send + 'static>(
+        self: &Arc<Self>,
+        what: &str,
+        f: impl FnOnce(&Fleet) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.worker(what, move |fleet| {
+            let _ = tx.send(f(fleet));
+        });
+        rx.await.map_err(|_| Error::new(ErrorKind::Unavailable, format!("cannot {what} the camera now (the hub is stopping)")))?
     }
 
     /// Stops every camera and lets go of the senders (blocking): afterwards the
@@ -177,5 +221,13 @@ impl CameraView for Fleet {
 
     fn feed(&self, camera_id: i64, stream: crate::camera::live::StreamKind) -> Option<Arc<crate::camera::live::Feed>> {
         lock(&self.running).iter().find(|(c, _)| c.id == camera_id).map(|(c, _)| c.feed(stream))
+    }
+
+    fn snapshot(&self, camera_id: i64, stream: camera::live::StreamKind, width: u32) -> Result<Vec<u8>> {
+        let feed = self.feed(camera_id, stream).ok_or_else(|| crate::error::Error::not_found("no such camera"))?;
+        let decoder = self.template.still_decoder.as_deref().ok_or_else(|| {
+            crate::error::Error::new(crate::error::ErrorKind::Unavailable, "no H.264 decoder on this machine")
+        })?;
+        camera::still::snapshot(&feed, width, decoder)
     }
 }

@@ -14,7 +14,8 @@
 //! database is checkpointed and closed. `run` returns only after every thread and task
 //! it started has been joined (rumqttd's, which cannot be stopped, aside).
 
-mod fleet;
+pub mod fleet;
+mod pictures;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use crate::camera;
 use crate::clock::Clock;
 use crate::cloud;
-use crate::config::{Config, RecordingMode};
+use crate::config::Config;
 use crate::devices::{self, Devices};
 use crate::error::{Error, ErrorKind, Result, blocking};
 use crate::events::{self, MotionState, Registry};
@@ -126,6 +127,7 @@ async fn serve(
     let now = clock.now_ms();
     let mut rows = store.call(move |db| db.sync_config_cameras(&config_cams, now)).await?;
     rows.extend(store.call(|db| db.paired_cameras()).await?);
+    rows.extend(store.call(|db| db.added_cameras()).await?);
 
     let retention = Retention::from(&cfg.recording);
     let report = {
@@ -153,13 +155,15 @@ async fn serve(
     // Frames for motion detection: a short queue; a camera drops frames the detector
     // has no time for rather than waiting.
     let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel(32);
-    let clips_on = cfg.recording.mode != RecordingMode::Off;
     let cloud = if cfg.cloud.store.is_empty() {
         None
     } else {
         Some(cloud::relay::Relay::start(&cfg.cloud, store.clone(), hub_id.clone(), clock.clone(), stop.clone())?)
     };
     let motion = Arc::new(MotionState::default());
+    // Stills (snapshots, colour thumbnails) are decoded even when motion detection is off.
+    let still_decoder = camera::pick_decoder(&cfg.decode.prefer);
+    let pictures = Arc::new(pictures::FleetPictures::new(still_decoder.clone()));
     let registry = Arc::new(Registry::default());
     let (changes, _) = tokio::sync::broadcast::channel(64);
     let events_thread = events::spawn(
@@ -169,6 +173,7 @@ async fn serve(
             post_roll_ms: i64::from(cfg.motion.post_roll_seconds) * 1000,
             cameras: registry.clone(),
             jpeg: camera::encode_jpeg,
+            pictures: Some(pictures.clone() as Arc<dyn events::Pictures>),
             cloud: cloud.as_ref().map(|(r, _)| r.clone() as Arc<dyn events::CloudRelay>),
             clock: clock.clone(),
         },
@@ -183,8 +188,9 @@ async fn serve(
             segment_seconds: cfg.recording.segment_seconds,
             motion_fps: cfg.motion.fps,
             decoder: decoder.clone(),
+            still_decoder,
             // Events are reported a few frames after the movement began: keep a margin.
-            pre_roll_ms: clips_on.then(|| i64::from(cfg.motion.pre_roll_seconds) * 1000 + PRE_ROLL_MARGIN_MS),
+            pre_roll_ms: i64::from(cfg.motion.pre_roll_seconds) * 1000 + PRE_ROLL_MARGIN_MS,
         },
         store.clone(),
         seg_tx,
@@ -192,6 +198,7 @@ async fn serve(
         motion,
         registry,
     ));
+    pictures.attach(&fleet);
     {
         let fleet = fleet.clone();
         blocking("starting cameras", move || rows.iter().try_for_each(|row| fleet.start_blocking(row))).await??;
@@ -233,10 +240,12 @@ async fn serve(
         store: store.clone(),
         clock: clock.clone(),
         cameras: fleet.clone(),
+        camera_admin: Arc::new(fleet.clone()),
         devices: devices.clone(),
         broker: mqtt.clone(),
         discovery: mdns.clone().map(|m| m as Arc<dyn web::ports::Discovery>),
         cloud: cloud.as_ref().map(|(r, _)| r.clone() as Arc<dyn web::ports::CloudStatus>),
+        retention: Retention::from(&cfg.recording),
         allow_public_clients: cfg.web.allow_public_clients,
     });
     let web_task = tokio::spawn(web::serve(listener, tls, web::router(state), stop.clone()));

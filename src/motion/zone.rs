@@ -30,7 +30,8 @@ pub enum ZoneKind {
     /// count. Include zones are the ones reported in `zones_hit`.
     Include,
     /// Pixels inside a mask never count (a clock overlay, a tree, the neighbour's road).
-    /// Masks win over include zones.
+    /// Masks win over include zones. Called "exclude" in the API; "mask" is still read.
+    #[serde(rename = "exclude", alias = "mask")]
     Mask,
 }
 
@@ -557,6 +558,9 @@ mod tests {
         assert_eq!(serde_json::from_str::<Zone>(&json).unwrap(), z);
         let mask: Zone = serde_json::from_str(r#"{"name":"m","kind":"mask","points":[[0,0],[1,0],[1,1]]}"#).unwrap();
         assert_eq!(mask.kind, ZoneKind::Mask);
+        let exclude: Zone = serde_json::from_str(r#"{"name":"m","kind":"exclude","points":[[0,0],[1,0],[1,1]]}"#).unwrap();
+        assert_eq!(exclude, mask, "the API's word for a mask");
+        assert!(serde_json::to_string(&mask).unwrap().contains(r#""kind":"exclude""#));
         assert!(serde_json::from_str::<Zone>(r#"{"name":"m","kind":"other","points":[]}"#).is_err());
         assert!(serde_json::from_str::<Zone>(r#"{"name":"m","kind":"mask","points":[],"x":1}"#).is_err());
     }

@@ -9,6 +9,7 @@
 //! disk; a file is deleted only after its row has moved to the garbage list, so a power
 //! cut never leaves a row without a file or a file nobody will delete.
 
+pub mod export;
 pub mod mp4;
 
 use std::collections::HashSet;

@@ -265,7 +265,7 @@ impl Db {
     pub fn device_camera(&mut self, device_id: &str) -> Result<Option<CameraRow>> {
         self.conn
             .query_row(
-                "SELECT id, name, source, url, substream_url FROM cameras WHERE device_id = ?1",
+                &format!("SELECT {} FROM cameras WHERE device_id = ?1", super::cameras::CAMERA_COLS),
                 params![device_id],
                 CameraRow::from_row,
             )
@@ -318,7 +318,7 @@ impl Db {
 
     pub fn camera(&mut self, id: i64) -> Result<Option<CameraRow>> {
         self.conn
-            .query_row("SELECT id, name, source, url, substream_url FROM cameras WHERE id = ?1", params![id], CameraRow::from_row)
+            .query_row(&format!("SELECT {} FROM cameras WHERE id = ?1", super::cameras::CAMERA_COLS), params![id], CameraRow::from_row)
             .optional()
             .map_err(db_err("reading camera"))
     }
@@ -328,7 +328,7 @@ impl Db {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT c.id, c.name, c.source, c.url, c.substream_url FROM cameras c
+                "SELECT c.id, c.name, c.source, c.url, c.substream_url, c.recording_mode FROM cameras c
                  JOIN devices d ON d.id = c.device_id WHERE d.password_hash IS NOT NULL ORDER BY c.id",
             )
             .map_err(db_err("listing paired cameras"))?;

@@ -48,6 +48,28 @@ impl Db {
         rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing events"))
     }
 
+    /// One page of events, newest first: those before `before` (the start and id of the
+    /// previous page's last row), at most `q.limit`.
+    pub fn events_page(&mut self, q: &SegmentQuery, before: Option<(i64, i64)>) -> Result<Vec<EventRow>> {
+        let (before_start, before_id) = before.unzip();
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLS} FROM events
+                 WHERE (?1 IS NULL OR camera_id = ?1) AND (?2 IS NULL OR COALESCE(end_ms, start_ms) >= ?2) AND (?3 IS NULL OR start_ms <= ?3)
+                   AND (?4 IS NULL OR start_ms < ?4 OR (start_ms = ?4 AND id < ?5))
+                 ORDER BY start_ms DESC, id DESC LIMIT ?6"
+            ))
+            .map_err(db_err("listing events"))?;
+        let rows = st
+            .query_map(
+                params![q.camera_id, q.since_ms, q.until_ms, before_start, before_id, q.limit.unwrap_or(i64::MAX)],
+                EventRow::from_row,
+            )
+            .map_err(db_err("listing events"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing events"))
+    }
+
     pub fn event(&mut self, id: i64) -> Result<Option<EventRow>> {
         self.conn
             .query_row(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"), params![id], EventRow::from_row)

@@ -38,5 +38,5 @@ pub use engine::{DB_FILE, Db, Store};
 pub use events::{EventRow, FinishedEvent};
 pub use lock::{DirLock, prepare_data_dir};
 pub use schema::LATEST_VERSION;
-pub use segments::{Segment, SegmentQuery, SegmentRow};
+pub use segments::{CameraBytes, Segment, SegmentQuery, SegmentRow, Span, Written, merge_spans};
 pub use users::{Role, UserRow};

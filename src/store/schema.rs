@@ -136,6 +136,29 @@ const STEPS: &[&str] = &[
     ) STRICT;
     CREATE INDEX cloud_queue_open ON cloud_queue (done_ms, failed, next_ms);
     CREATE INDEX cloud_queue_event ON cloud_queue (event_id, kind);",
+    // v6: cameras added from the API (source 'added'), a per-camera recording mode
+    // (NULL: the config's), and removal that keeps the row while recordings refer to it
+    // (`removed_ms`); names are unique among the cameras not removed. SQLite changes a
+    // CHECK only by rebuilding the table (its documented 12-step procedure; `upgrade`
+    // runs steps with foreign keys off and checks them before each commit).
+    "CREATE TABLE cameras_v6 (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('config', 'paired', 'added')),
+        url TEXT NOT NULL,
+        substream_url TEXT NOT NULL DEFAULT '',
+        created_ms INTEGER NOT NULL,
+        motion TEXT NOT NULL DEFAULT '{}',
+        device_id TEXT REFERENCES devices (id),
+        recording_mode TEXT CHECK (recording_mode IN ('continuous', 'events', 'off')),
+        removed_ms INTEGER
+    ) STRICT;
+    INSERT INTO cameras_v6 (id, name, source, url, substream_url, created_ms, motion, device_id)
+        SELECT id, name, source, url, substream_url, created_ms, motion, device_id FROM cameras;
+    DROP TABLE cameras;
+    ALTER TABLE cameras_v6 RENAME TO cameras;
+    CREATE UNIQUE INDEX cameras_by_device ON cameras (device_id) WHERE device_id IS NOT NULL;
+    CREATE UNIQUE INDEX cameras_by_name ON cameras (name) WHERE removed_ms IS NULL;",
 ];
 
 pub const LATEST_VERSION: u32 = STEPS.len() as u32;
@@ -153,16 +176,50 @@ pub fn upgrade(conn: &mut Connection, target: u32) -> Result<()> {
             "database schema version {v} is newer than this homehub understands ({LATEST_VERSION}); upgrade homehub"
         )));
     }
-    while v < target {
-        let tx = conn.transaction().map_err(|e| Error::internal(format!("database: upgrade begin: {e}")))?;
-        tx.execute_batch(STEPS[v as usize])
-            .and_then(|_| tx.execute_batch(&format!("PRAGMA user_version = {}", v + 1)))
-            .and_then(|_| tx.commit())
-            .map_err(|e| Error::internal(format!("database: upgrading schema {v} -> {}: {e}", v + 1)))?;
-        v += 1;
-        tracing::info!(version = v, "database schema upgraded");
+    if v >= target {
+        return Ok(());
     }
-    Ok(())
+    // A step that rebuilds a table drops the old one, which foreign keys would refuse;
+    // the pragma cannot change inside a transaction, so keys are off while steps run and
+    // each step's result is checked before it commits.
+    let fk: i64 = conn
+        .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+        .map_err(|e| Error::internal(format!("database: reading foreign_keys: {e}")))?;
+    let set_fk = |conn: &Connection, on: bool| {
+        conn.execute_batch(if on { "PRAGMA foreign_keys = ON" } else { "PRAGMA foreign_keys = OFF" })
+            .map_err(|e| Error::internal(format!("database: setting foreign_keys: {e}")))
+    };
+    set_fk(conn, false)?;
+    let upgraded = (|| {
+        while v < target {
+            let tx = conn.transaction().map_err(|e| Error::internal(format!("database: upgrade begin: {e}")))?;
+            tx.execute_batch(STEPS[v as usize])
+                .and_then(|_| foreign_keys_hold(&tx))
+                .and_then(|_| tx.execute_batch(&format!("PRAGMA user_version = {}", v + 1)))
+                .and_then(|_| tx.commit())
+                .map_err(|e| Error::internal(format!("database: upgrading schema {v} -> {}: {e}", v + 1)))?;
+            v += 1;
+            tracing::info!(version = v, "database schema upgraded");
+        }
+        Ok(())
+    })();
+    set_fk(conn, fk != 0)?;
+    upgraded
+}
+
+/// Fails when a row refers to a row that does not exist.
+fn foreign_keys_hold(conn: &Connection) -> rusqlite::Result<()> {
+    let broken: Option<String> = conn
+        .query_row("PRAGMA foreign_key_check", [], |r| r.get::<_, String>(0))
+        .map(Some)
+        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
+    match broken {
+        Some(table) => Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+            Some(format!("a row of {table} refers to a missing row")),
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -197,6 +254,13 @@ mod tests {
                 conn.query_row("SELECT path, partial FROM segments", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
             assert_eq!(path, "recordings/1/a.mp4");
             assert_eq!(partial, 0);
+            // The camera survived the v6 rebuild with its id, under its old source.
+            let (name, source, mode): (String, String, Option<String>) = conn
+                .query_row("SELECT name, source, recording_mode FROM cameras WHERE id = 1", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .unwrap();
+            assert_eq!((name.as_str(), source.as_str(), mode), ("Porch", "config", None));
         }
     }
 
@@ -227,6 +291,35 @@ mod tests {
         ] {
             assert_eq!(columns(&fresh, table), columns(&old, table), "table {table}");
         }
+    }
+
+    #[test]
+    fn v6_rebuilds_cameras_with_foreign_keys_on_and_keeps_them_on() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        upgrade(&mut conn, 5).unwrap();
+        conn.execute_batch(
+            "INSERT INTO devices (id, kind, password_hash, paired_ms) VALUES ('cam-1', 'camera', x'00', 1);
+             INSERT INTO cameras (name, source, url, created_ms, device_id, motion)
+                 VALUES ('Porch', 'paired', 'rtsp://h/a', 1, 'cam-1', '{\"sensitivity\":7}');
+             INSERT INTO segments (camera_id, path, start_ms, end_ms, bytes) VALUES (1, 'recordings/1/a.mp4', 0, 10, 5);
+             INSERT INTO events (camera_id, start_ms) VALUES (1, 5);",
+        )
+        .unwrap();
+        upgrade(&mut conn, LATEST_VERSION).unwrap();
+        let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!(fk, 1, "foreign keys are back on after the upgrade");
+        let (motion, device): (String, String) =
+            conn.query_row("SELECT motion, device_id FROM cameras WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!((motion.as_str(), device.as_str()), ("{\"sensitivity\":7}", "cam-1"));
+        assert!(conn.execute("INSERT INTO segments (camera_id, path, start_ms, end_ms, bytes) VALUES (9, 'x', 0, 1, 1)", []).is_err());
+        conn.execute("INSERT INTO cameras (name, source, url, created_ms) VALUES ('Yard', 'added', 'rtsp://h/y', 2)", []).unwrap();
+        let dup = conn.execute("INSERT INTO cameras (name, source, url, created_ms) VALUES ('Yard', 'added', 'rtsp://h/z', 2)", []);
+        assert!(dup.is_err(), "names are unique among cameras not removed");
+        conn.execute("UPDATE cameras SET removed_ms = 3 WHERE name = 'Yard'", []).unwrap();
+        conn.execute("INSERT INTO cameras (name, source, url, created_ms) VALUES ('Yard', 'added', 'rtsp://h/z', 4)", []).unwrap();
+        let bad = conn.execute("INSERT INTO cameras (name, source, url, created_ms) VALUES ('X', 'cloud', 'rtsp://h/x', 4)", []);
+        assert!(bad.is_err(), "source is still checked");
     }
 
     #[test]

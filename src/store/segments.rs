@@ -32,6 +32,91 @@ impl Db {
         rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing segments"))
     }
 
+    /// One page of recordings, oldest first: those after `after` (the start and id of the
+    /// previous page's last row), at most `q.limit`.
+    pub fn segments_page(&mut self, q: &SegmentQuery, after: Option<(i64, i64)>) -> Result<Vec<SegmentRow>> {
+        let (after_start, after_id) = after.unzip();
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT id, camera_id, path, start_ms, end_ms, bytes, partial FROM segments
+                 WHERE (?1 IS NULL OR camera_id = ?1) AND (?2 IS NULL OR end_ms >= ?2) AND (?3 IS NULL OR start_ms <= ?3)
+                   AND (?4 IS NULL OR start_ms > ?4 OR (start_ms = ?4 AND id > ?5))
+                 ORDER BY start_ms, id LIMIT ?6",
+            )
+            .map_err(db_err("listing segments"))?;
+        let rows = st
+            .query_map(
+                params![q.camera_id, q.since_ms, q.until_ms, after_start, after_id, q.limit.unwrap_or(i64::MAX)],
+                SegmentRow::from_row,
+            )
+            .map_err(db_err("listing segments"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing segments"))
+    }
+
+    /// Recorded time as contiguous spans per camera (by camera, then time): segments
+    /// closer than `max_gap_ms` are one span. At most `q.limit` segments are read.
+    pub fn recorded_spans(&mut self, q: &SegmentQuery, max_gap_ms: i64) -> Result<Vec<Span>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT camera_id, start_ms, end_ms FROM segments
+                 WHERE (?1 IS NULL OR camera_id = ?1) AND (?2 IS NULL OR end_ms >= ?2) AND (?3 IS NULL OR start_ms <= ?3)
+                 ORDER BY camera_id, start_ms LIMIT ?4",
+            )
+            .map_err(db_err("listing recorded spans"))?;
+        let rows = st
+            .query_map(params![q.camera_id, q.since_ms, q.until_ms, q.limit.unwrap_or(i64::MAX)], |r| {
+                Ok(Span { camera_id: r.get(0)?, start_ms: r.get(1)?, end_ms: r.get(2)? })
+            })
+            .map_err(db_err("listing recorded spans"))?;
+        let segs: Vec<Span> = rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing recorded spans"))?;
+        Ok(merge_spans(segs, max_gap_ms))
+    }
+
+    /// Bytes of media per camera, from the rows: segments and finished events' clips.
+    /// Every camera with a row or media, by id.
+    pub fn media_bytes_by_camera(&mut self) -> Result<Vec<CameraBytes>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "WITH ids AS (SELECT id AS camera_id FROM cameras UNION SELECT camera_id FROM segments UNION SELECT camera_id FROM events)
+                 SELECT ids.camera_id, c.name,
+                   (SELECT COALESCE(SUM(bytes), 0) FROM segments s WHERE s.camera_id = ids.camera_id),
+                   (SELECT COALESCE(SUM(clip_bytes), 0) FROM events e WHERE e.camera_id = ids.camera_id)
+                 FROM ids LEFT JOIN cameras c ON c.id = ids.camera_id ORDER BY ids.camera_id",
+            )
+            .map_err(db_err("summing media per camera"))?;
+        let rows = st
+            .query_map([], |r| {
+                let id: i64 = r.get(0)?;
+                Ok(CameraBytes {
+                    camera_id: id,
+                    name: r.get::<_, Option<String>>(1)?.unwrap_or_else(|| format!("camera {id}")),
+                    recordings_bytes: r.get::<_, i64>(2)? as u64,
+                    clips_bytes: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .map_err(db_err("summing media per camera"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("summing media per camera"))
+    }
+
+    /// What was written from `since_ms` on: the bytes of segments and clips that ended
+    /// then or later, and when the oldest media still listed began (None: there is none).
+    pub fn media_written_since(&mut self, since_ms: i64) -> Result<Written> {
+        self.conn
+            .query_row(
+                "SELECT
+                   (SELECT COALESCE(SUM(bytes), 0) FROM segments WHERE end_ms >= ?1)
+                     + (SELECT COALESCE(SUM(clip_bytes), 0) FROM events WHERE clip_bytes IS NOT NULL AND end_ms >= ?1),
+                   (SELECT MIN(t) FROM (SELECT MIN(start_ms) AS t FROM segments
+                      UNION ALL SELECT MIN(COALESCE(clip_start_ms, start_ms)) FROM events WHERE clip_bytes IS NOT NULL))",
+                params![since_ms],
+                |r| Ok(Written { bytes: r.get::<_, i64>(0)? as u64, oldest_start_ms: r.get(1)? }),
+            )
+            .map_err(db_err("summing recent writes"))
+    }
+
     pub fn segment(&mut self, id: i64) -> Result<Option<SegmentRow>> {
         self.conn
             .query_row(
@@ -209,6 +294,44 @@ impl SegmentRow {
     }
 }
 
+/// Contiguous recorded time of one camera.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    pub camera_id: i64,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// Joins spans sorted by camera and start whose gap is under `max_gap_ms` (overlaps too).
+pub fn merge_spans(sorted: Vec<Span>, max_gap_ms: i64) -> Vec<Span> {
+    let mut out: Vec<Span> = Vec::new();
+    for s in sorted {
+        match out.last_mut() {
+            Some(last) if last.camera_id == s.camera_id && s.start_ms - last.end_ms < max_gap_ms => {
+                last.end_ms = last.end_ms.max(s.end_ms);
+            }
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
+/// Media bytes of one camera, from the rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CameraBytes {
+    pub camera_id: i64,
+    pub name: String,
+    pub recordings_bytes: u64,
+    pub clips_bytes: u64,
+}
+
+/// Bytes written recently, and since when anything has been kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub bytes: u64,
+    pub oldest_start_ms: Option<i64>,
+}
+
 /// A time range query, for segments and events alike.
 #[derive(Debug, Clone, Default)]
 pub struct SegmentQuery {
@@ -289,5 +412,90 @@ mod tests {
         assert!(e.clip_path.is_none() && e.thumb_path.is_none(), "the event stays, its clip goes");
         assert_eq!(db.media_bytes_total().unwrap(), 100);
         assert!(db.event(open).unwrap().unwrap().end_ms.is_none());
+    }
+
+    fn seg(db: &mut Db, cam: i64, start: i64, end: i64, bytes: u64) -> i64 {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        db.insert_segment(&Segment { camera_id: cam, path: format!("r/{cam}/{n}"), start_ms: start, end_ms: end, bytes, partial: false })
+            .unwrap()
+    }
+
+    #[test]
+    fn pages_list_every_segment_once_oldest_first_and_events_newest_first() {
+        let mut db = Db::open_in_memory_at(LATEST_VERSION);
+        let cam = db.sync_config_cameras(&[("Porch".into(), "rtsp://h/a".into(), String::new())], 0).unwrap()[0].id;
+        // Ties on the start time are broken by id, so none is lost at a page boundary.
+        let mut ids: Vec<i64> = (0..7).map(|i| seg(&mut db, cam, (i / 2) * 1000, (i / 2) * 1000 + 900, 1)).collect();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = db.segments_page(&SegmentQuery { limit: Some(3), ..Default::default() }, after).unwrap();
+            seen.extend(page.iter().map(|r| r.id));
+            match page.last() {
+                Some(r) if page.len() == 3 => after = Some((r.segment.start_ms, r.id)),
+                _ => break,
+            }
+        }
+        assert_eq!(seen, ids);
+        let evs: Vec<i64> = (0..5).map(|i| db.insert_event(cam, 500 * (i / 2)).unwrap()).collect();
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = db.events_page(&SegmentQuery { limit: Some(2), ..Default::default() }, before).unwrap();
+            seen.extend(page.iter().map(|e| e.id));
+            match page.last() {
+                Some(e) if page.len() == 2 => before = Some((e.start_ms, e.id)),
+                _ => break,
+            }
+        }
+        ids = evs.into_iter().rev().collect();
+        assert_eq!(seen, ids, "newest first");
+    }
+
+    #[test]
+    fn spans_join_segments_closer_than_the_gap_per_camera() {
+        let mut db = Db::open_in_memory_at(LATEST_VERSION);
+        let cams = db
+            .sync_config_cameras(&[("A".into(), "rtsp://h/a".into(), String::new()), ("B".into(), "rtsp://h/b".into(), String::new())], 0)
+            .unwrap();
+        let (a, b) = (cams[0].id, cams[1].id);
+        seg(&mut db, a, 0, 10_000, 1);
+        seg(&mut db, a, 11_999, 20_000, 1); // gap 1.999 s: joined
+        seg(&mut db, a, 22_000, 30_000, 1); // gap 2 s: a new span
+        seg(&mut db, b, 5_000, 9_000, 1);
+        let spans = db.recorded_spans(&SegmentQuery::default(), 2_000).unwrap();
+        let want = [(a, 0, 20_000), (a, 22_000, 30_000), (b, 5_000, 9_000)]
+            .map(|(camera_id, start_ms, end_ms)| Span { camera_id, start_ms, end_ms });
+        assert_eq!(spans, want);
+        let only_b = db.recorded_spans(&SegmentQuery { camera_id: Some(b), ..Default::default() }, 2_000).unwrap();
+        assert_eq!(only_b, want[2..]);
+    }
+
+    #[test]
+    fn bytes_per_camera_and_recent_writes_come_from_the_rows() {
+        let mut db = Db::open_in_memory_at(LATEST_VERSION);
+        let cams = db
+            .sync_config_cameras(&[("A".into(), "rtsp://h/a".into(), String::new()), ("B".into(), "rtsp://h/b".into(), String::new())], 0)
+            .unwrap();
+        let (a, b) = (cams[0].id, cams[1].id);
+        assert_eq!(db.media_written_since(0).unwrap(), Written { bytes: 0, oldest_start_ms: None });
+        seg(&mut db, a, 1_000, 2_000, 100);
+        seg(&mut db, a, 5_000, 6_000, 50);
+        let e = db.insert_event(b, 3_000).unwrap();
+        db.set_event_clip_start(e, 2_500).unwrap();
+        db.finish_event(&FinishedEvent { id: e, end_ms: 4_000, clip_bytes: Some(30), clip_path: Some("c".into()), zones_json: "[]".into(), ..Default::default() })
+            .unwrap();
+        db.insert_event(b, 7_000).unwrap(); // open: no clip yet
+        let by = db.media_bytes_by_camera().unwrap();
+        assert_eq!(
+            by,
+            [
+                CameraBytes { camera_id: a, name: "A".into(), recordings_bytes: 150, clips_bytes: 0 },
+                CameraBytes { camera_id: b, name: "B".into(), recordings_bytes: 0, clips_bytes: 30 }
+            ]
+        );
+        assert_eq!(db.media_written_since(0).unwrap(), Written { bytes: 180, oldest_start_ms: Some(1_000) });
+        assert_eq!(db.media_written_since(3_000).unwrap().bytes, 80, "what ended from 3 s on");
     }
 }

@@ -8,17 +8,21 @@
 //! database through the [`Store`].
 
 pub mod auth;
+pub mod cameras;
 mod devices;
+mod export;
 mod live;
 pub mod metrics;
 pub mod ports;
+mod stills;
+mod timeline;
 pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Path as UrlPath, Query, Request, State};
+use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -29,46 +33,14 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use crate::camera::{CameraStatus, CameraView};
+use crate::camera::CameraView;
 use crate::clock::{Clock, rfc3339};
 use crate::error::{Error, ErrorKind};
-use crate::motion::DetectorConfig;
-use crate::store::{EventRow, Role, SegmentQuery, SegmentRow, Store, UserRow};
+use crate::store::{Role, Store, UserRow};
 
 const LOGIN_PAGE: &str = include_str!("../../web/login.html");
 const APP_PAGE: &str = include_str!("../../web/index.html");
 const OPENAPI: &str = include_str!("../../web/openapi.json");
-
-/// A camera as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct CameraInfo {
-    pub id: i64,
-    pub name: String,
-    /// "connecting" | "streaming" | "error" | "stopped"
-    pub status: String,
-    pub reason: Option<String>,
-    pub decoder: Option<String>,
-    pub decoded_fps: f64,
-    /// "config" | "paired"
-    pub source: String,
-    /// Motion going on now.
-    pub motion: bool,
-}
-
-impl From<CameraStatus> for CameraInfo {
-    fn from(c: CameraStatus) -> Self {
-        CameraInfo {
-            id: c.id,
-            name: c.name,
-            status: c.status.state.as_str().to_string(),
-            reason: c.status.reason,
-            decoder: c.status.decoder,
-            decoded_fps: c.status.decoded_fps,
-            source: c.source,
-            motion: c.motion,
-        }
-    }
-}
 
 /// What the hub hands the web when it builds it: the database, the clock, and a narrow
 /// view of each subsystem the pages show.
@@ -77,12 +49,15 @@ pub struct Parts {
     /// Stamps sessions and the audit trail.
     pub clock: Clock,
     pub cameras: Arc<dyn CameraView>,
+    pub camera_admin: Arc<dyn ports::CameraAdmin>,
     pub devices: Arc<dyn ports::DeviceAdmin>,
     pub broker: Arc<dyn ports::BrokerStats>,
     /// None when mDNS is off or could not start.
     pub discovery: Option<Arc<dyn ports::Discovery>>,
     /// None when `cloud.store` is empty.
     pub cloud: Option<Arc<dyn ports::CloudStatus>>,
+    /// What `/api/storage` forecasts with.
+    pub retention: crate::recorder::Retention,
     pub allow_public_clients: bool,
 }
 
@@ -91,12 +66,15 @@ pub struct AppState {
     store: Store,
     clock: Clock,
     cameras: Arc<dyn CameraView>,
+    camera_admin: Arc<dyn ports::CameraAdmin>,
     devices: Arc<dyn ports::DeviceAdmin>,
     broker: Arc<dyn ports::BrokerStats>,
     discovery: Option<Arc<dyn ports::Discovery>>,
     cloud: Option<Arc<dyn ports::CloudStatus>>,
     allow_public_clients: bool,
     throttle: Arc<auth::Throttle>,
+    retention: crate::recorder::Retention,
+    stills: Arc<stills::Cache>,
 }
 
 impl AppState {
@@ -105,12 +83,15 @@ impl AppState {
             store: p.store,
             clock: p.clock,
             cameras: p.cameras,
+            camera_admin: p.camera_admin,
             devices: p.devices,
             broker: p.broker,
             discovery: p.discovery,
             cloud: p.cloud,
             allow_public_clients: p.allow_public_clients,
             throttle: Arc::new(auth::Throttle::new(10, Duration::from_secs(300))),
+            retention: p.retention,
+            stills: Arc::new(stills::Cache::default()),
         }
     }
 }
@@ -152,13 +133,19 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(app_page))
         .route("/api/session", post(login).delete(logout))
         .route("/api/me", get(me))
-        .route("/api/cameras", get(list_cameras))
-        .route("/api/recordings", get(list_recordings))
+        .route("/api/cameras", get(cameras::list_cameras).post(cameras::add))
+        .route("/api/cameras/probe", post(cameras::probe))
+        .route("/api/cameras/{id}", axum::routing::patch(cameras::patch).delete(cameras::remove))
+        .route("/api/recordings", get(timeline::list_recordings))
+        .route("/api/recordings/spans", get(timeline::spans))
+        .route("/api/storage", get(timeline::storage))
+        .route("/api/cameras/{id}/snapshot.jpg", get(stills::snapshot))
         .route("/api/recordings/{id}/media", get(recording_media))
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
-        .route("/api/cameras/{id}/motion", get(get_motion).put(put_motion))
+        .route("/api/cameras/{id}/motion", get(cameras::get_motion).put(cameras::put_motion))
         .route("/api/cameras/{id}/live", get(live::live))
-        .route("/api/events", get(list_events))
+        .route("/api/cameras/{id}/export", get(export::export))
+        .route("/api/events", get(timeline::list_events))
         .route("/api/events/{id}/{media}", get(event_media))
         .route("/api/devices", get(devices::list_devices))
         .route("/api/devices/{id}", axum::routing::delete(devices::unpair))
@@ -347,32 +334,6 @@ struct Items<T> {
     items: Vec<T>,
 }
 
-async fn list_cameras(State(st): State<AppState>, ext: Option<axum::Extension<Session>>) -> ApiResult<Json<Items<CameraInfo>>> {
-    session(ext)?;
-    Ok(Json(Items { items: st.cameras.cameras().into_iter().map(CameraInfo::from).collect() }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RangeQuery {
-    camera: Option<i64>,
-    since: Option<String>,
-    until: Option<String>,
-}
-
-type RangeParams = Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>;
-
-/// `?camera=&since=&until=` as a store query; a bad value is a 400 naming it.
-fn range_query(q: RangeParams) -> ApiResult<SegmentQuery> {
-    let Query(q) = q.map_err(|e| err(ErrorKind::Invalid, &e.body_text()))?;
-    Ok(SegmentQuery {
-        camera_id: q.camera,
-        since_ms: parse_time("since", &q.since)?,
-        until_ms: parse_time("until", &q.until)?,
-        limit: Some(10_000),
-    })
-}
-
 fn parse_time(key: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
     v.as_deref()
         .map(|s| {
@@ -381,43 +342,6 @@ fn parse_time(key: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
                 .map_err(|_| err(ErrorKind::Invalid, &format!("{key}: expected an RFC 3339 time, got {s:?}")))
         })
         .transpose()
-}
-
-#[derive(Serialize)]
-struct RecordingInfo {
-    id: i64,
-    camera_id: i64,
-    start: String,
-    end: String,
-    bytes: u64,
-    partial: bool,
-    /// The file, relative to the data dir.
-    path: String,
-    url: String,
-}
-
-async fn list_recordings(
-    State(st): State<AppState>,
-    ext: Option<axum::Extension<Session>>,
-    q: RangeParams,
-) -> ApiResult<Json<Items<RecordingInfo>>> {
-    session(ext)?;
-    let query = range_query(q)?;
-    let rows = st.store.call(move |db| db.segments(&query)).await?;
-    let items = rows
-        .into_iter()
-        .map(|SegmentRow { id, segment: s }| RecordingInfo {
-            id,
-            camera_id: s.camera_id,
-            start: rfc3339(s.start_ms),
-            end: rfc3339(s.end_ms),
-            bytes: s.bytes,
-            partial: s.partial,
-            path: s.path,
-            url: format!("/api/recordings/{id}/media"),
-        })
-        .collect();
-    Ok(Json(Items { items }))
 }
 
 async fn recording_media(
@@ -429,80 +353,6 @@ async fn recording_media(
     session(ext)?;
     let row = st.store.call(move |db| db.segment(id)).await?.ok_or_else(|| err(ErrorKind::NotFound, "no such recording"))?;
     serve_file(&st, &row.segment.path, "video/mp4", req).await
-}
-
-async fn get_motion(
-    State(st): State<AppState>,
-    ext: Option<axum::Extension<Session>>,
-    UrlPath(id): UrlPath<i64>,
-) -> ApiResult<Json<serde_json::Value>> {
-    session(ext)?;
-    let json = st.store.call(move |db| db.camera_motion(id)).await?.ok_or_else(|| err(ErrorKind::NotFound, "no such camera"))?;
-    let cfg: DetectorConfig = serde_json::from_str(&json).unwrap_or_default();
-    Ok(Json(serde_json::to_value(cfg).map_err(|e| ApiError(Error::internal(format!("encoding motion settings: {e}"))))?))
-}
-
-/// Sets a camera's motion sensitivity and zones; they apply from the hub's next start.
-async fn put_motion(
-    State(st): State<AppState>,
-    ext: Option<axum::Extension<Session>>,
-    UrlPath(id): UrlPath<i64>,
-    body: axum::body::Bytes,
-) -> ApiResult<Json<serde_json::Value>> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
-    let cfg: DetectorConfig = serde_json::from_slice(&body).map_err(|e| err(ErrorKind::Invalid, &format!("body: {e}")))?;
-    cfg.validate().map_err(|e| err(ErrorKind::Invalid, &e.to_string()))?;
-    let json = serde_json::to_string(&cfg).map_err(|e| ApiError(Error::internal(format!("encoding motion settings: {e}"))))?;
-    let (who, now) = (s.user.email.clone(), st.clock.now_ms());
-    st.store
-        .call(move |db| {
-            db.set_camera_motion(id, &json)?;
-            db.audit(&who, "camera.motion", &format!("camera {id}"), now)
-        })
-        .await?;
-    Ok(Json(serde_json::to_value(cfg).map_err(|e| ApiError(Error::internal(format!("encoding motion settings: {e}"))))?))
-}
-
-#[derive(Serialize)]
-struct EventInfo {
-    id: i64,
-    camera_id: i64,
-    start: String,
-    end: Option<String>,
-    score: f64,
-    zones: serde_json::Value,
-    /// Where the clip begins (pre-roll included), once it has one.
-    clip_start: Option<String>,
-    clip_bytes: Option<u64>,
-    clip_url: Option<String>,
-    thumbnail_url: Option<String>,
-}
-
-async fn list_events(
-    State(st): State<AppState>,
-    ext: Option<axum::Extension<Session>>,
-    q: RangeParams,
-) -> ApiResult<Json<Items<EventInfo>>> {
-    session(ext)?;
-    let query = range_query(q)?;
-    let rows = st.store.call(move |db| db.events(&query)).await?;
-    let items = rows
-        .into_iter()
-        .map(|e: EventRow| EventInfo {
-            id: e.id,
-            camera_id: e.camera_id,
-            start: rfc3339(e.start_ms),
-            end: e.end_ms.map(rfc3339),
-            score: (e.peak_score * 1000.0).round() / 1000.0,
-            zones: serde_json::from_str(&e.zones_json).unwrap_or_default(),
-            clip_start: e.clip_start_ms.map(rfc3339),
-            clip_bytes: e.clip_bytes,
-            clip_url: e.clip_path.as_ref().map(|_| format!("/api/events/{}/clip", e.id)),
-            thumbnail_url: e.thumb_path.as_ref().map(|_| format!("/api/events/{}/thumbnail", e.id)),
-        })
-        .collect();
-    Ok(Json(Items { items }))
 }
 
 /// `/api/events/{id}/clip` (MP4) and `/api/events/{id}/thumbnail` (JPEG).

@@ -8,6 +8,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::camera::probe::ProbeResult;
+use crate::config::RecordingMode;
+use crate::error::blocking;
+use crate::hub::fleet::Fleet;
+use crate::motion::DetectorConfig;
+use crate::store::CameraRow;
 
 use crate::cloud::relay::{Relay, Snapshot};
 use crate::devices::{Device, Devices, Pending};
@@ -88,5 +97,48 @@ impl Discovery for Mdns {
 impl CloudStatus for Relay {
     fn snapshot(&self) -> PortFuture<'_, Snapshot> {
         Box::pin(Relay::snapshot(self))
+    }
+}
+
+/// Adding, removing, renaming and retuning cameras at run time, and testing a URL: what
+/// the owner does on the cameras page. The store holds the rows; this starts and stops
+/// what runs.
+pub trait CameraAdmin: Send + Sync {
+    /// Connects to `url` and reports its stream (blocking work off the async threads).
+    fn probe<'a>(&'a self, url: &'a str, timeout: Duration) -> PortFuture<'a, ProbeResult>;
+    /// Starts the camera of `row`, stopping it first if it runs (a restart).
+    fn start(&self, row: CameraRow) -> PortFuture<'_, ()>;
+    /// Stops a camera and waits for its last segment.
+    fn stop(&self, camera_id: i64) -> PortFuture<'_, ()>;
+    /// A new name shown for a running camera; no restart.
+    fn rename(&self, camera_id: i64, name: &str) -> bool;
+    /// New motion settings for a running camera's detector; no restart.
+    fn retune(&self, camera_id: i64, cfg: DetectorConfig) -> bool;
+    /// The recording mode of cameras without their own (`recording.mode`).
+    fn default_recording_mode(&self) -> RecordingMode;
+}
+
+impl CameraAdmin for Arc<Fleet> {
+    fn probe<'a>(&'a self, url: &'a str, timeout: Duration) -> PortFuture<'a, ProbeResult> {
+        let url = url.to_string();
+        Box::pin(async move { blocking("probing a camera", move || crate::camera::probe::probe(&url, timeout)).await? })
+    }
+    fn start(&self, row: CameraRow) -> PortFuture<'_, ()> {
+        Box::pin(self.on_worker("start", move |fleet| fleet.start_blocking(&row)))
+    }
+    fn stop(&self, camera_id: i64) -> PortFuture<'_, ()> {
+        Box::pin(self.on_worker("stop", move |fleet| {
+            fleet.stop_blocking(camera_id);
+            Ok(())
+        }))
+    }
+    fn rename(&self, camera_id: i64, name: &str) -> bool {
+        Fleet::rename(self, camera_id, name)
+    }
+    fn retune(&self, camera_id: i64, cfg: DetectorConfig) -> bool {
+        Fleet::retune(self, camera_id, cfg)
+    }
+    fn default_recording_mode(&self) -> RecordingMode {
+        self.default_mode()
     }
 }
