@@ -30,7 +30,8 @@ pub enum ZoneKind {
     /// count. Include zones are the ones reported in `zones_hit`.
     Include,
     /// Pixels inside a mask never count (a clock overlay, a tree, the neighbour's road).
-    /// Masks win over include zones.
+    /// Masks win over include zones. The API (issue 11) calls them "exclude".
+    #[serde(alias = "exclude")]
     Mask,
 }
 

@@ -223,7 +223,7 @@ function EditCamera({ camera, onDone }: { camera: Camera; onDone: () => void }) 
       .then((m) => {
         setMotion(m);
         setSensitivity(m.sensitivity);
-        setZones(m.zones);
+        setZones(m.zones.map((z) => ({ ...z, kind: z.kind === "include" ? "include" : "exclude" })));
       })
       .catch((e) => setError(`Cannot load the motion settings: ${errorText(e)}`));
   }, [camera.id]);
@@ -338,7 +338,7 @@ function EditCamera({ camera, onDone }: { camera: Camera; onDone: () => void }) 
           <button type="button" onClick={() => void saveZones()} disabled={!motion}>
             Save zones
           </button>
-          <span data-testid="zones-status" role="status" aria-live="polite">
+          <span data-testid="zones-status" role="status" aria-live="polite" class={zonesStatus?.startsWith("Not saved") ? "error" : "ok"}>
             {zonesStatus}
           </span>
         </div>

@@ -59,6 +59,7 @@ function Tile({ camera }: { camera: Camera }) {
     <li class="tile" data-testid="tile" data-camera-id={camera.id}>
       <a href={href} onClick={linkClick} class="tile-link" aria-label={`${camera.name}: open the live view`}>
         <div class="frame">
+          <span class="frame-empty" aria-hidden="true">Waiting for a picture…</span>
           <Poster camera={camera} width={640} />
           {live && <TileVideo camera={camera} />}
           {camera.status !== "streaming" && <span class="frame-note">{camera.reason ?? "No picture yet"}</span>}

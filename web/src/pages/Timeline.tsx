@@ -2,7 +2,7 @@
 // the events with thumbnails, playback from any point (the hub's export, one continuous
 // timeline across segments) or of an event's clip, and a range download.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { type Camera, type HubEvent, type Page, type Span, errorText, get, qs } from "../api";
+import { ApiError, type Camera, type HubEvent, type Page, type Span, errorText, get, qs } from "../api";
 import { dayKey, duration, iso, localInput, parseDay, time } from "../format";
 import { navigate } from "../router";
 import { useCameras } from "../store";
@@ -53,7 +53,10 @@ export function Timeline() {
     setLoading(true);
     Promise.allSettled([
       get<Page<Span>>(`/api/recordings/spans${qs(range)}`),
-      get<Page<HubEvent>>(`/api/events${qs({ ...range, limit: EVENT_LIMIT })}`),
+      get<Page<HubEvent>>(`/api/events${qs({ ...range, limit: EVENT_LIMIT })}`).catch((e) =>
+        // A hub without paging refuses `limit`: ask again without it.
+        e instanceof ApiError && e.status === 400 && e.message.includes("limit") ? get<Page<HubEvent>>(`/api/events${qs(range)}`) : Promise.reject(e),
+      ),
     ]).then(([s, e]) => {
       if (gone) return;
       const problems: string[] = [];
@@ -121,6 +124,7 @@ export function Timeline() {
   const prevDay = dayKey(new Date(day0.getFullYear(), day0.getMonth(), day0.getDate() - 1));
   const nextDay = dayKey(new Date(day0.getFullYear(), day0.getMonth(), day0.getDate() + 1));
   const isToday = dayKey(day0) === dayKey(new Date());
+  const defaultAround = useMemo(() => (isToday ? Math.floor(Date.now() / 60_000) * 60_000 - 10 * 60_000 : dayStart + 12 * 3600_000), [dayStart]);
 
   return (
     <section class="page wide" aria-labelledby="tl-title">
@@ -206,7 +210,7 @@ export function Timeline() {
         )}
       </div>
 
-      <RangeDownload cameras={cameras ?? []} cameraId={playing?.cameraId ?? selectedCamera ?? cameras?.[0]?.id ?? null} around={playing?.startMs ?? dayStart} />
+      <RangeDownload cameras={cameras ?? []} cameraId={playing?.cameraId ?? selectedCamera ?? cameras?.[0]?.id ?? null} around={playing?.startMs ?? defaultAround} />
 
       <h2>
         Events {loading ? "" : `(${events.length}${truncated ? "+" : ""})`}

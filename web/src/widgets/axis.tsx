@@ -32,7 +32,7 @@ function ticks(v: View): number[] {
   const offset = new Date(v.start).getTimezoneOffset() * 60_000;
   const first = Math.ceil((v.start - offset) / step) * step + offset;
   const out: number[] = [];
-  for (let t = first; t <= v.end; t += step) out.push(t);
+  for (let t = first; t < v.end - step / 4; t += step) if (t > v.start + step / 4 || t === v.start) out.push(t);
   return out;
 }
 

@@ -50,7 +50,7 @@ export function ZoneEditor({ snapshot, cameraName, zones, onChange }: Props) {
   return (
     <div class="zones">
       <div class="zone-editor" data-testid="zone-editor">
-        <img src={snapshot} alt={`Snapshot of ${cameraName} to draw zones on`} onError={() => setImgOk(false)} onLoad={() => setImgOk(true)} />
+        <img src={snapshot} class={imgOk ? "" : "hidden"} alt={`Snapshot of ${cameraName} to draw zones on`} onError={() => setImgOk(false)} onLoad={() => setImgOk(true)} />
         <svg ref={svg} viewBox="0 0 1 1" preserveAspectRatio="none" class={draft ? "drawing" : ""} onClick={click} role="img" aria-label={`${zones.length} zones${draft ? `; drawing ${draft.name}, ${draft.points.length} points` : ""}`}>
           {zones.map((z) => (
             <polygon key={z.name} points={poly(z.points)} class={`zone ${z.kind}`} />
