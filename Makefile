@@ -5,22 +5,42 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: bench-crypto deps build demo test lint test-rust arm64 bench-record bench-motion bench-mqtt clean
+.PHONY: bench-crypto deps web web-check build demo test lint test-rust browser-deps arm64 bench-record bench-motion bench-mqtt clean
 
 deps:
 	@bash packaging/deps.sh
 
-build: deps
+# The web app (web/, TypeScript + Preact, bundled by esbuild) into web/dist/, which the
+# binary embeds: every cargo build below needs it. `npm ci` runs only when the lockfile
+# is newer than the last install (a stamp in node_modules); the bundle is rebuilt only
+# when a source changed, so cargo does not re-embed an unchanged one.
+WEB_STAMP := web/node_modules/.installed
+WEB_SOURCES := $(shell find web/src web/static -type f 2>/dev/null) web/index.html web/build.mjs web/tsconfig.json
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+web/dist/index.html: $(WEB_STAMP) $(WEB_SOURCES)
+	cd web && npm run build
+
+web: deps web/dist/index.html
+
+# The app's types (tsc --noEmit, strict).
+web-check: web
+	cd web && npm run check
+
+build: deps web
 	$(CARGO) build --release --locked --bins
 
 demo: build
 	./target/release/homehub demo --cameras 2
 
-test: deps lint test-rust arm64
+test: deps lint web-check test-rust arm64
 
 # The house style and the lints, before anything runs: rustfmt.toml, clippy with warnings
 # as errors on every target (tests included).
-lint: deps
+lint: deps web
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
@@ -30,7 +50,17 @@ lint: deps
 # network is there.
 MOTO_VENV := $(CURDIR)/target/moto-venv
 
-test-rust:
+# The browser tests' node packages (playwright-core, axe-core; exact versions in the
+# committed lockfile), installed again only when the lockfile changes.
+BROWSER_STAMP := tests/browser/node_modules/.installed
+
+browser-deps: $(BROWSER_STAMP)
+
+$(BROWSER_STAMP): tests/browser/package-lock.json tests/browser/package.json
+	cd tests/browser && npm ci --no-audit --no-fund
+	touch $@
+
+test-rust: web browser-deps
 	$(CARGO) build --locked --bins --tests
 	bash packaging/moto-venv.sh $(MOTO_VENV)
 	@# cargo-nextest (on the machine image) runs the test binaries side by side; see
@@ -41,7 +71,7 @@ test-rust:
 	  HOMEHUB_MOTO_VENV=$(MOTO_VENV) bash packaging/in-netns.sh $(CARGO) test --locked --offline -- --test-threads=4; \
 	fi
 
-arm64: deps
+arm64: deps web
 	bash packaging/arm64.sh
 
 bench-record: build
@@ -58,3 +88,4 @@ bench-mqtt: build
 
 clean:
 	$(CARGO) clean
+	rm -rf web/dist web/node_modules

@@ -7,6 +7,7 @@
 //! [`CameraView`], the other subsystems through the narrow traits of [`ports`], and the
 //! database through the [`Store`].
 
+mod assets;
 pub mod auth;
 pub mod cameras;
 mod devices;
@@ -25,7 +26,7 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::DateTime;
@@ -38,8 +39,6 @@ use crate::clock::{Clock, rfc3339};
 use crate::error::{Error, ErrorKind};
 use crate::store::{Role, Store, UserRow};
 
-const LOGIN_PAGE: &str = include_str!("../../web/login.html");
-const APP_PAGE: &str = include_str!("../../web/index.html");
 const OPENAPI: &str = include_str!("../../web/openapi.json");
 
 /// What the hub hands the web when it builds it: the database, the clock, and a narrow
@@ -130,7 +129,7 @@ pub struct Session {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/", get(app_page))
+        .route("/assets/{*file}", get(assets::asset))
         .route("/api/session", post(login).delete(logout))
         .route("/api/me", get(me))
         .route("/api/cameras", get(cameras::list_cameras).post(cameras::add))
@@ -155,7 +154,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/audit", get(devices::audit))
         .route("/api/cloud", get(cloud_status))
         .route("/metrics", get(metrics))
+        .fallback(assets::fallback)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(middleware::from_fn(assets::security_headers))
         .with_state(state)
 }
 
@@ -170,7 +171,8 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
     }
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    if path == "/healthz" && (method == Method::GET || method == Method::HEAD) {
+    // Health, and the bundle's static files (the same code on every hub, no data).
+    if (path == "/healthz" || path.starts_with("/assets/")) && (method == Method::GET || method == Method::HEAD) {
         return next.run(req).await;
     }
     if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
@@ -192,9 +194,9 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
         // Signing in is the one thing to do without a session.
         None if path == "/api/session" && method == Method::POST => next.run(req).await,
         None if path == "/metrics" && peer.is_some_and(|ip| ip.is_loopback()) => next.run(req).await,
-        None if method == Method::GET && !path.starts_with("/api/") && path != "/metrics" => {
-            // Browsers get the sign-in form, still with 401: the page holds no data.
-            (StatusCode::UNAUTHORIZED, [(header::CACHE_CONTROL, "no-store")], Html(LOGIN_PAGE)).into_response()
+        None if matches!(method, Method::GET | Method::HEAD) && assets::is_page_path(&path) => {
+            // Browsers get the app shell, still with 401: it holds no data and shows sign-in.
+            assets::shell(StatusCode::UNAUTHORIZED)
         }
         None => err(ErrorKind::Unauthenticated, "sign in first").into_response(),
     }
@@ -322,11 +324,6 @@ fn require(s: &Session, min: Role) -> ApiResult<()> {
 async fn me(ext: Option<axum::Extension<Session>>) -> ApiResult<Json<serde_json::Value>> {
     let s = session(ext)?;
     Ok(Json(serde_json::json!({ "email": s.user.email, "role": s.user.role.as_str() })))
-}
-
-async fn app_page(ext: Option<axum::Extension<Session>>) -> ApiResult<Html<&'static str>> {
-    session(ext)?;
-    Ok(Html(APP_PAGE))
 }
 
 #[derive(Serialize)]

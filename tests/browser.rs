@@ -1,0 +1,280 @@
+//! The page in a real browser: each test starts a hub and the cameras its scenario needs,
+//! then runs `node tests/browser/<scenario>.mjs` (playwright-core driving Debian's chromium,
+//! axe-core for accessibility) with the hub's URL, an owner's credentials, the camsim ports
+//! and an output dir (`target/browser/<scenario>/`: screenshots, downloads) in its
+//! environment, streams its output and wants exit 0. `make browser-deps` installs the node
+//! packages (`npm ci` in tests/browser).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+
+/// What one scenario may take at most, end to end (node's own deadline is a little shorter).
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// A hub with an owner (EMAIL / PASSWORD) and the cameras of one scenario.
+struct Setup {
+    hub: Hub,
+    cams: Vec<Cam>,
+    cookie: String,
+    _tmp: tempfile::TempDir,
+}
+
+/// Starts the cameras (one camsim per entry of `cams`, each with its extra flags), a hub
+/// with those cameras in its config (`Cam 0`, `Cam 1`, … = ids 1, 2, …) and `extra` TOML, an
+/// owner, and waits until every camera streams and has a snapshot.
+fn setup(cams: &[&[&str]], extra: &str) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let cams: Vec<Cam> = cams.iter().map(|a| camsim(a)).collect();
+    let ports: Vec<u16> = cams.iter().map(|c| c.port).collect();
+    let hub = Hub::start(tmp.path(), &format!("{extra}\n{}", cameras_toml(&ports)));
+    let cookie = hub.session("owner");
+    wait_streaming(&hub, &cookie, cams.len());
+    Setup { hub, cams, cookie, _tmp: tmp }
+}
+
+/// Waits until `n` cameras stream and their snapshots are there (a 503 while no frame has
+/// come; any other answer counts: the page's own checks judge it).
+fn wait_streaming(hub: &Hub, cookie: &str, n: usize) {
+    wait_until(&format!("{n} camera(s) streaming"), Duration::from_secs(40), || {
+        let v = hub.get_json("/api/cameras", cookie);
+        let items = v["items"].as_array().unwrap();
+        items.len() == n && items.iter().all(|c| c["status"] == "streaming")
+    });
+    for id in 1..=n {
+        wait_until(&format!("a snapshot of camera {id}"), Duration::from_secs(20), || {
+            hub.get(&format!("/api/cameras/{id}/snapshot.jpg"), Some(cookie)).0 != 503
+        });
+    }
+}
+
+/// Runs one scenario script against the setup; returns its stdout lines. Panics (with the
+/// hub's log) when it does not exit 0 within [`SCENARIO_TIMEOUT`].
+fn run(script: &str, s: &Setup, env: &[(&str, String)]) -> Vec<String> {
+    let dir = root().join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir() && dir.join("node_modules/axe-core").is_dir(),
+        "tests/browser/node_modules is missing: run `make browser-deps` (npm ci in tests/browser)"
+    );
+    let name = script.trim_end_matches(".mjs");
+    let out = root().join("target/browser").join(env.iter().find(|(k, _)| *k == "OUT_NAME").map_or(name, |(_, v)| v));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let ports: Vec<String> = s.cams.iter().map(|c| c.port.to_string()).collect();
+    let started = Instant::now();
+    let mut child = Command::new("node")
+        .arg(dir.join(script))
+        .current_dir(&dir)
+        .env("HUB_URL", s.hub.url(""))
+        .env("HUB_EMAIL", EMAIL)
+        .env("HUB_PASSWORD", PASSWORD)
+        .env("CAMSIM_PORTS", ports.join(","))
+        .env("OUT_DIR", &out)
+        .env("SCENARIO_TIMEOUT_MS", (SCENARIO_TIMEOUT.as_millis() - 10_000).to_string())
+        // datetime-local inputs and the day of the timeline are then UTC, like the API.
+        .env("TZ", "UTC")
+        .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node (make deps installs nodejs)");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let lines = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for l in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            println!("{l}");
+            all.push(l);
+        }
+        all
+    });
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+            eprintln!("{l}");
+            let _ = tx.send(l);
+        }
+    });
+    let status = poll(SCENARIO_TIMEOUT, || child.try_wait().unwrap());
+    let status = match status {
+        Some(st) => st,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{script} did not finish within {SCENARIO_TIMEOUT:?}; hub log:\n{}", tail(&s.hub.log_text()));
+        }
+    };
+    let lines = lines.join().unwrap();
+    let errors: Vec<String> = rx.try_iter().collect();
+    println!("{script}: {:.1} s", started.elapsed().as_secs_f64());
+    assert!(
+        status.success(),
+        "{script} failed ({status}):\n{}\nscreenshots in {}\nhub log:\n{}",
+        errors.join("\n"),
+        out.display(),
+        tail(&s.hub.log_text())
+    );
+    lines
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// A port nothing listens on (bound, then let go).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn signin_shows_the_error_then_the_grid_with_a_tile_per_camera() {
+    let s = setup(&[&[], &[]], "");
+    run("signin.mjs", &s, &[]);
+}
+
+#[test]
+fn every_page_passes_axe_without_console_errors_and_with_the_security_headers() {
+    let s = setup(&[&[]], "[recording]\nmode = \"continuous\"\nsegment_seconds = 4\n");
+    run("pages.mjs", &s, &[]);
+}
+
+#[test]
+fn live_view_plays_the_main_stream() {
+    let s = setup(&[&[]], "");
+    let out = run("live.mjs", &s, &[("CAMERA_ID", "1".into())]);
+    assert!(out.iter().any(|l| l.starts_with("first frame after open: ")), "the scenario printed the first-frame time");
+}
+
+#[test]
+fn timeline_shows_the_event_plays_it_and_downloads_a_range_across_segments() {
+    let s = setup(
+        &[&["--motion", "10-16"]],
+        "[recording]\nmode = \"continuous\"\nsegment_seconds = 4\n[motion]\npre_roll_seconds = 2\npost_roll_seconds = 3\n",
+    );
+    run("timeline.mjs", &s, &[("CAMERA_ID", "1".into()), ("GOP_SECONDS", "2".into())]);
+}
+
+/// Adds the camera through the page (a failed test first); returns its id.
+fn add_camera(s: &Setup, script_env: &[(&str, String)]) -> i64 {
+    let mut env = vec![
+        ("WRONG_URL", format!("rtsp://127.0.0.1:{}/main", closed_port())),
+        ("GOOD_URL", format!("rtsp://127.0.0.1:{}/main", s.cams[0].port)),
+        ("EXPECT_SIZE", "640x360".into()),
+    ];
+    env.extend(script_env.iter().cloned());
+    let out = run("addcamera.mjs", s, &env);
+    out.iter()
+        .find_map(|l| l.strip_prefix("added camera id="))
+        .and_then(|id| id.trim().parse().ok())
+        .expect("the scenario printed the new camera's id")
+}
+
+/// A hub with no camera in its config and a camsim to add through the page.
+fn setup_to_add(cam: &[&str]) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let cams = vec![camsim(cam)];
+    let hub = Hub::start(tmp.path(), "[recording]\nmode = \"continuous\"\nsegment_seconds = 4\n");
+    let cookie = hub.session("owner");
+    Setup { hub, cams, cookie, _tmp: tmp }
+}
+
+#[test]
+fn add_camera_refuses_a_dead_url_then_adds_the_camsim_which_streams() {
+    let s = setup_to_add(&[]);
+    let id = add_camera(&s, &[("CAMERA_NAME", "Garden".into())]);
+    let v = s.hub.get_json("/api/cameras", &s.cookie);
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "exactly the one camera added: {v}");
+    assert_eq!(items[0]["id"], id);
+    assert_eq!(items[0]["name"], "Garden");
+}
+
+#[test]
+fn udp_only_camera_added_through_the_page_records_segments_that_play() {
+    let s = setup_to_add(&["--udp-only"]);
+    let id = add_camera(
+        &s,
+        &[("CAMERA_NAME", "Shed".into()), ("EXPECT_TRANSPORT", "udp".into()), ("OUT_NAME", "addcamera-udp".into())],
+    );
+    let seg = poll(Duration::from_secs(40), || {
+        s.hub.segments(&s.cookie).into_iter().find(|g| g.camera_id == id && !g.partial && g.bytes > 0)
+    })
+    .unwrap_or_else(|| panic!("no finished segment of the UDP camera {id} within 40 s"));
+    let file = s.hub.dir.join(&seg.path);
+    assert!(plays(&file), "the UDP camera's segment {} plays", file.display());
+    let secs = ffprobe_duration(&file).expect("ffprobe reads the segment");
+    assert!(secs > 1.0, "the segment holds video ({secs} s)");
+}
+
+#[test]
+fn an_exclude_zone_drawn_on_the_page_stops_events_without_a_restart() {
+    // The first span shows the detector works; the zone goes on between the spans.
+    let t0 = now_ms();
+    let s = setup(
+        &[&["--motion", "10-15,50-56"]],
+        "[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = 2\npost_roll_seconds = 3\n",
+    );
+    run(
+        "zones.mjs",
+        &s,
+        &[
+            ("CAMERA_ID", "1".into()),
+            ("CAMSIM_T0_MS", t0.to_string()),
+            ("SPAN_BEFORE", "10-15".into()),
+            ("SPAN_AFTER", "50-56".into()),
+            ("POST_ROLL_SECONDS", "3".into()),
+        ],
+    );
+    let events = s.hub.events(&s.cookie);
+    assert_eq!(events.len(), 1, "one event, from the span before the zone: {events:?}");
+}
+
+#[test]
+fn live_websocket_upgrade_without_a_session_is_401() {
+    let s = setup(&[&[]], "");
+    let (st, _, body) = s.hub.curl(&[
+        "--http1.1",
+        "-H",
+        "Connection: Upgrade",
+        "-H",
+        "Upgrade: websocket",
+        "-H",
+        "Sec-WebSocket-Version: 13",
+        "-H",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        &s.hub.url("/api/cameras/1/live?stream=main"),
+    ]);
+    assert_eq!(st, 401, "unauthenticated upgrade: {}", String::from_utf8_lossy(&body));
+    // With the session the same request is switched to the WebSocket protocol (101).
+    let (st, head, _) = s.hub.curl(&[
+        "--http1.1",
+        "--max-time",
+        "3",
+        "-H",
+        &format!("cookie: {}", s.cookie),
+        "-H",
+        "Connection: Upgrade",
+        "-H",
+        "Upgrade: websocket",
+        "-H",
+        "Sec-WebSocket-Version: 13",
+        "-H",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        &s.hub.url("/api/cameras/1/live?stream=main"),
+    ]);
+    assert_eq!(st, 101, "the upgrade with a session: {head}");
+}
