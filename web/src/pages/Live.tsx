@@ -45,7 +45,10 @@ function TileVideo({ camera }: { camera: Camera }) {
   useEffect(() => {
     const v = ref.current;
     if (!v) return;
-    const p = new LivePlayer(v, liveUrl(camera, "sub"), { onFirstFrame: () => setPlaying(true) });
+    const p = new LivePlayer(v, liveUrl(camera, "sub"), {
+      // The poster shows while the video is (re)connecting; the video covers it once it plays.
+      onStatus: (status) => setPlaying(status === null),
+    });
     p.start();
     return () => p.stop();
   }, [camera.id]);
