@@ -67,6 +67,9 @@ impl Cache {
 #[serde(deny_unknown_fields)]
 pub struct SnapshotQuery {
     width: Option<u32>,
+    /// A cache-buster the page adds to refresh a poster; ignored.
+    #[serde(rename = "t")]
+    _refresh: Option<String>,
 }
 
 fn jpeg(bytes: Bytes) -> Response {

@@ -60,7 +60,7 @@ function Tile({ camera }: { camera: Camera }) {
   const live = canPlayLive() && camera.status === "streaming";
   return (
     <li class="tile" data-testid="tile" data-camera-id={camera.id}>
-      <a href={href} onClick={linkClick} class="tile-link" aria-label={`${camera.name}: open the live view`}>
+      <a href={href} onClick={linkClick} class="tile-link">
         <div class="frame">
           <span class="frame-empty" aria-hidden="true">Waiting for a picture…</span>
           <Poster camera={camera} width={640} />
@@ -68,6 +68,7 @@ function Tile({ camera }: { camera: Camera }) {
           {camera.status !== "streaming" && <span class="frame-note">{camera.reason ?? "No picture yet"}</span>}
         </div>
         <div class="tile-caption">
+          <span class="sr-only">Open the live view of </span>
           <span class="tile-name">{camera.name}</span>
           {camera.motion && <span class="badge motion">Motion</span>}
           <StatusBadge status={camera.status} />
