@@ -55,7 +55,8 @@ fn cameras_are_tested_added_tuned_and_removed_through_the_api() {
 
     // Wrong URLs: 422 naming what failed, nothing added.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let (st, e) = hub.send_json("POST", "/api/cameras/probe", &owner, &json!({ "url": format!("rtsp://127.0.0.1:{closed}/main") }));
+    let (st, e) =
+        hub.send_json("POST", "/api/cameras/probe", &owner, &json!({ "url": format!("rtsp://127.0.0.1:{closed}/main") }));
     assert_eq!(st, 422, "{e}");
     assert!(e["error"].as_str().unwrap().contains("connection refused"), "{e}");
     let wrong_path = format!("rtsp://admin:{SECRET}@127.0.0.1:{}/nope", cam.port);
@@ -63,7 +64,12 @@ fn cameras_are_tested_added_tuned_and_removed_through_the_api() {
     assert_eq!(st, 422, "{e}");
     let msg = e["error"].as_str().unwrap();
     assert!(msg.contains("not found (404)") && !msg.contains(SECRET), "{e}");
-    let (st, e) = hub.send_json("POST", "/api/cameras/probe", &owner, &json!({ "url": format!("rtsp://admin:wrong@127.0.0.1:{}/main", cam.port) }));
+    let (st, e) = hub.send_json(
+        "POST",
+        "/api/cameras/probe",
+        &owner,
+        &json!({ "url": format!("rtsp://admin:wrong@127.0.0.1:{}/main", cam.port) }),
+    );
     assert_eq!(st, 422, "{e}");
     assert!(e["error"].as_str().unwrap().contains("unauthorized (401)"), "{e}");
     let (st, e) = hub.send_json("POST", "/api/cameras/probe", &owner, &json!({ "url": "http://127.0.0.1/x" }));

@@ -591,8 +591,7 @@ impl Supervisor {
                         let details = e.debug().map(|d| d.to_string()).unwrap_or_default();
                         let src = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
                         tracing::debug!(camera = %self.spec.name, %src, %details, "pipeline error");
-                        let tcp_refused = transport == Transport::Tcp
-                            && refused_tcp(&format!("{} {details}", e.error()));
+                        let tcp_refused = transport == Transport::Tcp && refused_tcp(&format!("{} {details}", e.error()));
                         break Ended::Failed { reason: format!("{src}: {}", e.error()), tcp_refused };
                     }
                     gst::MessageView::Eos(_) => break Ended::failed("stream ended"),
@@ -739,10 +738,7 @@ fn main_size(pipeline: &gst::Pipeline) -> Option<(u32, u32)> {
 /// The pipeline description, without URLs (those are set as properties, so no quoting
 /// of passwords is needed).
 fn describe(spec: &Spec, transport: Transport) -> String {
-    let rtsp = format!(
-        "protocols={} latency=200 tcp-timeout=5000000 timeout=5000000 drop-on-latency=true",
-        transport.as_str()
-    );
+    let rtsp = format!("protocols={} latency=200 tcp-timeout=5000000 timeout=5000000 drop-on-latency=true", transport.as_str());
     let decode = spec.decoder.as_ref().map(|dec| {
         format!(
             "queue leaky=downstream max-size-buffers=60 max-size-bytes=0 max-size-time=0 ! {dec} ! \

@@ -223,7 +223,12 @@ fn probe_with(url: &str, transport: Transport, deadline: Instant) -> Result<Prob
     result
 }
 
-fn run(pipeline: &gst::Pipeline, seen: &Arc<Mutex<Seen>>, transport: Transport, deadline: Instant) -> Result<ProbeResult, Failure> {
+fn run(
+    pipeline: &gst::Pipeline,
+    seen: &Arc<Mutex<Seen>>,
+    transport: Transport,
+    deadline: Instant,
+) -> Result<ProbeResult, Failure> {
     let bus = pipeline.bus().ok_or_else(|| Failure::Other("the probe has no bus".into()))?;
     pipeline.set_state(gst::State::Playing).map_err(|e| Failure::Other(format!("cannot start the probe: {e}")))?;
     loop {
@@ -315,7 +320,10 @@ mod tests {
 
     #[test]
     fn failures_are_named() {
-        assert!(describe_failure("Could not open resource for reading and writing.\nFailed to connect. (Generic error)").starts_with("connection refused"));
+        assert!(
+            describe_failure("Could not open resource for reading and writing.\nFailed to connect. (Generic error)")
+                .starts_with("connection refused")
+        );
         assert!(describe_failure("Not Found (404)").starts_with("not found (404)"));
         assert!(describe_failure("Unauthorized (401)").starts_with("unauthorized (401)"));
     }

@@ -187,7 +187,9 @@ pub fn start(settings: &Settings) -> anyhow::Result<Running> {
         let factory = make_factory(path, &spec, settings.credentials.is_some(), &motion);
         if settings.udp_only {
             // A SETUP asking for RTP over TCP is then answered 461 Unsupported Transport.
-            factory.set_protocols(gstreamer_rtsp_server::gst_rtsp::RTSPLowerTrans::UDP | gstreamer_rtsp_server::gst_rtsp::RTSPLowerTrans::UDP_MCAST);
+            factory.set_protocols(
+                gstreamer_rtsp_server::gst_rtsp::RTSPLowerTrans::UDP | gstreamer_rtsp_server::gst_rtsp::RTSPLowerTrans::UDP_MCAST,
+            );
         }
         mounts.add_factory(path, factory);
     }

@@ -318,7 +318,11 @@ impl Db {
 
     pub fn camera(&mut self, id: i64) -> Result<Option<CameraRow>> {
         self.conn
-            .query_row(&format!("SELECT {} FROM cameras WHERE id = ?1", super::cameras::CAMERA_COLS), params![id], CameraRow::from_row)
+            .query_row(
+                &format!("SELECT {} FROM cameras WHERE id = ?1", super::cameras::CAMERA_COLS),
+                params![id],
+                CameraRow::from_row,
+            )
             .optional()
             .map_err(db_err("reading camera"))
     }

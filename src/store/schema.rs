@@ -312,12 +312,17 @@ mod tests {
         let (motion, device): (String, String) =
             conn.query_row("SELECT motion, device_id FROM cameras WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
         assert_eq!((motion.as_str(), device.as_str()), ("{\"sensitivity\":7}", "cam-1"));
-        assert!(conn.execute("INSERT INTO segments (camera_id, path, start_ms, end_ms, bytes) VALUES (9, 'x', 0, 1, 1)", []).is_err());
-        conn.execute("INSERT INTO cameras (name, source, url, created_ms) VALUES ('Yard', 'added', 'rtsp://h/y', 2)", []).unwrap();
-        let dup = conn.execute("INSERT INTO cameras (name, source, url, created_ms) VALUES ('Yard', 'added', 'rtsp://h/z', 2)", []);
+        assert!(
+            conn.execute("INSERT INTO segments (camera_id, path, start_ms, end_ms, bytes) VALUES (9, 'x', 0, 1, 1)", []).is_err()
+        );
+        conn.execute("INSERT INTO cameras (name, source, url, created_ms) VALUES ('Yard', 'added', 'rtsp://h/y', 2)", [])
+            .unwrap();
+        let dup =
+            conn.execute("INSERT INTO cameras (name, source, url, created_ms) VALUES ('Yard', 'added', 'rtsp://h/z', 2)", []);
         assert!(dup.is_err(), "names are unique among cameras not removed");
         conn.execute("UPDATE cameras SET removed_ms = 3 WHERE name = 'Yard'", []).unwrap();
-        conn.execute("INSERT INTO cameras (name, source, url, created_ms) VALUES ('Yard', 'added', 'rtsp://h/z', 4)", []).unwrap();
+        conn.execute("INSERT INTO cameras (name, source, url, created_ms) VALUES ('Yard', 'added', 'rtsp://h/z', 4)", [])
+            .unwrap();
         let bad = conn.execute("INSERT INTO cameras (name, source, url, created_ms) VALUES ('X', 'cloud', 'rtsp://h/x', 4)", []);
         assert!(bad.is_err(), "source is still checked");
     }

@@ -139,7 +139,10 @@ async fn camera_info(st: &AppState, id: i64) -> ApiResult<CameraInfo> {
         .ok_or_else(|| err(ErrorKind::NotFound, &format!("camera {id} is not running")))
 }
 
-pub(super) async fn list_cameras(State(st): State<AppState>, ext: Option<Extension<Session>>) -> ApiResult<Json<Items<CameraInfo>>> {
+pub(super) async fn list_cameras(
+    State(st): State<AppState>,
+    ext: Option<Extension<Session>>,
+) -> ApiResult<Json<Items<CameraInfo>>> {
     session(ext)?;
     Ok(Json(Items { items: camera_infos(&st).await? }))
 }
@@ -329,7 +332,8 @@ pub(super) async fn patch(
     require(&s, Role::Owner)?;
     let b: PatchBody = body(&bytes)?;
     let name = b.name.as_deref().map(check_name).transpose().map_err(invalid)?;
-    let row = st.store.call(move |db| db.live_camera(id)).await?.ok_or_else(|| err(ErrorKind::NotFound, &format!("no camera {id}")))?;
+    let row =
+        st.store.call(move |db| db.live_camera(id)).await?.ok_or_else(|| err(ErrorKind::NotFound, &format!("no camera {id}")))?;
     if name.is_some() && row.source == "config" {
         return Err(defined_in_config());
     }
@@ -371,7 +375,8 @@ pub(super) async fn remove(
 ) -> ApiResult<StatusCode> {
     let s = session(ext)?;
     require(&s, Role::Owner)?;
-    let row = st.store.call(move |db| db.live_camera(id)).await?.ok_or_else(|| err(ErrorKind::NotFound, &format!("no camera {id}")))?;
+    let row =
+        st.store.call(move |db| db.live_camera(id)).await?.ok_or_else(|| err(ErrorKind::NotFound, &format!("no camera {id}")))?;
     match row.source.as_str() {
         "config" => return Err(defined_in_config()),
         // The device would offer it again; unpairing is what removes it.
