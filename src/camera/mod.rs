@@ -12,8 +12,8 @@ pub mod decoder;
 pub mod live;
 pub mod pieces;
 pub mod probe;
-pub mod still;
 mod ring;
+pub mod still;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
