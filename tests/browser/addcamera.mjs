@@ -61,7 +61,7 @@ await scenario(`addcamera${transport ? '-' + transport : ''}`, async (s) => {
     return c && c.status === 'streaming' ? c : null;
   });
   // The row's words for "streaming" are the app's (it says Live).
-  await row.filter({ hasText: /streaming|\blive\b/i }).waitFor({ timeout: 20_000 });
+  await row.filter({ hasText: /streaming|Live/ }).waitFor({ timeout: 20_000 });
   log(`camera ${cam.id} streaming over ${streaming.transport}, decoder ${streaming.decoder}`);
   if (transport) {
     check(streaming.transport === transport, `the camera streams over ${transport}, got ${streaming.transport}`);
