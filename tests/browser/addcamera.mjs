@@ -60,7 +60,8 @@ await scenario(`addcamera${transport ? '-' + transport : ''}`, async (s) => {
     const c = (await s.apiJson('/api/cameras')).items.find((x) => x.id === cam.id);
     return c && c.status === 'streaming' ? c : null;
   });
-  await row.filter({ hasText: /streaming/i }).waitFor({ timeout: 20_000 });
+  // The row's words for "streaming" are the app's (it says Live).
+  await row.filter({ hasText: /streaming|Live/ }).waitFor({ timeout: 20_000 });
   log(`camera ${cam.id} streaming over ${streaming.transport}, decoder ${streaming.decoder}`);
   if (transport) {
     check(streaming.transport === transport, `the camera streams over ${transport}, got ${streaming.transport}`);
