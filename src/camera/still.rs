@@ -91,10 +91,10 @@ fn launch(desc: &str) -> Result<(Running, gst_app::AppSrc, gst_app::AppSink)> {
 fn last_sample(out: &gst_app::AppSink, bus: &gst::Bus, deadline: Instant) -> Result<Option<gst::Sample>> {
     let mut last = None;
     loop {
-        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
-            if let gst::MessageView::Error(e) = msg.view() {
-                return Err(Error::new(ErrorKind::Unavailable, format!("still: {}", e.error())));
-            }
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
+            && let gst::MessageView::Error(e) = msg.view()
+        {
+            return Err(Error::new(ErrorKind::Unavailable, format!("still: {}", e.error())));
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {

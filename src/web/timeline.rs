@@ -89,7 +89,7 @@ pub fn decode_cursor(c: &str, kind: char) -> ApiResult<(i64, i64)> {
 fn paged<R>(mut rows: Vec<R>, limit: i64, key: impl Fn(&R) -> (i64, i64), kind: char) -> (Vec<R>, Option<String>) {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next = more.then(|| rows.last().map(|r| key(r))).flatten().map(|(t, id)| encode_cursor(kind, t, id));
+    let next = more.then(|| rows.last().map(key)).flatten().map(|(t, id)| encode_cursor(kind, t, id));
     (rows, next)
 }
 
