@@ -66,7 +66,7 @@ test-rust: web browser-deps
 	@# cargo-nextest (on the machine image) runs the test binaries side by side; see
 	@# .config/nextest.toml. Plain cargo test where it is missing.
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
-	  HOMEHUB_MOTO_VENV=$(MOTO_VENV) bash packaging/in-netns.sh $(CARGO) nextest run --locked --offline -j 4; \
+	  HOMEHUB_MOTO_VENV=$(MOTO_VENV) bash packaging/in-netns.sh $(CARGO) nextest run --locked --offline --no-fail-fast -j 4; \
 	else \
 	  HOMEHUB_MOTO_VENV=$(MOTO_VENV) bash packaging/in-netns.sh $(CARGO) test --locked --offline -- --test-threads=4; \
 	fi

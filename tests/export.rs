@@ -34,7 +34,10 @@ fn a_range_across_segment_boundaries_is_one_playable_mp4() {
     // From the middle of the second segment to the middle of the fourth: two boundaries.
     // (Not the first: its first second carries the RTSP start's timestamp jitter, which
     // ffmpeg's null muxer complains about in the segment file itself.)
-    let start = (segs[1].start_ms + segs[1].end_ms) / 2;
+    // Half a GOP into the 2nd segment (keyframes at 0 and 2 s of each 4 s file): the export
+    // begins at the keyframe at or before `start`, so it adds up to a GOP there, plus up to
+    // a frame at the end; a start right on a keyframe's time could go either way by a hair.
+    let start = segs[1].start_ms + 1000;
     let end = (segs[3].start_ms + segs[3].end_ms) / 2;
     let want = (end - start) as f64 / 1000.0;
     let route = format!("/api/cameras/{cam_id}/export?start={}&end={}", rfc(start), rfc(end));

@@ -1008,7 +1008,10 @@ mod tests {
         s.record_dir = None;
         s.decoder = None;
         let d = describe(&s, Transport::Tcp);
-        assert!(d.contains("h264parse config-interval=-1 ! video/x-h264,stream-format=avc,alignment=au ! queue"), "{d}");
+        assert!(
+            d.contains("h264parse name=parse config-interval=-1 ! video/x-h264,stream-format=avc,alignment=au ! queue"),
+            "{d}"
+        );
         assert!(d.contains("appsink name=enc") && !d.contains("tee") && !d.contains("subenc"), "{d}");
         s.substream_url = "rtsp://127.0.0.1:1/sub".into();
         s.decoder = Some("avdec_h264".into());

@@ -140,7 +140,9 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
     res = await fetch(path, {
       method,
       credentials: "same-origin",
-      headers: body === undefined ? {} : { "content-type": "application/json" },
+      // Every state-changing request says it is JSON, body or not: the hub refuses any
+      // other (CSRF: a form cannot send it).
+      headers: method === "GET" || method === "HEAD" ? {} : { "content-type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: ctl.signal,
     });
