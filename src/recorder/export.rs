@@ -119,6 +119,11 @@ pub struct Export {
     pub samples: u64,
 }
 
+/// A keyframe this little after `start` counts as at `start`: a range asked for in whole
+/// seconds often lands a hair before a keyframe, and starting a whole GOP earlier for it
+/// would make the file a GOP longer than asked.
+const START_SLACK_MS: i64 = 250;
+
 impl Export {
     /// Prepares the export of [start_ms, end_ms) from `files` (one camera's, in order);
     /// None when none of them has footage in the range. Indexes the files that began by
@@ -131,7 +136,7 @@ impl Export {
         // The last keyframe at or before start may be in any file that began by then.
         let mut best: Option<Open> = None;
         while let Some(seg) = files.pop_front() {
-            if best.is_some() && seg.start_ms > start_ms {
+            if best.is_some() && seg.start_ms > start_ms + START_SLACK_MS {
                 files.push_front(seg);
                 break;
             }
@@ -150,7 +155,7 @@ impl Export {
             }
             let in_range = (0..open.samples.len()).take_while(|&i| open.wall_ms(i) < end_ms);
             let keys: Vec<usize> = in_range.filter(|&i| open.samples[i].key).collect();
-            if let Some(&k) = keys.iter().rev().find(|&&i| open.wall_ms(i) <= start_ms) {
+            if let Some(&k) = keys.iter().rev().find(|&&i| open.wall_ms(i) <= start_ms + START_SLACK_MS) {
                 open.next = k;
                 best = Some(open);
             } else if best.is_some() {
@@ -353,13 +358,13 @@ mod tests {
         let mut files = segments(dir.path());
         // Named 2 s before its footage, as the first file of a pipeline run is.
         files[0].start_ms -= 2000;
-        // 1.9 s .. 2.1 s of the first file: from its first keyframe (at 1 000 000 once
+        // 1.5 s .. 2.1 s of the first file: from its first keyframe (at 1 000 000 once
         // placed to end where the next file begins) to the 32nd frame.
-        let (file, _) = export(&files, 1_001_900, 1_002_100);
+        let (file, _) = export(&files, 1_001_500, 1_002_100);
         assert_eq!(index_bytes(&file).unwrap().samples.len(), 32);
         // A real gap (the camera was away) is left alone.
         files[0].start_ms -= 5000;
-        let (file, _) = export(&files, 993_000 + 1_900, 993_000 + 2_100);
+        let (file, _) = export(&files, 993_000 + 1_500, 993_000 + 2_100);
         assert_eq!(index_bytes(&file).unwrap().samples.len(), 32);
     }
 
