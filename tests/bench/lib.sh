@@ -2,11 +2,15 @@
 # Gives: $BIN, $work (a temp dir removed on exit), pids (killed on exit), port, ticks,
 # start_camsims MOUNT (K camsims with constant motion; fills $cams with [[camera]]
 # entries and urls with their rtsp://…/MOUNT URLs), pct TICKS (percent of one core over DUR).
-BIN=target/release
+# PROFILE=debug runs on the debug build (when a release build does not fit; say so with
+# the result): ratios hold within one run, absolute numbers do not.
+PROFILE=${PROFILE:-release}
+BIN=target/$PROFILE
+RELEASE_FLAG=$([ "$PROFILE" = release ] && echo --release || true)
 # Build when missing or older than the sources.
 [ -x $BIN/homehub ] && [ -x $BIN/homehub-camsim ] \
   && [ -z "$(find src web Cargo.toml Cargo.lock -newer $BIN/homehub -print -quit 2>/dev/null)" ] \
-  || cargo build --release --bins
+  || cargo build $RELEASE_FLAG --bins
 work=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

@@ -14,8 +14,8 @@ cd "$(dirname "$0")/../.."
 K=1; SIZE=${SIZE:-1920x1080}; FPS=${FPS:-30}; KBPS=${KBPS:-4000}; GOP=$((2 * FPS))
 OPENS=${OPENS:-20}; VIEWERS=${VIEWERS:-4}; DUR=${DUR:-20}
 . tests/bench/lib.sh
-cargo build --release --example live_probe
-PROBE=target/release/examples/live_probe
+cargo build $RELEASE_FLAG --example live_probe
+PROBE=$BIN/examples/live_probe
 p=$(port)
 $BIN/homehub-camsim --rtsp 127.0.0.1:$p --size "$SIZE" --fps "$FPS" --bitrate "$KBPS" --gop "$GOP" --motion 0-100000 > "$work/camsim.log" 2>&1 &
 pids+=($!)
@@ -53,7 +53,8 @@ first=$($PROBE first "$web" "$fp" "$cookie" "$path" "$OPENS")
 $PROBE hold "$web" "$fp" "$cookie" "$path" "$VIEWERS" 10 > "$work/hold.out"
 read -r p50_delay p99_delay n_delay < <(python3 - "$work/trace.log" <<'PY'
 import re, sys
-v = sorted(int(m.group(1)) for m in re.finditer(r"delay_us=(\d+)", open(sys.argv[1]).read()))
+text = re.sub(r"\x1b\[[0-9;]*m", "", open(sys.argv[1]).read())  # the log may be coloured
+v = sorted(int(m.group(1)) for m in re.finditer(r"delay_us=(\d+)", text))
 q = lambda p: v[round((len(v) - 1) * p)] / 1000
 print(q(0.5), q(0.99), len(v))
 PY
@@ -72,6 +73,6 @@ wait "$probe"
 read -r p50_first p95_first < <(echo "$first" | sed -E 's/p50_ms=([0-9.]+) p95_ms=([0-9.]+).*/\1 \2/')
 gop_ms=$((GOP * 1000 / FPS)); frame_ms=$(python3 -c "print(round(1000/$FPS,3))")
 r() { python3 -c "print(round($1,3))"; }
-line="| $(date -u +%F) | live | 1 camsim ${SIZE}@${FPS} ${KBPS} kbit/s, GOP ${gop_ms} ms; ${OPENS} opens; ${VIEWERS} viewers, ${DUR} s | first fragment p50 ${p50_first} / p95 ${p95_first} ms; hub delay p50 ${p50_delay} / p99 ${p99_delay} ms ($n_delay units); CPU ${VIEWERS} viewers $(pct $busy) % of a core | GOP ${gop_ms} ms; frame ${frame_ms} ms; CPU no viewers $(pct $idle) % | **first $(r "$p95_first/$gop_ms")× GOP (p95), delay $(r "$p99_delay/$frame_ms")× frame (p99), CPU $(r "$busy/max($idle,1)")×** | $(uname -m), $(nproc) cores; p50 first $(r "$p50_first/$gop_ms")× GOP, p50 delay $(r "$p50_delay/$frame_ms")× frame; ticks $busy vs $idle; $(cat "$work/hold2.out") |"
+line="| $(date -u +%F) | live | 1 camsim ${SIZE}@${FPS} ${KBPS} kbit/s, GOP ${gop_ms} ms; ${OPENS} opens; ${VIEWERS} viewers, ${DUR} s | first fragment p50 ${p50_first} / p95 ${p95_first} ms; hub delay p50 ${p50_delay} / p99 ${p99_delay} ms ($n_delay units); CPU ${VIEWERS} viewers $(pct $busy) % of a core | GOP ${gop_ms} ms; frame ${frame_ms} ms; CPU no viewers $(pct $idle) % | **first $(r "$p95_first/$gop_ms")× GOP (p95), delay $(r "$p99_delay/$frame_ms")× frame (p99), CPU $(r "$busy/max($idle,1)")×** | $(uname -m), $(nproc) cores, $PROFILE build; p50 first $(r "$p50_first/$gop_ms")× GOP, p50 delay $(r "$p50_delay/$frame_ms")× frame; ticks $busy vs $idle; $(cat "$work/hold2.out") |"
 echo "$line"
 bash tests/bench/add-result.sh "$line"
