@@ -2,13 +2,8 @@
 //! certificate fingerprint (hex SHA-256, as the hub reports it), then a WebSocket.
 #![allow(dead_code)]
 
-use std::sync::Arc;
-
 use futures::StreamExt;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use sha2::Digest;
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -16,65 +11,16 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 pub type Ws = WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
 
-/// Accepts exactly the certificate with this fingerprint.
-#[derive(Debug)]
-struct Pinned {
-    fingerprint: String,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if hex::encode(sha2::Sha256::digest(end_entity.as_ref())) == self.fingerprint.to_ascii_lowercase() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("not the hub's certificate".into()))
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// Opens `path` (`/api/cameras/1/live`) on the hub at 127.0.0.1:`port`. Err: the HTTP
 /// status the hub answered instead of upgrading (0: no answer).
 pub async fn connect(port: u16, fingerprint: &str, path: &str, cookie: &str, origin: Option<&str>) -> Result<Ws, u16> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned { fingerprint: fingerprint.to_string(), provider }))
-        .with_no_client_auth();
+    // The same pinning camsim uses to reach the hub.
+    let fp: [u8; 32] = hex::decode(fingerprint).ok().and_then(|b| b.try_into().ok()).expect("a hex SHA-256 fingerprint");
+    let cfg = homehub::camsim::pair::pin::client_config(fp).unwrap();
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.map_err(|_| 0u16)?;
     tcp.set_nodelay(true).ok();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
-        .await
-        .map_err(|_| 0u16)?;
+    let tls =
+        tokio_rustls::TlsConnector::from(cfg).connect(ServerName::try_from("127.0.0.1").unwrap(), tcp).await.map_err(|_| 0u16)?;
     let mut req = format!("wss://127.0.0.1:{port}{path}").into_client_request().unwrap();
     req.headers_mut().insert("cookie", cookie.parse().unwrap());
     if let Some(o) = origin {
