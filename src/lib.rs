@@ -27,6 +27,8 @@
 //!   `doctor`, `demo`).
 //! - [`camsim`]: the simulated camera (`homehub-camsim`), not part of the hub.
 //! - [`lan`]: what counts as the home network (one `is_lan`).
+//! - [`limits`]: the descriptor budget and reserve, per-address connection caps, shared by
+//!   every listener.
 //! - [`shutdown`]: the one stop signal, for threads and tasks alike.
 //! - [`sync`]: the one policy for poisoned locks.
 //! - [`error`]: the one error type, with a kind that maps to an HTTP status and an exit code.
@@ -43,6 +45,7 @@ pub mod events;
 pub mod fmp4;
 pub mod hub;
 pub mod lan;
+pub mod limits;
 pub mod mdns;
 pub mod motion;
 pub mod mqtt;

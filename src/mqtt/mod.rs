@@ -95,6 +95,39 @@ pub trait Authenticator: Send + Sync + 'static {
     ) -> AuthFuture<'a>;
 }
 
+/// Largest payload a `pair` session may publish (SPEC: requests are at most 4 KiB); the
+/// front end drops bigger ones before anyone reads them.
+pub const PAIR_MAX_PAYLOAD: usize = 4096;
+
+/// A `pair` login, as the front end hands it to the [`PairDesk`]. The front end terminates
+/// `pair` sessions itself: they never reach rumqttd, so they leave no broker state, no
+/// retained message and no will behind.
+#[derive(Debug, Clone)]
+pub struct PairSession {
+    /// Unique per connection for the life of the process.
+    pub id: u64,
+    /// The MQTT client id, which is the device id (checked by the authenticator).
+    pub device_id: String,
+    /// Where the connection comes from.
+    pub peer: SocketAddr,
+    /// Payloads for `homehub/pair/DEVICE_ID/response`, published to the session (QoS 1)
+    /// once it has subscribed there. Bounded: use `try_send`; a full queue means the
+    /// device does not read, and the message is dropped.
+    pub out: tokio::sync::mpsc::Sender<Vec<u8>>,
+}
+
+/// Where `pair` sessions' requests go (the hub's is `devices::pairing::Desk`). Called from
+/// connection tasks: must not block (hand work to a task).
+pub trait PairDesk: Send + Sync + 'static {
+    /// A `pair` session logged in.
+    fn opened(&self, session: PairSession);
+    /// A non-retained payload of at most [`PAIR_MAX_PAYLOAD`] bytes the session published
+    /// to `homehub/pair/DEVICE_ID/request` (anything else it publishes is dropped).
+    fn message(&self, session_id: u64, payload: bytes::Bytes);
+    /// The session ended (any reason); its `out` is no longer read.
+    fn closed(&self, session_id: u64);
+}
+
 /// Where the front end listens and how big a packet may be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -218,6 +251,20 @@ impl Mqtt {
             tracing::info!(user = username, connections = n, "MQTT login revoked");
         }
         n
+    }
+
+    /// Hands `pair` sessions to `desk` from now on; until then `pair` logins are refused
+    /// with CONNACK 0x03 (server unavailable). Set once; later calls are ignored.
+    pub fn set_pair_desk(&self, desk: Arc<dyn PairDesk>) {
+        let _ = desk;
+        todo!("mqtt-edge: store in a OnceLock in front::Shared")
+    }
+
+    /// The addresses `username`'s live connections come from (a paired device's config may
+    /// name only its own address).
+    pub fn peers(&self, username: &str) -> Vec<std::net::IpAddr> {
+        let _ = username;
+        todo!("mqtt-edge: from the registry")
     }
 
     pub fn stats(&self) -> Stats {

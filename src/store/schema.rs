@@ -159,6 +159,37 @@ const STEPS: &[&str] = &[
     ALTER TABLE cameras_v6 RENAME TO cameras;
     CREATE UNIQUE INDEX cameras_by_device ON cameras (device_id) WHERE device_id IS NOT NULL;
     CREATE UNIQUE INDEX cameras_by_name ON cameras (name) WHERE removed_ms IS NULL;",
+    // v7: pairing v2 keeps pending requests in memory (bounded, per connection), so the
+    // v1 request and nonce tables go; the audit trail is bounded (the oldest rows are
+    // rolled up per action into `audit_rollup`); the one Prometheus scrape token (stored
+    // as SHA-256); revocations made by admin commands beside a running hub (`mqtt-user
+    // remove`), which the hub polls; private hosts the owner allowed a device's config to
+    // name besides its own address, and why its last config was refused.
+    "DROP TABLE pairing_requests;
+    DROP TABLE pairing_nonces;
+    CREATE TABLE audit_rollup (
+        action TEXT PRIMARY KEY,
+        count INTEGER NOT NULL,
+        first_ms INTEGER NOT NULL,
+        last_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE metrics_token (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        token_hash BLOB NOT NULL,
+        created_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE revocations (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE device_hosts (
+        device_id TEXT NOT NULL REFERENCES devices (id),
+        host TEXT NOT NULL,
+        approved_ms INTEGER NOT NULL,
+        PRIMARY KEY (device_id, host)
+    ) STRICT;
+    ALTER TABLE devices ADD COLUMN config_refused TEXT;",
 ];
 
 pub const LATEST_VERSION: u32 = STEPS.len() as u32;
