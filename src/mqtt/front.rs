@@ -122,7 +122,8 @@ pub struct Registry {
 struct Conn {
     switch: oneshot::Sender<()>,
     ip: IpAddr,
-    slot: Option<u32>,
+    /// Clean sessions only: the slot and the client id it stands for.
+    slot: Option<(u32, String)>,
 }
 
 #[derive(Default)]
@@ -141,8 +142,8 @@ struct RegistryInner {
 
 /// What kind of session a login asks for, which decides its broker-side client id.
 pub enum SessionKind<'a> {
-    /// clean_session = true: a reused slot number.
-    Clean,
+    /// clean_session = true, with this client id: a reused slot number.
+    Clean(&'a str),
     /// clean_session = false: its own client id, one of a bounded few per login.
     Persistent(&'a str),
     /// A `pair` session: no broker side at all.
@@ -236,10 +237,25 @@ impl Registration {
             }
             let slot = match kind {
                 SessionKind::Pair => None,
-                SessionKind::Clean => {
-                    let used: HashSet<u32> =
-                        inner.live.get(username).map(|c| c.values().filter_map(|c| c.slot).collect()).unwrap_or_default();
-                    (0..).find(|n| !used.contains(n))
+                SessionKind::Clean(client_id) => {
+                    let conns = inner.live.entry(username.to_string()).or_default();
+                    // MQTT 3.1.1 §3.1.4-2: a client id already connected is taken over. The old
+                    // connection ends (its will fires), the new one gets its slot, and rumqttd
+                    // sees the same broker-side id, as a reconnecting device expects.
+                    let same =
+                        conns.iter().find(|(_, c)| c.slot.as_ref().is_some_and(|(_, id)| id == client_id)).map(|(k, _)| *k);
+                    let slot = match same.and_then(|k| conns.remove(&k)) {
+                        Some(old) => {
+                            let slot = old.slot.as_ref().map(|(n, _)| *n);
+                            let _ = old.switch.send(());
+                            slot
+                        }
+                        None => {
+                            let used: HashSet<u32> = conns.values().filter_map(|c| c.slot.as_ref().map(|(n, _)| *n)).collect();
+                            (0..).find(|n| !used.contains(n))
+                        }
+                    };
+                    slot.map(|n| (n, client_id.to_string()))
                 }
                 SessionKind::Persistent(client_id) => {
                     let ids = inner.persistent.entry(username.to_string()).or_default();
@@ -254,8 +270,9 @@ impl Registration {
             };
             inner.next_id += 1;
             let id = inner.next_id;
+            let number = slot.as_ref().map(|(n, _)| *n);
             inner.live.entry(username.to_string()).or_default().insert(id, Conn { switch: tx, ip, slot });
-            (id, slot)
+            (id, number)
         };
         Counters::bump(&shared.counters.live, 1);
         Ok((Registration { shared: shared.clone(), username: username.to_string(), id, slot }, rx))

@@ -94,7 +94,8 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
         return pair_login(client, connect, client_buf, peer, shared, mark).await.map(Login::Pair);
     }
     // Registered before the broker login, so a revocation from now on reaches this one.
-    let kind = if connect.clean_session { SessionKind::Clean } else { SessionKind::Persistent(&connect.client_id) };
+    let kind =
+        if connect.clean_session { SessionKind::Clean(&connect.client_id) } else { SessionKind::Persistent(&connect.client_id) };
     let (registration, revoked) = match Registration::new(shared, &identity.username, mark, peer.ip(), kind) {
         Ok(r) => r,
         Err(NotRegistered::Revoked) => {

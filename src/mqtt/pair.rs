@@ -37,7 +37,7 @@ use crate::shutdown::Shutdown;
 /// Largest packet a `pair` session may send at all: a publish a little over the payload
 /// cap is dropped and the session goes on, a bigger packet ends it (so no session makes
 /// the front end buffer more than this).
-pub const PAIR_MAX_PACKET: usize = 4 * PAIR_MAX_PAYLOAD;
+pub(super) const PAIR_MAX_PACKET: usize = 4 * PAIR_MAX_PAYLOAD;
 /// Answers the desk may have queued for one session.
 const OUT_QUEUE: usize = 8;
 /// Answers sent at QoS 1 and not yet acknowledged; beyond this the queue fills and the

@@ -66,7 +66,7 @@ impl fmt::Display for End {
             End::Disconnect => f.write_str("disconnected"),
             End::ClientClosed(e) => write!(f, "connection lost: {e}"),
             End::KeepaliveExpired => f.write_str("keepalive expired"),
-            End::Revoked => f.write_str("credentials revoked"),
+            End::Revoked => f.write_str("credentials revoked, or its client id connected again"),
             End::Shutdown => f.write_str("hub shutting down"),
             End::LifetimeOver => f.write_str("pair session lifetime over"),
             End::Malformed(why) => write!(f, "malformed input: {why}"),

@@ -1109,13 +1109,62 @@ async fn a_login_has_at_most_four_persistent_ids() {
 async fn peers_are_the_addresses_of_live_connections() {
     let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
     let one = Raw::login_from(&hub, "127.0.0.16", "a-1").await;
-    let _two = Raw::login_from(&hub, "127.0.0.15", "a-2").await;
+    let two = Raw::login_from(&hub, "127.0.0.15", "a-2").await;
     let _again = Raw::login_from(&hub, "127.0.0.16", "a-3").await;
     let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
     assert_eq!(hub.mqtt.peers("a"), [ip("127.0.0.15"), ip("127.0.0.16")]);
     assert!(hub.mqtt.peers("b").is_empty());
     drop(one);
+    let (shared, one_left) = (hub.mqtt.shared.clone(), move |want: Vec<std::net::IpAddr>| move || shared.registry.peers("a") == want);
+    until("a-1 gone", one_left(vec![ip("127.0.0.15"), ip("127.0.0.16")])).await;
+    until("a-1 gone", || hub.mqtt.stats().live == 2).await;
     assert_eq!(hub.mqtt.peers("a"), [ip("127.0.0.15"), ip("127.0.0.16")], "127.0.0.16 still has a-3");
+    drop(two);
+    until("a-2 gone", || hub.mqtt.peers("a") == [ip("127.0.0.16")]).await;
     hub.mqtt.revoke("a");
     assert!(hub.mqtt.peers("a").is_empty());
+}
+
+#[tokio::test]
+async fn pair_sessions_answer_qos2_once_and_end_on_huge_packets() {
+    let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
+    let mut desk = Desk::on(&hub);
+    let (mut raw, code) = raw_pair(&hub, "127.0.0.1", "cam-q", 30).await;
+    assert_eq!(code, ConnectReturnCode::Success);
+    let s = desk.opened().await;
+    let mut p = Publish::new("homehub/pair/cam-q/request", QoS::ExactlyOnce, "once");
+    p.pkid = 5;
+    raw.send(Packet::Publish(p.clone())).await;
+    assert_eq!(raw.recv().await, Packet::PubRec(rumqttc::PubRec::new(5)));
+    p.dup = true;
+    raw.send(Packet::Publish(p)).await;
+    assert_eq!(raw.recv().await, Packet::PubRec(rumqttc::PubRec::new(5)), "a resent QoS 2 publish");
+    raw.send(Packet::PubRel(rumqttc::PubRel::new(5))).await;
+    assert_eq!(raw.recv().await, Packet::PubComp(rumqttc::PubComp::new(5)));
+    assert_eq!(desk.message(s.id).await, "once");
+    desk.quiet().await;
+    // A packet far over the pairing payload cap is not even buffered: the session ends.
+    let huge = "h".repeat(pair::PAIR_MAX_PACKET + 1);
+    raw.send(Packet::Publish(Publish::new("homehub/pair/cam-q/request", QoS::AtMostOnce, huge))).await;
+    desk.closed(s.id).await;
+    assert_eq!(raw.try_recv(Duration::from_secs(2)).await, None);
+    assert_eq!(hub.mqtt.stats().malformed_total, 1);
+}
+
+#[tokio::test]
+async fn a_client_id_that_connects_again_takes_over_its_slot_and_fires_the_old_will() {
+    let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
+    let mut w = will_watcher(&hub).await;
+    let old = with_will(&hub, "cam-a").await;
+    let _other = hub.user("cam-b", "a", "pa").await;
+    // The device comes back (say after a power cut) before its old connection timed out.
+    let mut new = hub.user("cam-a", "a", "pa").await;
+    old.closed().await;
+    assert_eq!(payload(&w.publish().await), "offline", "the old connection's will fires at the takeover");
+    new.subscribe("homehub/dev/a/x", QoS::AtMostOnce).await;
+    new.send("homehub/dev/a/x", QoS::AtMostOnce, false, "back").await;
+    assert_eq!(payload(&new.publish().await), "back");
+    assert_eq!(hub.mqtt.shared.registry.broker_ids_seen(), 2, "cam-a kept its slot, cam-b has the other");
+    let shared = hub.mqtt.shared.clone();
+    until("the old connection is gone", move || shared.counters.snapshot().live == 2).await;
 }
