@@ -365,6 +365,10 @@ impl Desk {
             e.model.clone_from(&req.model);
             e.firmware.clone_from(&req.firmware);
             e.request = Some(req);
+            // A new arrival: it waits its TTL from now (a session lives 15 minutes at most,
+            // so this keeps no request beyond that).
+            e.arrived = now;
+            e.received_ms = self.clock.now_ms();
             for w in e.fresh.drain(..) {
                 let _ = w.wake.send(true);
             }
