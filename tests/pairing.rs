@@ -669,14 +669,23 @@ fn an_impostor_hub_cannot_complete_pairing_and_the_device_refuses_its_challenge(
     assert!(audit.contains("the device aborted: confirm mismatch"), "the device refused B's challenge: {audit}");
     cam.kill9();
 
-    // A request replayed from another connection (no device behind it) gets nowhere either.
+    // A request replayed from another connection, without the device's secret behind it:
+    // it cannot answer the challenge (a guessed confirm is refused and counted).
     let replay = PairClient::connect(b.mqtt_plain, "cam-r");
-    let (_device, req) = v2_request("cam-r", CODE);
+    let (device, req) = v2_request("cam-r", CODE);
+    drop(device);
     replay.publish(req.to_string());
     wait_until("the replayed request listed on B", Duration::from_secs(5), || pending_ids(&b, &cb).contains(&"cam-r".into()));
-    let (st, body) = b.send_json("POST", "/api/pairing/cam-r", &cb, &serde_json::json!({ "setup_code": CODE }));
-    assert_eq!(st, 403, "no answer to the challenge within 30 s: {body}");
-    assert!(body["error"].as_str().unwrap().contains("(1 of 5)"), "{body}");
+    let (st, body) = std::thread::scope(|s| {
+        let owner = s.spawn(|| b.send_json("POST", "/api/pairing/cam-r", &cb, &serde_json::json!({ "setup_code": CODE })));
+        let challenge = replay.answer(Duration::from_secs(10));
+        assert_eq!(challenge["status"], "challenge", "{challenge}");
+        replay.publish(serde_json::json!({ "v": 2, "confirm": "00".repeat(32) }).to_string());
+        owner.join().unwrap()
+    });
+    assert_eq!(st, 403, "a guessed confirm: {body}");
+    assert!(body["error"].as_str().unwrap().contains("wrong setup code for cam-r (1 of 5)"), "{body}");
+    assert!(replay.rejected().contains("wrong setup code"));
     replay.close();
 
     // No credentials were issued on either hub.
