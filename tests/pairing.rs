@@ -1,5 +1,6 @@
-//! Pairing and the broker edge, end to end: camsim `--pair` against `homehub serve`,
-//! Debian's mosquitto clients as third parties, curl for the owner's side.
+//! Pairing (SPEC v2) and the broker edge, end to end: camsim `--pair` against `homehub
+//! serve`, Debian's mosquitto clients and hand-made `pair` sessions (rumqttc) as third
+//! parties, a TLS relay as an impostor hub on the path, curl for the owner's side.
 
 mod common;
 
@@ -113,11 +114,16 @@ fn a_camera_pairs_with_its_code_gets_its_own_topics_and_is_revoked_at_once() {
     let plain = hub.mqtt_plain.to_string();
     let (mut cam, lines) = camsim_lines(&pair_args(&hub_addr, &fp, "cam-a", CODE));
 
-    // The request shows up for the owner; a wrong code is refused, the right one pairs.
+    // The request shows up for the owner, with where it came from; a wrong code is
+    // refused (the device refuses the hub's challenge), the right one then pairs (the
+    // device has started a fresh exchange on its session meanwhile).
     wait_until("pairing request listed", Duration::from_secs(15), || pending_ids(&hub, &cookie) == ["cam-a"]);
+    let listed = hub.get_json("/api/pairing", &cookie)["items"][0].clone();
+    assert_eq!((listed["peer"].as_str(), listed["competing"].as_bool()), (Some("127.0.0.1"), Some(false)), "{listed}");
+    assert!(listed["request_id"].is_string() && listed["received"].is_string() && listed["expires"].is_string(), "{listed}");
     let (st, body) = hub.send_json("POST", "/api/pairing/cam-a", &cookie, &serde_json::json!({ "setup_code": "11111111" }));
     assert_eq!(st, 403, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("wrong setup code"), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("wrong setup code for cam-a (1 of 5)"), "{body}");
     assert!(device(&hub, &cookie, "cam-a").is_none(), "no device before the right code");
     let accepted = Instant::now();
     let (st, body) = hub.send_json("POST", "/api/pairing/cam-a", &cookie, &serde_json::json!({ "setup_code": CODE }));
@@ -348,128 +354,152 @@ fn five_wrong_codes_lock_the_device_id_and_issue_nothing() {
     assert!(audit.contains("pairing.locked"), "{audit}");
 }
 
+/// A `pair` session made by hand (rumqttc, plaintext loopback listener): subscribed to its
+/// response topic before it publishes, so it hears every answer of the hub.
+struct PairClient {
+    client: rumqttc::Client,
+    id: String,
+    answers: Receiver<Vec<u8>>,
+    ended: Receiver<()>,
+}
+
+impl PairClient {
+    fn connect(port: u16, id: &str) -> PairClient {
+        let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        o.set_credentials("pair", "pair");
+        o.set_keep_alive(Duration::from_secs(30));
+        o.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut conn) = rumqttc::Client::new(o, 16);
+        client.subscribe(homehub::pairing::response_topic(id), rumqttc::QoS::AtLeastOnce).unwrap();
+        let (tx, answers) = std::sync::mpsc::channel();
+        let (sub_tx, subscribed) = std::sync::mpsc::channel();
+        let (end_tx, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for ev in conn.iter() {
+                match ev {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(a))) => {
+                        let _ = sub_tx.send(a.return_codes);
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        let _ = tx.send(p.payload.to_vec());
+                    }
+                    Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            let _ = end_tx.send(());
+        });
+        let codes = subscribed.recv_timeout(Duration::from_secs(10)).expect("SUBACK within 10 s");
+        assert!(matches!(codes[..], [rumqttc::SubscribeReasonCode::Success(_)]), "{id}: own response topic: {codes:?}");
+        PairClient { client, id: id.to_string(), answers, ended }
+    }
+
+    fn publish_to(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload).unwrap();
+    }
+
+    fn publish(&self, payload: impl Into<Vec<u8>>) {
+        self.publish_to(&homehub::pairing::request_topic(&self.id), payload);
+    }
+
+    /// The hub's next answer, parsed as JSON.
+    fn answer(&self, timeout: Duration) -> serde_json::Value {
+        let bytes = self.answers.recv_timeout(timeout).unwrap_or_else(|_| panic!("{}: no answer within {timeout:?}", self.id));
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn rejected(&self) -> String {
+        let a = self.answer(Duration::from_secs(5));
+        assert_eq!((a["v"].as_u64(), a["status"].as_str()), (Some(2), Some("rejected")), "{}: {a}", self.id);
+        a["reason"].as_str().unwrap().to_string()
+    }
+
+    fn close(self) {
+        let _ = self.client.disconnect();
+        let _ = self.ended.recv_timeout(Duration::from_secs(5));
+    }
+}
+
+/// A v2 request for `id` as a device makes it (SPAKE2 side A with `code`), and its exchange.
+fn v2_request(id: &str, code: &str) -> (homehub::pairing::DeviceExchange, serde_json::Value) {
+    let (x, bytes) = homehub::pairing::DeviceExchange::start(id, "camera", "sim", "1", code);
+    (x, serde_json::from_slice(&bytes).unwrap())
+}
+
 #[test]
 fn malformed_pairing_payloads_are_refused_with_a_reason_and_the_hub_keeps_serving() {
     let tmp = tempfile::tempdir().unwrap();
     let hub = Hub::start(tmp.path(), "");
     let cookie = owner(&hub);
-    let plain = hub.mqtt_plain.to_string();
-    // placeholder until desk lands: a v2 request instead of v1's build_request.
-    let (_, valid) = homehub::pairing::DeviceExchange::start("cam-m", "camera", "sim", "1", CODE);
-    let valid = String::from_utf8(valid).unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&valid).unwrap();
-    v["extra"] = serde_json::json!(1);
-    let unknown_field = v.to_string();
-    let mut v: serde_json::Value = serde_json::from_str(&valid).unwrap();
-    v["nonce"] = serde_json::json!(42);
-    let wrong_type = v.to_string();
-    let oversized = format!("{{\"v\":1,\"model\":\"{}\"}}", "x".repeat(5000));
-    let cases: Vec<(&str, String)> = vec![
-        ("not json", "not json".into()),
-        ("unknown field", unknown_field),
-        ("wrong type", wrong_type),
-        ("oversized", oversized),
-        ("valid", valid.clone()),
-        ("replayed nonce", valid),
+    let (_, valid) = v2_request("cam-m", CODE);
+    assert_eq!(valid["v"], 2);
+    let with = |key: &str, value: serde_json::Value| {
+        let mut v = valid.clone();
+        v[key] = value;
+        v.to_string()
+    };
+    // v1's request: a nonce, a recipient and a proof where v2 has its exchange message.
+    let v1 = serde_json::json!({
+        "v": 1, "device_id": "cam-m", "kind": "camera", "model": "sim", "firmware": "1",
+        "nonce": "00".repeat(16), "recipient": "age1qqqq", "proof": "00".repeat(32),
+    })
+    .to_string();
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("not json", "not json".into(), "payload"),
+        ("unknown field", with("extra", serde_json::json!(1)), "extra"),
+        ("wrong type", with("pake", serde_json::json!(42)), "pake"),
+        ("not base64", with("pake", serde_json::json!("!!!")), "pake"),
+        ("v1", v1, "bad request"),
+        ("no version", with("v", serde_json::json!(7)), "v"),
     ];
-    // Another client id may not ask on cam-m's behalf: the front end drops it.
-    let o = mosq(
-        "mosquitto_pub",
-        &[
-            "-p",
-            &plain,
-            "-u",
-            "pair",
-            "-P",
-            "pair",
-            "-i",
-            "cam-x",
-            "-t",
-            "homehub/pair/cam-m/request",
-            "-q",
-            "1",
-            "-m",
-            &cases[4].1,
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    wait_until("the front end to deny cam-x's publish", Duration::from_secs(5), || {
-        hub.log_text().lines().any(|l| l.contains("MQTT publish denied") && l.contains("cam-x"))
-    });
-    assert!(pending_ids(&hub, &cookie).is_empty(), "a client id asked for another device");
+    // Each case on a session of its own (a session's requests count once per 2 s).
+    for (what, payload, field) in &cases {
+        let c = PairClient::connect(hub.mqtt_plain, "cam-m");
+        c.publish(payload.clone());
+        let reason = c.rejected();
+        assert!(reason.starts_with("bad request") && reason.contains(field), "{what}: {reason}");
+        c.close();
+    }
+    assert!(pending_ids(&hub, &cookie).is_empty(), "nothing malformed is listed");
 
-    // cam-m's own session sends every case, one message a line.
-    let mut publisher = Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &plain,
-            "-u",
-            "pair",
-            "-P",
-            "pair",
-            "-i",
-            "cam-m",
-            "-t",
-            "homehub/pair/cam-m/request",
-            "-q",
-            "1",
-            "-l",
-        ])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = publisher.stdin.take().unwrap();
-        for (_, payload) in &cases {
-            writeln!(stdin, "{payload}").unwrap();
-            stdin.flush().unwrap();
-            // Pacing: one message at a time.
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-    assert!(publisher.wait().unwrap().success());
-    wait_until("the valid request", Duration::from_secs(5), || pending_ids(&hub, &cookie) == ["cam-m"]);
-    let refusals = |log: &str| log.lines().filter(|l| l.contains("pairing request refused")).count();
-    wait_until("five refusals logged", Duration::from_secs(5), || refusals(&hub.log_text()) >= 5);
-    let log = hub.log_text();
-    let refused: Vec<&str> = log.lines().filter(|l| l.contains("pairing request refused")).collect();
-    assert_eq!(refused.len(), 5, "every bad payload refused with a logged reason:\n{}", refused.join("\n"));
-    for (reason, line) in ["payload", "extra", "nonce", "payload", "replayed nonce"].iter().zip(&refused) {
-        assert!(line.contains(reason), "expected {reason:?} in {line}");
-    }
-    assert_eq!(pending_ids(&hub, &cookie), ["cam-m"], "the one valid request waits for the owner");
-    // Oversized MQTT packet: the connection is closed, the broker keeps serving.
-    let big = tmp.path().join("big");
-    std::fs::write(&big, "x".repeat(600 * 1024)).unwrap();
-    let _ = mosq(
-        "mosquitto_pub",
-        &[
-            "-p",
-            &plain,
-            "-u",
-            "pair",
-            "-P",
-            "pair",
-            "-i",
-            "cam-m",
-            "-t",
-            "homehub/pair/cam-m/request",
-            "-f",
-            big.to_str().unwrap(),
-        ],
-    );
-    wait_until("the oversized packet refused and logged", Duration::from_secs(5), || {
-        hub.log_text().lines().any(|l| l.contains("MQTT client dropped") && l.contains("over the limit"))
-    });
+    // Another client id may not ask on cam-m's behalf: the front end drops it. Its own
+    // request after that is listed (one connection's publishes arrive in order).
+    let x = PairClient::connect(hub.mqtt_plain, "cam-x");
+    x.publish_to(&homehub::pairing::request_topic("cam-m"), valid.to_string());
+    // Over 4 KiB: dropped by the front end before anyone reads it (no answer either).
+    x.publish(format!("{{\"v\":2,\"model\":\"{}\"}}", "x".repeat(5000)));
+    let (_, own) = v2_request("cam-x", CODE);
+    x.publish(own.to_string());
+    wait_until("cam-x's own request", Duration::from_secs(5), || pending_ids(&hub, &cookie) == ["cam-x"]);
+    assert!(x.answers.try_recv().is_err(), "nothing answered to cam-x");
+    // A valid request from cam-m's own session waits for the owner, beside cam-x's.
+    let m = PairClient::connect(hub.mqtt_plain, "cam-m");
+    m.publish(valid.to_string());
+    wait_until("the valid request", Duration::from_secs(5), || pending_ids(&hub, &cookie).len() == 2);
+    let mut ids = pending_ids(&hub, &cookie);
+    ids.sort();
+    assert_eq!(ids, ["cam-m", "cam-x"]);
+    let metrics = String::from_utf8(hub.get("/metrics", Some(&cookie)).2).unwrap();
+    let rejected = metrics
+        .lines()
+        .find(|l| l.starts_with("homehub_device_payloads_rejected"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok());
+    assert!(rejected.is_some_and(|n| n >= cases.len() as f64), "every bad payload counted: {rejected:?}\n{metrics}");
+
+    // A session that goes takes its request with it.
+    x.close();
+    wait_until("cam-x gone with its session", Duration::from_secs(5), || pending_ids(&hub, &cookie) == ["cam-m"]);
+    // An oversized MQTT packet: the connection is closed, the hub keeps serving.
+    m.publish(vec![b'x'; 600 * 1024]);
+    assert!(m.ended.recv_timeout(Duration::from_secs(5)).is_ok(), "the connection of an oversized packet is closed");
+    wait_until("cam-m gone with its session", Duration::from_secs(5), || pending_ids(&hub, &cookie).is_empty());
     assert_eq!(hub.get("/healthz", None).0, 200);
-    let o = mosq(
-        "mosquitto_sub",
-        &["-p", &plain, "-u", "pair", "-P", "pair", "-i", "cam-z", "-t", "homehub/pair/cam-z/response", "-W", "1"],
-    );
-    assert!(!text(&o).contains("refused") && !text(&o).contains("denied"), "broker still serves: {}", text(&o));
+    let z = PairClient::connect(hub.mqtt_plain, "cam-z");
+    let (_, req) = v2_request("cam-z", CODE);
+    z.publish(req.to_string());
+    wait_until("a new session is served", Duration::from_secs(5), || pending_ids(&hub, &cookie) == ["cam-z"]);
+    z.close();
 }
 
 #[test]
@@ -542,4 +572,127 @@ fn home_assistant_sees_a_paired_cameras_motion_sensor_turn_on_and_off() {
     assert_eq!(states.first(), Some(&"OFF"), "retained state first: {seen}");
     let on = states.iter().position(|s| *s == "ON").unwrap_or_else(|| panic!("never ON: {seen}"));
     assert!(states[on..].contains(&"OFF"), "never back OFF: {seen}");
+}
+
+#[test]
+fn a_second_request_for_a_pending_device_id_does_not_replace_the_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = Hub::start(tmp.path(), "");
+    let cookie = owner(&hub);
+    let hub_addr = format!("127.0.0.1:{}", hub.mqtt_tls);
+    let (_cam, lines) = camsim_lines(&pair_args(&hub_addr, &hub.fingerprint, "cam-c", CODE));
+    wait_until("pairing request listed", Duration::from_secs(15), || pending_ids(&hub, &cookie) == ["cam-c"]);
+    let first = hub.get_json("/api/pairing", &cookie)["items"][0].clone();
+    // Another connection asks for the same id (with a code of its own choosing).
+    let rogue = PairClient::connect(hub.mqtt_plain, "cam-c");
+    let (_, req) = v2_request("cam-c", "00000000");
+    rogue.publish(req.to_string());
+    wait_until("both requests listed", Duration::from_secs(5), || pending_ids(&hub, &cookie).len() == 2);
+    let items = hub.get_json("/api/pairing", &cookie)["items"].as_array().unwrap().clone();
+    assert!(items.iter().all(|i| i["device_id"] == "cam-c" && i["competing"] == true), "{items:?}");
+    let kept = items.iter().find(|i| i["request_id"] == first["request_id"]).expect("the first request is still listed");
+    assert_eq!((&kept["received"], &kept["peer"]), (&first["received"], &first["peer"]), "the first is not replaced");
+    // The owner must say which one.
+    let (st, body) = hub.send_json("POST", "/api/pairing/cam-c", &cookie, &serde_json::json!({ "setup_code": CODE }));
+    assert_eq!(st, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("2 requests for cam-c — from 127.0.0.1, 127.0.0.1"), "{body}");
+    let (st, body) = hub.send_json(
+        "POST",
+        "/api/pairing/cam-c",
+        &cookie,
+        &serde_json::json!({ "setup_code": CODE, "request": first["request_id"] }),
+    );
+    assert_eq!(st, 200, "{body}");
+    wait_line(&lines, "camsim paired cam-c", Duration::from_secs(10));
+    assert!(rogue.rejected().contains("another connection"));
+    assert!(pending_ids(&hub, &cookie).is_empty());
+    assert!(device(&hub, &cookie, "cam-c").is_some_and(|d| d["paired"] == true));
+    rogue.close();
+}
+
+/// A TLS endpoint with the certificate of the hub whose data dir is `cert_of`, relaying
+/// what it decrypts to `target` (a hub's plaintext MQTT port): a man in the middle with a
+/// certificate of its own. Returns its port.
+fn tls_relay(cert_of: &std::path::Path, target: u16) -> u16 {
+    let paths = homehub::web::tls::ensure(cert_of).unwrap();
+    let mut cfg = (*homehub::web::tls::server_config(&paths).unwrap()).clone();
+    cfg.alpn_protocols.clear();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else { return };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                });
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn an_impostor_hub_cannot_complete_pairing_and_the_device_refuses_its_challenge() {
+    let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Hub::start(ta.path(), "");
+    let b = Hub::start(tb.path(), "");
+    assert_ne!(a.fingerprint, b.fingerprint);
+    let (ca, cb) = (owner(&a), owner(&b));
+
+    // 1. The device pinned the impostor B (it believed B's advert); B sits on the path and
+    // hands the device's request on to the real hub A, where the owner types the right code.
+    let relay = tls_relay(&b.dir, a.mqtt_plain);
+    let (mut cam, _lines) = camsim_lines(&pair_args(&format!("127.0.0.1:{relay}"), &b.fingerprint, "cam-i", CODE));
+    wait_until("the relayed request listed on A", Duration::from_secs(15), || pending_ids(&a, &ca) == ["cam-i"]);
+    let (st, body) = a.send_json("POST", "/api/pairing/cam-i", &ca, &serde_json::json!({ "setup_code": CODE }));
+    assert_eq!(st, 403, "the right code, through an impostor: {body}");
+    assert!(body["error"].as_str().unwrap().contains("wrong setup code for cam-i (1 of 5)"), "{body}");
+    let audit = a.get_json("/api/audit", &ca).to_string();
+    assert!(audit.contains("the device aborted: confirm mismatch"), "the device refused A's challenge: {audit}");
+    cam.kill9();
+
+    // 2. The device pinned A, and its request is handed to the second hub B (a copy of
+    // it, or a relay holding A's certificate): B's challenge is refused too.
+    let relay = tls_relay(&a.dir, b.mqtt_plain);
+    let (mut cam, _lines) = camsim_lines(&pair_args(&format!("127.0.0.1:{relay}"), &a.fingerprint, "cam-j", CODE));
+    wait_until("the request listed on B", Duration::from_secs(15), || pending_ids(&b, &cb) == ["cam-j"]);
+    let (st, body) = b.send_json("POST", "/api/pairing/cam-j", &cb, &serde_json::json!({ "setup_code": CODE }));
+    assert_eq!(st, 403, "{body}");
+    let audit = b.get_json("/api/audit", &cb).to_string();
+    assert!(audit.contains("the device aborted: confirm mismatch"), "the device refused B's challenge: {audit}");
+    cam.kill9();
+
+    // A request replayed from another connection, without the device's secret behind it:
+    // it cannot answer the challenge (a guessed confirm is refused and counted).
+    let replay = PairClient::connect(b.mqtt_plain, "cam-r");
+    let (device, req) = v2_request("cam-r", CODE);
+    drop(device);
+    replay.publish(req.to_string());
+    wait_until("the replayed request listed on B", Duration::from_secs(5), || pending_ids(&b, &cb).contains(&"cam-r".into()));
+    let (st, body) = std::thread::scope(|s| {
+        let owner = s.spawn(|| b.send_json("POST", "/api/pairing/cam-r", &cb, &serde_json::json!({ "setup_code": CODE })));
+        let challenge = replay.answer(Duration::from_secs(10));
+        assert_eq!(challenge["status"], "challenge", "{challenge}");
+        replay.publish(serde_json::json!({ "v": 2, "confirm": "00".repeat(32) }).to_string());
+        owner.join().unwrap()
+    });
+    assert_eq!(st, 403, "a guessed confirm: {body}");
+    assert!(body["error"].as_str().unwrap().contains("wrong setup code for cam-r (1 of 5)"), "{body}");
+    assert!(replay.rejected().contains("wrong setup code"));
+    replay.close();
+
+    // No credentials were issued on either hub.
+    for (hub, cookie) in [(&a, &ca), (&b, &cb)] {
+        let devices = hub.get_json("/api/devices", cookie);
+        assert_eq!(devices["items"].as_array().unwrap().len(), 0, "{devices}");
+        let n: i64 = hub.db().query_row("SELECT COUNT(*) FROM devices", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0);
+    }
 }

@@ -161,7 +161,7 @@ async fn play_owner(devices: std::sync::Arc<crate::devices::Devices>, mut codes:
         for p in pending {
             if let Some(i) = codes.iter().position(|(id, _)| *id == p.device_id) {
                 let (id, code) = codes.remove(i);
-                match devices.confirm(&id, &code, "demo").await {
+                match devices.confirm(&id, &code, Some(p.request_id.as_str()), "demo").await {
                     Ok(()) => println!("demo: paired {id} with its setup code"),
                     Err(e) => eprintln!("demo: pairing {id} failed: {e}"),
                 }

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::devices::auth::digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pairing;
-use crate::store::PendingRequest;
+use crate::store::NewDevice;
 
 use super::open_store;
 
@@ -76,25 +76,18 @@ pub fn device_add(cfg: &Config, id: &str, kind: &str) -> Result<()> {
     let store = open_store(&cfg.data_dir)?;
     let password = pairing::new_password();
     let hash = digest(password.as_bytes());
-    let req = PendingRequest {
-        device_id: id.to_string(),
-        kind: kind.to_string(),
-        model: "provisioned by hand".into(),
-        firmware: String::new(),
-        nonce: Vec::new(),
-        recipient: String::new(),
-        proof: Vec::new(),
-        received_ms: crate::clock::now_ms(),
-    };
+    let device =
+        NewDevice { id: id.to_string(), kind: kind.to_string(), model: "provisioned by hand".into(), firmware: String::new() };
+    let now = crate::clock::now_ms();
     store.call_blocking(move |db| {
-        if db.device_password_hash(&req.device_id)?.is_some() {
-            return Err(Error::new(ErrorKind::Conflict, format!("ID: {} is paired already", req.device_id)));
+        if db.device_password_hash(&device.id)?.is_some() {
+            return Err(Error::new(ErrorKind::Conflict, format!("ID: {} is paired already", device.id)));
         }
-        if db.mqtt_user(&req.device_id)?.is_some() {
-            return Err(Error::new(ErrorKind::Conflict, format!("ID: a broker user is called {:?}", req.device_id)));
+        if db.mqtt_user(&device.id)?.is_some() {
+            return Err(Error::new(ErrorKind::Conflict, format!("ID: a broker user is called {:?}", device.id)));
         }
-        db.complete_pairing(&req, &hash, req.received_ms)?;
-        db.audit("cli", "device.add", &req.device_id, req.received_ms)
+        db.complete_pairing(&device, &hash, now)?;
+        db.audit("cli", "device.add", &device.id, now)
     })?;
     println!("username: {id}");
     println!("password: {password}");

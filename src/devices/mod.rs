@@ -1,9 +1,9 @@
 //! Devices: the hub's side of MQTT.
 //!
-//! Owns: who may log in to the broker ([`auth`]), pairing (pending requests, the owner's
-//! confirmation with the setup code, lock-outs, sealed credentials, unpairing and
-//! revocation), what paired devices report (`config` starts a camera, `availability`,
-//! `state`, last seen), and what the hub publishes (camera motion states, its own status,
+//! Owns: who may log in to the broker ([`auth`]), pairing ([`pairing`]: the desk where
+//! `pair` sessions' requests wait for the owner, the exchange, lock-outs, sealed
+//! credentials), unpairing and revocation, what paired devices report (`config` starts a
+//! camera, `availability`, `state`, last seen), and what the hub publishes (camera motion states, its own status,
 //! Home Assistant discovery). Every pairing, rejection and unpairing is audited.
 //!
 //! Talks to the broker through one trusted in-hub client; starts and stops cameras only
@@ -12,6 +12,7 @@
 //! its reason and dropped, and the hub goes on serving.
 
 pub mod auth;
+pub mod pairing;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,11 +24,13 @@ use tokio::sync::broadcast;
 
 use crate::camera::CameraView;
 use crate::clock::Clock;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::events::MotionChange;
 use crate::mqtt::Mqtt;
-use crate::pairing::{self, Response};
-use crate::store::{CameraRow, PendingRequest, Store, WrongCode};
+
+use crate::store::{CameraRow, Store};
+
+pub use self::pairing::{Desk, DeskParts, Pending};
 
 /// Device messages update `last_seen` in the database at most this often (SD cards wear).
 const SEEN_WRITE_EVERY_MS: i64 = 30_000;
@@ -35,9 +38,9 @@ const SEEN_WRITE_EVERY_MS: i64 = 30_000;
 /// one is refused by the parser instead of breaking the client.
 const INTERNAL_MAX_PACKET: usize = 512 * 1024;
 
-/// The pairing rules (SPEC v1): how long a request waits for the owner, how many wrong
-/// setup codes in a row lock a device id out, and for how long. The store applies them
-/// as it is told.
+/// The pairing rules (SPEC v2): how long a request waits for the owner, how many wrong
+/// setup codes in a row lock a device id out, and for how long. The desk and the store
+/// apply them as they are told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PairingPolicy {
     pub ttl_ms: i64,
@@ -46,7 +49,7 @@ pub struct PairingPolicy {
 }
 
 impl PairingPolicy {
-    /// SPEC v1: pending for 10 minutes; five wrong codes lock the id for 15 minutes.
+    /// SPEC: pending for 10 minutes; five wrong codes lock the id for 15 minutes.
     pub const SPEC: PairingPolicy = PairingPolicy { ttl_ms: 10 * 60 * 1000, max_wrong_codes: 5, lockout_ms: 15 * 60 * 1000 };
 }
 
@@ -91,17 +94,6 @@ impl Device {
     }
 }
 
-/// A request waiting for the owner.
-#[derive(Debug, Clone)]
-pub struct Pending {
-    pub device_id: String,
-    pub kind: String,
-    pub model: String,
-    pub firmware: String,
-    pub received_ms: i64,
-    pub expires_ms: i64,
-}
-
 #[derive(Default)]
 struct Live {
     states: HashMap<String, serde_json::Map<String, serde_json::Value>>,
@@ -111,12 +103,10 @@ struct Live {
     paired: HashSet<String>,
 }
 
-/// Counters for `/metrics`.
+/// Counters for `/metrics` (pairing's are the desk's).
 #[derive(Default)]
 pub struct Counters {
     pub payloads_rejected: AtomicU64,
-    pub pairings_accepted: AtomicU64,
-    pub pairings_rejected: AtomicU64,
 }
 
 pub struct Devices {
@@ -128,7 +118,7 @@ pub struct Devices {
     live: Mutex<Live>,
     pub counters: Counters,
     clock: Clock,
-    policy: PairingPolicy,
+    desk: Arc<Desk>,
 }
 
 /// What the devices subsystem is built on.
@@ -143,13 +133,15 @@ pub struct Parts {
     /// Motion ON/OFF, published for integrations.
     pub changes: broadcast::Receiver<MotionChange>,
     pub clock: Clock,
+    /// Pairing: the desk the MQTT front end hands `pair` sessions to.
+    pub desk: Arc<Desk>,
 }
 
 impl Devices {
     /// Connects the in-hub client and starts the task that serves it. The task ends when
     /// `stop` fires, after telling the broker the hub is offline.
     pub fn start(parts: Parts, stop: crate::shutdown::Shutdown) -> (Arc<Devices>, tokio::task::JoinHandle<()>) {
-        let Parts { store, hub_id, mqtt, cameras, view, changes, clock } = parts;
+        let Parts { store, hub_id, mqtt, cameras, view, changes, clock, desk } = parts;
         let mut opts = mqtt.internal_options("hub");
         opts.set_keep_alive(Duration::from_secs(10));
         opts.set_max_packet_size(INTERNAL_MAX_PACKET, INTERNAL_MAX_PACKET);
@@ -164,7 +156,7 @@ impl Devices {
             live: Mutex::new(Live::default()),
             counters: Counters::default(),
             clock,
-            policy: PairingPolicy::SPEC,
+            desk,
         });
         let task = tokio::spawn(devices.clone().serve(eventloop, view, changes, stop));
         (devices, task)
@@ -224,7 +216,8 @@ impl Devices {
     }
 
     fn subscribe_all(&self) {
-        for filter in ["homehub/pair/+/request", "homehub/dev/+/config", "homehub/dev/+/availability", "homehub/dev/+/state"] {
+        // Pairing traffic never reaches the broker: the front end hands it to the desk.
+        for filter in ["homehub/dev/+/config", "homehub/dev/+/availability", "homehub/dev/+/state"] {
             if let Err(e) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
                 tracing::error!(filter, error = %e, "hub broker client: cannot subscribe");
             }
@@ -265,7 +258,6 @@ impl Devices {
         }
         let parts: Vec<&str> = topic.split('/').collect();
         match parts.as_slice() {
-            ["homehub", "pair", id, "request"] => self.on_pair_request(id, payload).await,
             ["homehub", "dev", id, leaf] => {
                 if let Err(e) = self.on_device_message(id, leaf, payload).await {
                     self.counters.payloads_rejected.fetch_add(1, Ordering::Relaxed);
@@ -274,52 +266,6 @@ impl Devices {
             }
             _ => tracing::debug!(topic, "ignored"),
         }
-    }
-
-    async fn on_pair_request(&self, topic_id: &str, payload: &[u8]) {
-        // placeholder until desk lands: v2 requests are stored without the v1 proof fields.
-        let outcome = match pairing::parse_device_message(payload) {
-            Err(r) => Err(Error::invalid(format!("bad request: {r}"))),
-            Ok(pairing::DeviceMessage::Confirm(_) | pairing::DeviceMessage::Abort(_)) => {
-                Err(Error::internal("pairing v2: hub side pending"))
-            }
-            Ok(pairing::DeviceMessage::Request(req)) if req.device_id != topic_id => {
-                Err(Error::invalid("bad request: device_id is not the client id"))
-            }
-            Ok(pairing::DeviceMessage::Request(req)) if req.device_id == pairing::PAIR_USERNAME => {
-                Err(Error::invalid("bad request: device id is reserved"))
-            }
-            Ok(pairing::DeviceMessage::Request(req)) => {
-                let pending = PendingRequest {
-                    device_id: req.device_id.clone(),
-                    kind: req.kind.clone(),
-                    model: req.model.clone(),
-                    firmware: req.firmware.clone(),
-                    nonce: Vec::new(),
-                    recipient: String::new(),
-                    proof: req.pake.clone(),
-                    received_ms: self.clock.now_ms(),
-                };
-                self.store.call(move |db| db.put_pairing_request(&pending)).await.map(|_| req)
-            }
-        };
-        match outcome {
-            Ok(req) => {
-                tracing::info!(device = %req.device_id, model = %req.model, "pairing request waits for the owner");
-                self.audit("device", "pairing.requested", format!("{} ({} {})", req.device_id, req.kind, req.model)).await;
-            }
-            Err(e) => {
-                self.counters.payloads_rejected.fetch_add(1, Ordering::Relaxed);
-                self.counters.pairings_rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(device = %topic_id, reason = %e.message(), "pairing request refused");
-                self.respond(topic_id, &Response::Rejected { reason: e.message().to_string() });
-                self.audit("device", "pairing.rejected", format!("{topic_id}: {}", e.message())).await;
-            }
-        }
-    }
-
-    fn respond(&self, device_id: &str, r: &Response) {
-        self.publish(&pairing::response_topic(device_id), false, r.to_json());
     }
 
     async fn audit(&self, actor: &str, action: &'static str, detail: String) {
@@ -337,17 +283,17 @@ impl Devices {
         let now = self.clock.now_ms();
         match leaf {
             "config" => {
-                let cfg = pairing::parse_config(payload)?;
+                let cfg = crate::pairing::parse_config(payload)?;
                 self.camera_from_config(id, cfg).await?;
                 self.seen(id, now, None).await
             }
             "availability" => {
-                let online = pairing::parse_availability(payload)?;
+                let online = crate::pairing::parse_availability(payload)?;
                 tracing::info!(device = %id, online, "device availability");
                 self.seen(id, now, Some(online)).await
             }
             "state" => {
-                let state = pairing::parse_state(payload)?;
+                let state = crate::pairing::parse_state(payload)?;
                 self.live().states.insert(id.to_string(), state);
                 self.seen(id, now, None).await
             }
@@ -367,7 +313,7 @@ impl Devices {
         Ok(paired)
     }
 
-    async fn camera_from_config(&self, id: &str, cfg: pairing::DeviceConfig) -> Result<()> {
+    async fn camera_from_config(&self, id: &str, cfg: crate::pairing::DeviceConfig) -> Result<()> {
         let device = id.to_string();
         let name = cfg.name.clone().unwrap_or_else(|| id.to_string());
         let sub = cfg.substream_url.clone().unwrap_or_default();
@@ -406,62 +352,20 @@ impl Devices {
 
     // ---- what the owner does (web API) ----
 
+    /// The requests waiting for the owner (the desk's).
     pub async fn pending(&self) -> Result<Vec<Pending>> {
-        let (now, ttl) = (self.clock.now_ms(), self.policy.ttl_ms);
-        let rows = self.store.call(move |db| db.pending_requests(now, ttl)).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Pending {
-                received_ms: r.received_ms,
-                expires_ms: r.received_ms + ttl,
-                device_id: r.device_id,
-                kind: r.kind,
-                model: r.model,
-                firmware: r.firmware,
-            })
-            .collect())
+        Ok(self.desk.pending())
     }
 
-    /// The owner typed the setup code for `device_id`'s request.
-    pub async fn confirm(&self, device_id: &str, setup_code: &str, actor: &str) -> Result<()> {
-        pairing::check_setup_code(setup_code).map_err(|e| Error::invalid(format!("setup_code: {e}")))?;
-        let (now, ttl) = (self.clock.now_ms(), self.policy.ttl_ms);
-        let id = device_id.to_string();
-        let (lock, pending) =
-            self.store.call(move |db| Ok((db.pairing_lock(&id, now)?, db.pending_request(&id, now, ttl)?))).await?;
-        if lock.is_some() {
-            return Err(Error::new(ErrorKind::Forbidden, format!("{device_id}: too many wrong setup codes; try again later")));
-        }
-        let Some(p) = pending else {
-            let minutes = ttl / 60_000;
-            let msg = format!("no pending pairing request from {device_id:?} (they expire after {minutes} minutes)");
-            return Err(Error::not_found(msg));
-        };
-        // placeholder until desk lands: the v2 exchange (devices/pairing.rs) replaces this.
-        let _ = (p, setup_code, actor, now);
-        Err(Error::internal("pairing v2: hub side pending"))
+    /// The owner typed the setup code for `device_id`'s request (`request_id` names one
+    /// of competing requests); answers once the device has answered.
+    pub async fn confirm(&self, device_id: &str, setup_code: &str, request_id: Option<&str>, actor: &str) -> Result<()> {
+        self.desk.confirm(device_id, setup_code, request_id, actor).await
     }
 
-    // placeholder until desk lands: only the v1 confirm path counted wrong codes.
-    #[allow(dead_code)]
-    async fn wrong_code(&self, device_id: &str, actor: &str, now: i64) -> Error {
-        let (id, PairingPolicy { max_wrong_codes: max, lockout_ms, .. }) = (device_id.to_string(), self.policy);
-        let counted = self.store.call(move |db| db.wrong_setup_code(&id, now, max, lockout_ms)).await;
-        match counted {
-            Ok(WrongCode::Counted(n)) => {
-                self.audit(actor, "pairing.wrong_code", format!("{device_id} ({n} of {max})")).await;
-                Error::new(ErrorKind::Forbidden, format!("wrong setup code for {device_id} ({n} of {max})"))
-            }
-            Ok(WrongCode::Locked { .. }) => {
-                let minutes = lockout_ms / 60_000;
-                self.counters.pairings_rejected.fetch_add(1, Ordering::Relaxed);
-                self.respond(device_id, &Response::Rejected { reason: "too many wrong setup codes".into() });
-                self.audit(actor, "pairing.locked", format!("{device_id} for {minutes} minutes")).await;
-                tracing::warn!(device = %device_id, "too many wrong setup codes: device id locked");
-                Error::new(ErrorKind::Forbidden, format!("wrong setup code; {device_id} is locked for {minutes} minutes"))
-            }
-            Err(e) => e,
-        }
+    /// The pairing desk.
+    pub fn desk(&self) -> &Arc<Desk> {
+        &self.desk
     }
 
     /// Revokes a device at once: its camera stops, its live connection is dropped and its
@@ -480,7 +384,7 @@ impl Devices {
         }
         // Its retained config (camera URL with credentials) and state go too.
         for leaf in ["config", "state"] {
-            self.publish(&pairing::device_topic(device_id, leaf), true, Vec::new());
+            self.publish(&crate::pairing::device_topic(device_id, leaf), true, Vec::new());
         }
         self.live().states.remove(device_id);
         tracing::info!(device = %device_id, by = %actor, connections_dropped = dropped, "device unpaired");
@@ -543,150 +447,6 @@ fn discovery_config(hub_id: &str, camera_id: i64, name: &str) -> serde_json::Val
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::TestClock;
-
-    const CODE: &str = "12345678";
-    const WRONG: &str = "87654321";
-    const P: PairingPolicy = PairingPolicy::SPEC;
-
-    struct NoCameras;
-
-    impl CameraControl for NoCameras {
-        fn start(&self, _: CameraRow) {}
-        fn stop(&self, _: i64) {}
-        fn running(&self, _: i64) -> bool {
-            false
-        }
-    }
-
-    impl CameraView for NoCameras {
-        fn cameras(&self) -> Vec<crate::camera::CameraStatus> {
-            Vec::new()
-        }
-    }
-
-    /// The devices subsystem on a real store and a real broker (loopback only), with a
-    /// test clock.
-    struct Rig {
-        _dir: tempfile::TempDir,
-        store: Store,
-        tc: TestClock,
-        devices: Arc<Devices>,
-        hub_id: String,
-        _changes: broadcast::Sender<MotionChange>,
-        _stop: crate::shutdown::Shutdown,
-    }
-
-    impl Rig {
-        async fn start() -> Rig {
-            let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(dir.path()).unwrap();
-            let hub_id = store.call(|db| db.hub_id()).await.unwrap();
-            let tls = crate::web::tls::server_config(&crate::web::tls::ensure(dir.path()).unwrap()).unwrap();
-            let tc = TestClock::at(1_700_000_000_000);
-            let stop = crate::shutdown::Shutdown::new();
-            let stop_tx = stop.clone();
-            let settings = crate::mqtt::Settings {
-                listen_tls: None,
-                listen_plain: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
-                ..Default::default()
-            };
-            let login = Arc::new(auth::HubAuth { store: store.clone(), clock: tc.clock() });
-            let mqtt = Arc::new(Mqtt::start(settings, login, tls, stop.clone()).await.unwrap());
-            let (changes, rx) = broadcast::channel(4);
-            let (devices, _task) = Devices::start(
-                Parts {
-                    store: store.clone(),
-                    hub_id: hub_id.clone(),
-                    mqtt,
-                    cameras: Box::new(NoCameras),
-                    view: Arc::new(NoCameras),
-                    changes: rx,
-                    clock: tc.clock(),
-                },
-                stop,
-            );
-            Rig { _dir: dir, store, tc, devices, hub_id, _changes: changes, _stop: stop_tx }
-        }
-
-        /// A device asks to pair, as its payload arrives from the broker.
-        async fn request(&self, device_id: &str) {
-            // placeholder until desk lands: a v2 request in place of v1's build_request.
-            let (_, payload) = pairing::DeviceExchange::start(device_id, "camera", "sim", "1", CODE);
-            let _ = &self.hub_id;
-            self.devices.on_pair_request(device_id, &payload).await;
-        }
-
-        async fn pending(&self) -> Vec<String> {
-            self.devices.pending().await.unwrap().into_iter().map(|p| p.device_id).collect()
-        }
-
-        async fn paired(&self, device_id: &str) -> bool {
-            let id = device_id.to_string();
-            self.store.call(move |db| db.device_password_hash(&id)).await.unwrap().is_some()
-        }
-    }
-
-    fn ms(n: i64) -> Duration {
-        Duration::from_millis(n as u64)
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_pairing_request_waits_ten_minutes_for_the_owner() {
-        let r = Rig::start().await;
-        let received = r.tc.now_ms();
-        r.request("cam-1").await;
-        let p = r.devices.pending().await.unwrap();
-        assert_eq!(p.len(), 1);
-        assert_eq!(p[0].received_ms, received);
-        assert_eq!(p[0].expires_ms, received + P.ttl_ms);
-        r.tc.advance(ms(P.ttl_ms - 1));
-        assert_eq!(r.pending().await, ["cam-1"], "still pending a millisecond before its TTL");
-        r.tc.advance(ms(1));
-        assert!(r.pending().await.is_empty(), "gone at its TTL");
-        let e = r.devices.confirm("cam-1", CODE, "owner").await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::NotFound);
-        assert!(e.message().contains("expire after 10 minutes"), "{}", e.message());
-        // Asked again, it may pair.
-        r.request("cam-1").await;
-        r.tc.advance(ms(P.ttl_ms - 1));
-        r.devices.confirm("cam-1", CODE, "owner").await.unwrap();
-        assert!(r.paired("cam-1").await);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn five_wrong_codes_lock_the_device_id_for_fifteen_minutes() {
-        let r = Rig::start().await;
-        r.request("cam-1").await;
-        for n in 1..P.max_wrong_codes {
-            let e = r.devices.confirm("cam-1", WRONG, "owner").await.unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Forbidden);
-            assert!(e.message().contains(&format!("({n} of 5)")), "{}", e.message());
-        }
-        let e = r.devices.confirm("cam-1", WRONG, "owner").await.unwrap_err();
-        assert!(e.message().contains("locked for 15 minutes"), "{}", e.message());
-        let locked_at = r.tc.now_ms();
-        assert!(r.pending().await.is_empty(), "its request is dropped");
-        // Just before the lock-out ends the id is still refused, and so is the right code.
-        r.tc.set_wall_ms(locked_at + P.lockout_ms - 1);
-        r.request("cam-1").await;
-        assert!(r.pending().await.is_empty(), "a request during the lock-out is refused");
-        let e = r.devices.confirm("cam-1", CODE, "owner").await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Forbidden);
-        assert!(e.message().contains("try again later"), "{}", e.message());
-        // Another id is not affected.
-        r.request("cam-2").await;
-        assert_eq!(r.pending().await, ["cam-2"]);
-        // When it ends the id may ask again, and the counter starts afresh.
-        r.tc.advance(ms(1));
-        r.request("cam-1").await;
-        assert_eq!(r.pending().await, ["cam-2", "cam-1"]);
-        let e = r.devices.confirm("cam-1", WRONG, "owner").await.unwrap_err();
-        assert!(e.message().contains("(1 of 5)"), "{}", e.message());
-        r.devices.confirm("cam-1", CODE, "owner").await.unwrap();
-        assert!(r.paired("cam-1").await);
-        assert_eq!(r.devices.counters.pairings_accepted.load(Ordering::Relaxed), 1);
-    }
 
     #[test]
     fn discovery_points_at_the_motion_topic_and_hub_status() {

@@ -204,6 +204,18 @@ async fn serve(
         blocking("starting cameras", move || rows.iter().try_for_each(|row| fleet.start_blocking(row))).await??;
     }
 
+    let fingerprint = web::tls::fingerprint(&tls_paths.cert)?;
+    // Pairing: the MQTT front end hands `pair` sessions to the desk from here on.
+    let desk = devices::pairing::Desk::new(
+        devices::pairing::DeskParts {
+            store: store.clone(),
+            clock: clock.clone(),
+            fingerprint: fingerprint.clone(),
+            policy: devices::PairingPolicy::SPEC,
+        },
+        stop.clone(),
+    );
+    mqtt.set_pair_desk(desk.clone());
     let (devices, devices_task) = Devices::start(
         devices::Parts {
             store: store.clone(),
@@ -213,10 +225,10 @@ async fn serve(
             view: fleet.clone(),
             changes: changes.subscribe(),
             clock: clock.clone(),
+            desk: desk.clone(),
         },
         stop.clone(),
     );
-    let fingerprint = web::tls::fingerprint(&tls_paths.cert)?;
     let mdns = if cfg.mdns.enabled {
         let advert = mdns::HubAdvert {
             hub_id: hub_id.clone(),
@@ -286,6 +298,7 @@ async fn serve(
     // connections end.
     joined("devices", devices_task).await;
     drop(devices);
+    desk.stopped().await;
     mqtt.stopped().await;
     // 4. Cameras finish their segments and clips; then (their senders gone) the events
     // thread closes open events and the recorder indexes what is queued.

@@ -1,4 +1,5 @@
-//! Rows of paired devices, broker users and pairing requests.
+//! Rows of paired devices, broker users and pairing lock-outs. Pending pairing requests
+//! live in the hub's memory (`devices::pairing`), never here.
 //!
 //! Secrets never arrive here in the clear: callers hand in SHA-256 digests of the
 //! random passwords they issued (high-entropy secrets need no slow hash).
@@ -8,35 +9,13 @@ use rusqlite::{OptionalExtension, params};
 use super::{CameraRow, Db, db_err};
 use crate::error::{Error, ErrorKind, Result};
 
-/// Nonces are remembered this long (replays of older requests fail the TTL anyway).
-const NONCE_MEMORY_MS: i64 = 24 * 60 * 60 * 1000;
-
-/// A request waiting for the owner to type the setup code.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PendingRequest {
-    pub device_id: String,
+/// A device the owner accepted, as it described itself when it asked to pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDevice {
+    pub id: String,
     pub kind: String,
     pub model: String,
     pub firmware: String,
-    pub nonce: Vec<u8>,
-    pub recipient: String,
-    pub proof: Vec<u8>,
-    pub received_ms: i64,
-}
-
-impl PendingRequest {
-    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(PendingRequest {
-            device_id: r.get(0)?,
-            kind: r.get(1)?,
-            model: r.get(2)?,
-            firmware: r.get(3)?,
-            nonce: r.get(4)?,
-            recipient: r.get(5)?,
-            proof: r.get(6)?,
-            received_ms: r.get(7)?,
-        })
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,60 +83,8 @@ impl Db {
         Ok(until.flatten().filter(|&u| u > now_ms))
     }
 
-    /// Stores a new request, replacing an older one from the same device. Refuses a
-    /// nonce seen before (replay), a locked-out id and an id that is paired already.
-    pub fn put_pairing_request(&mut self, req: &PendingRequest) -> Result<()> {
-        let now = req.received_ms;
-        self.conn
-            .execute("DELETE FROM pairing_nonces WHERE seen_ms < ?1", params![now - NONCE_MEMORY_MS])
-            .map_err(db_err("pruning nonces"))?;
-        let seen = self
-            .conn
-            .execute("INSERT OR IGNORE INTO pairing_nonces (nonce, seen_ms) VALUES (?1, ?2)", params![req.nonce, now])
-            .map_err(db_err("remembering nonce"))?;
-        if seen == 0 {
-            return Err(Error::new(ErrorKind::Conflict, "replayed nonce"));
-        }
-        if let Some(until) = self.pairing_lock(&req.device_id, now)? {
-            let mins = (until - now + 59_999) / 60_000;
-            return Err(Error::new(ErrorKind::Forbidden, format!("too many wrong setup codes; locked for {mins} more minutes")));
-        }
-        if self.device_password_hash(&req.device_id)?.is_some() {
-            return Err(Error::new(ErrorKind::Conflict, "already paired; unpair it first"));
-        }
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO pairing_requests (device_id, kind, model, firmware, nonce, recipient, proof, received_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![req.device_id, req.kind, req.model, req.firmware, req.nonce, req.recipient, req.proof, now],
-            )
-            .map_err(db_err("saving pairing request"))?;
-        Ok(())
-    }
-
-    /// Requests still waiting at `now_ms` (received less than `ttl_ms` before); expired
-    /// ones are dropped. The TTL is the caller's policy (`devices::PairingPolicy`).
-    pub fn pending_requests(&mut self, now_ms: i64, ttl_ms: i64) -> Result<Vec<PendingRequest>> {
-        self.conn
-            .execute("DELETE FROM pairing_requests WHERE received_ms <= ?1", params![now_ms - ttl_ms])
-            .map_err(db_err("expiring pairing requests"))?;
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT device_id, kind, model, firmware, nonce, recipient, proof, received_ms
-                 FROM pairing_requests ORDER BY received_ms",
-            )
-            .map_err(db_err("listing pairing requests"))?;
-        let rows = st.query_map([], PendingRequest::from_row).map_err(db_err("listing pairing requests"))?;
-        rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing pairing requests"))
-    }
-
-    pub fn pending_request(&mut self, device_id: &str, now_ms: i64, ttl_ms: i64) -> Result<Option<PendingRequest>> {
-        Ok(self.pending_requests(now_ms, ttl_ms)?.into_iter().find(|r| r.device_id == device_id))
-    }
-
     /// Counts a wrong setup code; the `max_wrong`-th in a row locks the id until
-    /// `now_ms + lockout_ms` and drops its request (the limits are the caller's policy).
+    /// `now_ms + lockout_ms` (the limits are the caller's policy).
     pub fn wrong_setup_code(&mut self, device_id: &str, now_ms: i64, max_wrong: i64, lockout_ms: i64) -> Result<WrongCode> {
         self.conn
             .execute(
@@ -179,32 +106,27 @@ impl Db {
                 "UPDATE pairing_failures SET failures = 0, locked_until_ms = ?2 WHERE device_id = ?1",
                 params![device_id, until],
             )
-            .and_then(|_| self.conn.execute("DELETE FROM pairing_requests WHERE device_id = ?1", params![device_id]))
             .map_err(db_err("locking device id"))?;
         Ok(WrongCode::Locked { until_ms: until })
     }
 
-    /// Drops a pending request (the device was told "rejected").
-    pub fn drop_pairing_request(&mut self, device_id: &str) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM pairing_requests WHERE device_id = ?1", params![device_id])
-            .map_err(db_err("dropping pairing request"))?;
-        Ok(())
-    }
-
-    /// The request was confirmed: the device is paired with this password digest.
-    /// Pairing again after an unpairing reuses the row (its counters stay).
-    pub fn complete_pairing(&mut self, req: &PendingRequest, password_hash: &[u8], now_ms: i64) -> Result<()> {
+    /// The owner accepted `device`: it is paired with this password digest and its
+    /// wrong-code count is forgotten. Pairing again after an unpairing reuses the row (its
+    /// counters stay); a device paired now is refused (Conflict), so two answers for one id
+    /// never replace each other's credentials.
+    pub fn complete_pairing(&mut self, device: &NewDevice, password_hash: &[u8], now_ms: i64) -> Result<()> {
+        if self.device_password_hash(&device.id)?.is_some() {
+            return Err(Error::new(ErrorKind::Conflict, format!("{} is paired already; unpair it first", device.id)));
+        }
         self.conn
             .execute(
                 "INSERT INTO devices (id, kind, model, firmware, password_hash, paired_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, model = excluded.model, firmware = excluded.firmware,
                     password_hash = excluded.password_hash, paired_ms = excluded.paired_ms, unpaired_ms = NULL,
                     availability = 'unknown'",
-                params![req.device_id, req.kind, req.model, req.firmware, password_hash, now_ms],
+                params![device.id, device.kind, device.model, device.firmware, password_hash, now_ms],
             )
-            .and_then(|_| self.conn.execute("DELETE FROM pairing_requests WHERE device_id = ?1", params![req.device_id]))
-            .and_then(|_| self.conn.execute("DELETE FROM pairing_failures WHERE device_id = ?1", params![req.device_id]))
+            .and_then(|_| self.conn.execute("DELETE FROM pairing_failures WHERE device_id = ?1", params![device.id]))
             .map_err(db_err("saving paired device"))?;
         Ok(())
     }
@@ -380,62 +302,40 @@ mod tests {
 
     const P: PairingPolicy = PairingPolicy::SPEC;
 
-    fn req(id: &str, nonce: u8, at: i64) -> PendingRequest {
-        PendingRequest {
-            device_id: id.into(),
-            kind: "camera".into(),
-            model: "sim".into(),
-            firmware: "1".into(),
-            nonce: vec![nonce; 16],
-            recipient: "age1x".into(),
-            proof: vec![0; 32],
-            received_ms: at,
-        }
+    fn dev(id: &str) -> NewDevice {
+        NewDevice { id: id.into(), kind: "camera".into(), model: "sim".into(), firmware: "1".into() }
     }
 
     #[test]
-    fn a_replayed_nonce_is_refused_and_requests_expire() {
+    fn five_wrong_codes_lock_the_id_for_fifteen_minutes_and_pairing_forgets_them() {
         let mut db = Db::open_in_memory_at(super::super::LATEST_VERSION);
-        db.put_pairing_request(&req("cam-1", 1, 1000)).unwrap();
-        let e = db.put_pairing_request(&req("cam-1", 1, 2000)).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Conflict);
-        assert_eq!(db.pending_requests(2000, P.ttl_ms).unwrap().len(), 1);
-        // A fresh nonce replaces the request.
-        db.put_pairing_request(&req("cam-1", 2, 3000)).unwrap();
-        let p = db.pending_requests(3000, P.ttl_ms).unwrap();
-        assert_eq!(p.len(), 1);
-        assert_eq!(p[0].nonce, vec![2; 16]);
-        assert!(db.pending_requests(3000 + P.ttl_ms, P.ttl_ms).unwrap().is_empty());
-    }
-
-    #[test]
-    fn five_wrong_codes_lock_the_id_for_fifteen_minutes() {
-        let mut db = Db::open_in_memory_at(super::super::LATEST_VERSION);
-        db.put_pairing_request(&req("cam-1", 1, 0)).unwrap();
         for i in 1..P.max_wrong_codes {
             assert_eq!(db.wrong_setup_code("cam-1", 10, P.max_wrong_codes, P.lockout_ms).unwrap(), WrongCode::Counted(i));
         }
+        assert_eq!(db.pairing_lock("cam-1", 10).unwrap(), None, "not locked before the fifth");
         assert_eq!(
             db.wrong_setup_code("cam-1", 10, P.max_wrong_codes, P.lockout_ms).unwrap(),
             WrongCode::Locked { until_ms: 10 + P.lockout_ms }
         );
-        assert!(db.pending_requests(20, P.ttl_ms).unwrap().is_empty(), "the request is dropped");
-        let e = db.put_pairing_request(&req("cam-1", 2, 20)).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Forbidden);
-        assert!(e.message().contains("locked"));
-        // Other ids are not affected; after the lock the id may ask again.
-        db.put_pairing_request(&req("cam-2", 3, 20)).unwrap();
-        db.put_pairing_request(&req("cam-1", 4, 11 + P.lockout_ms)).unwrap();
+        assert_eq!(db.pairing_lock("cam-1", 10 + P.lockout_ms - 1).unwrap(), Some(10 + P.lockout_ms));
+        assert_eq!(db.pairing_lock("cam-1", 10 + P.lockout_ms).unwrap(), None, "the lock ends on time");
+        assert_eq!(db.pairing_lock("cam-2", 20).unwrap(), None, "other ids are not affected");
+        // After the lock the count starts afresh; a pairing forgets it.
+        assert_eq!(db.wrong_setup_code("cam-1", 11 + P.lockout_ms, 5, P.lockout_ms).unwrap(), WrongCode::Counted(1));
+        assert_eq!(db.wrong_setup_code("cam-1", 11 + P.lockout_ms, 5, P.lockout_ms).unwrap(), WrongCode::Counted(2));
+        db.complete_pairing(&dev("cam-1"), b"digest", 12 + P.lockout_ms).unwrap();
+        db.unpair_device("cam-1", 13 + P.lockout_ms).unwrap();
+        assert_eq!(db.wrong_setup_code("cam-1", 14 + P.lockout_ms, 5, P.lockout_ms).unwrap(), WrongCode::Counted(1));
     }
 
     #[test]
     fn pairing_unpairing_and_the_camera_of_a_device() {
         let mut db = Db::open_in_memory_at(super::super::LATEST_VERSION);
-        let r = req("cam-1", 1, 0);
-        db.put_pairing_request(&r).unwrap();
-        db.complete_pairing(&r, b"digest", 5).unwrap();
+        db.complete_pairing(&dev("cam-1"), b"digest", 5).unwrap();
         assert_eq!(db.device_password_hash("cam-1").unwrap().as_deref(), Some(&b"digest"[..]));
-        assert_eq!(db.put_pairing_request(&req("cam-1", 2, 6)).unwrap_err().kind(), ErrorKind::Conflict);
+        let e = db.complete_pairing(&dev("cam-1"), b"other", 6).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict, "a paired device keeps its credentials");
+        assert_eq!(db.device_password_hash("cam-1").unwrap().as_deref(), Some(&b"digest"[..]));
         db.sync_config_cameras(&[("Porch".into(), "rtsp://a/".into(), String::new())], 6).unwrap();
         let cam = db.put_paired_camera("cam-1", "Porch", "rtsp://b/main", "rtsp://b/sub", 7).unwrap();
         assert_eq!(cam.name, "Porch (cam-1)");
@@ -453,11 +353,11 @@ mod tests {
         assert_eq!(db.device_password_hash("cam-1").unwrap(), None);
         assert!(db.paired_cameras().unwrap().is_empty());
         assert_eq!(db.unpair_device("cam-1", 12).unwrap_err().kind(), ErrorKind::NotFound);
-        // And it may pair again.
-        let r2 = req("cam-1", 3, 13);
-        db.put_pairing_request(&r2).unwrap();
-        db.complete_pairing(&r2, b"digest2", 14).unwrap();
+        // And it may pair again, keeping its row (and counters).
+        db.complete_pairing(&dev("cam-1"), b"digest2", 14).unwrap();
         assert_eq!(db.paired_cameras().unwrap().len(), 1);
+        let d = db.device("cam-1").unwrap().unwrap();
+        assert_eq!((d.paired_ms, d.unpaired_ms, d.connections), (14, None, 1));
     }
 
     #[test]

@@ -33,7 +33,7 @@ use engine::db_err;
 pub use audit::AuditRow;
 pub use cameras::CameraRow;
 pub use cloud::{CloudEvent, NewUpload, Payload, QueueStatus, Upload, UploadKind};
-pub use devices::{DeviceRow, MqttUserRow, PendingRequest, WrongCode};
+pub use devices::{DeviceRow, MqttUserRow, NewDevice, WrongCode};
 pub use engine::{DB_FILE, Db, Store};
 pub use events::{EventRow, FinishedEvent};
 pub use lock::{DirLock, prepare_data_dir};

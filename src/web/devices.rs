@@ -52,26 +52,35 @@ impl From<Device> for DeviceInfo {
     }
 }
 
-/// A pairing request waiting for the owner.
+/// A pairing request waiting for the owner (api12: `GET /api/pairing` items).
 #[derive(Debug, Serialize)]
 pub(super) struct PendingInfo {
     device_id: String,
+    /// Names this request when several compete for one device id.
+    request_id: String,
     kind: String,
     model: String,
     firmware: String,
-    received_at: String,
-    expires_at: String,
+    /// The address the request came from.
+    peer: String,
+    received: String,
+    expires: String,
+    /// Another connection asks for the same device id: only one of them is the device.
+    competing: bool,
 }
 
 impl From<Pending> for PendingInfo {
     fn from(p: Pending) -> Self {
         PendingInfo {
-            received_at: rfc3339(p.received_ms),
-            expires_at: rfc3339(p.expires_ms),
+            received: rfc3339(p.received_ms),
+            expires: rfc3339(p.expires_ms),
+            peer: p.peer.to_string(),
             device_id: p.device_id,
+            request_id: p.request_id,
             kind: p.kind,
             model: p.model,
             firmware: p.firmware,
+            competing: p.competing,
         }
     }
 }
@@ -109,6 +118,9 @@ pub(super) async fn list_pairing(
 #[serde(deny_unknown_fields)]
 pub(super) struct Confirm {
     setup_code: String,
+    /// The `request_id` of the request meant, when several compete.
+    #[serde(default)]
+    request: Option<String>,
 }
 
 pub(super) async fn confirm(
@@ -120,7 +132,8 @@ pub(super) async fn confirm(
     let s = session(ext)?;
     require(&s, Role::Owner)?;
     let c: Confirm = serde_json::from_slice(&body).map_err(|e| err(ErrorKind::Invalid, &format!("body: {e}")))?;
-    st.devices.confirm(&id, &c.setup_code, &s.user.email).await?;
+    // Answers once the device has answered the challenge (at most ~30 s).
+    st.devices.confirm(&id, &c.setup_code, c.request.as_deref(), &s.user.email).await?;
     Ok(Json(serde_json::json!({ "paired": id })))
 }
 

@@ -39,7 +39,15 @@ pub struct DeviceCounts {
 pub trait DeviceAdmin: Send + Sync {
     fn devices(&self) -> PortFuture<'_, Vec<Device>>;
     fn pending(&self) -> PortFuture<'_, Vec<Pending>>;
-    fn confirm<'a>(&'a self, device_id: &'a str, setup_code: &'a str, actor: &'a str) -> PortFuture<'a, ()>;
+    /// Runs the exchange with the device for the owner's code; `request_id` names one of
+    /// competing requests. Resolves once the device has answered (or not, in time).
+    fn confirm<'a>(
+        &'a self,
+        device_id: &'a str,
+        setup_code: &'a str,
+        request_id: Option<&'a str>,
+        actor: &'a str,
+    ) -> PortFuture<'a, ()>;
     fn unpair<'a>(&'a self, device_id: &'a str, actor: &'a str) -> PortFuture<'a, ()>;
     fn counts(&self) -> DeviceCounts;
 }
@@ -66,18 +74,25 @@ impl DeviceAdmin for Devices {
     fn pending(&self) -> PortFuture<'_, Vec<Pending>> {
         Box::pin(Devices::pending(self))
     }
-    fn confirm<'a>(&'a self, device_id: &'a str, setup_code: &'a str, actor: &'a str) -> PortFuture<'a, ()> {
-        Box::pin(Devices::confirm(self, device_id, setup_code, actor))
+    fn confirm<'a>(
+        &'a self,
+        device_id: &'a str,
+        setup_code: &'a str,
+        request_id: Option<&'a str>,
+        actor: &'a str,
+    ) -> PortFuture<'a, ()> {
+        Box::pin(Devices::confirm(self, device_id, setup_code, request_id, actor))
     }
     fn unpair<'a>(&'a self, device_id: &'a str, actor: &'a str) -> PortFuture<'a, ()> {
         Box::pin(Devices::unpair(self, device_id, actor))
     }
     fn counts(&self) -> DeviceCounts {
         use std::sync::atomic::Ordering::Relaxed;
+        let desk = &self.desk().counters;
         DeviceCounts {
-            payloads_rejected: self.counters.payloads_rejected.load(Relaxed),
-            pairings_accepted: self.counters.pairings_accepted.load(Relaxed),
-            pairings_rejected: self.counters.pairings_rejected.load(Relaxed),
+            payloads_rejected: self.counters.payloads_rejected.load(Relaxed) + desk.payloads_rejected.load(Relaxed),
+            pairings_accepted: desk.pairings_accepted.load(Relaxed),
+            pairings_rejected: desk.pairings_rejected.load(Relaxed),
         }
     }
 }

@@ -78,11 +78,17 @@ export interface Page<T> {
 
 export interface Pending {
   device_id: string;
+  /** Names this request when several compete for one device id. */
+  request_id: string;
   kind: string;
   model: string;
   firmware: string;
-  received_at: string;
-  expires_at: string;
+  /** The address the request came from. */
+  peer: string;
+  received: string;
+  expires: string;
+  /** Another connection asks for the same device id. */
+  competing: boolean;
 }
 
 export interface Device {

@@ -34,11 +34,17 @@ function usePoll<T>(path: string, enabled: boolean): [T[] | undefined, string | 
   return [items, error, () => setN((x) => x + 1)];
 }
 
-function PairRequest({ p, onDone }: { p: Pending; onDone: () => void }) {
+/** "2 requests for cam-1 — from 192.168.1.5, 192.168.1.9: only pair the one you recognise" */
+export function competingText(id: string, peers: string[]): string {
+  return `${peers.length} requests for ${id} — from ${peers.join(", ")}: only pair the one you recognise`;
+}
+
+function PairRequest({ p, rivals, onDone }: { p: Pending; rivals: Pending[]; onDone: () => void }) {
   const [code, setCode] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
-  const id = `code-${p.device_id}`;
+  const id = `code-${p.device_id}-${p.request_id}`;
+  const competing = rivals.length > 1;
   async function submit(e: Event) {
     e.preventDefault();
     const digits = code.replace(/[\s-]/g, "");
@@ -49,7 +55,10 @@ function PairRequest({ p, onDone }: { p: Pending; onDone: () => void }) {
     setBusy(true);
     setError(null);
     try {
-      await api("POST", `/api/pairing/${encodeURIComponent(p.device_id)}`, { setup_code: digits });
+      // The hub answers once the device has checked the code too (up to half a minute).
+      const body: { setup_code: string; request?: string } = { setup_code: digits };
+      if (competing) body.request = p.request_id;
+      await api("POST", `/api/pairing/${encodeURIComponent(p.device_id)}`, body);
       onDone();
     } catch (err) {
       setError(errorText(err));
@@ -58,20 +67,29 @@ function PairRequest({ p, onDone }: { p: Pending; onDone: () => void }) {
     }
   }
   return (
-    <li class="card pair-request" data-testid="pairing-request" data-device-id={p.device_id}>
+    <li class={`card pair-request${competing ? " competing" : ""}`} data-testid="pairing-request" data-device-id={p.device_id} data-request-id={p.request_id}>
       <h3>
         {p.model || p.kind} <span class="muted">({p.device_id})</span>
       </h3>
+      {competing && (
+        <p role="note" class="warn" data-testid="competing">
+          {competingText(
+            p.device_id,
+            rivals.map((r) => r.peer),
+          )}
+        </p>
+      )}
       <p class="small">
-        {p.kind}, firmware {p.firmware || "unknown"}; asked {dateTime(p.received_at)}, expires {dateTime(p.expires_at)}
+        {p.kind}, firmware {p.firmware || "unknown"}; from {p.peer}; asked {dateTime(p.received)}, expires {dateTime(p.expires)}
       </p>
       <form class="inline" onSubmit={submit}>
         <label for={id}>Setup code</label>
         <input id={id} name="setup_code" inputMode="numeric" autocomplete="off" maxLength={10} pattern="[0-9 \-]*" value={code} onInput={(e) => setCode(e.currentTarget.value)} placeholder="8 digits" />
-        <button type="submit" class="primary" disabled={busy}>
-          Pair
+        <button type="submit" class="primary" disabled={busy} aria-label={competing ? `Pair the request from ${p.peer}` : undefined}>
+          {busy ? "Checking…" : "Pair"}
         </button>
       </form>
+      {busy && <p class="small muted">Checking the code with the device…</p>}
       {error && (
         <p role="alert" class="error">
           {error}
@@ -126,8 +144,9 @@ export function Devices() {
           <ul class="plain">
             {pending?.map((p) => (
               <PairRequest
-                key={p.device_id}
+                key={p.request_id}
                 p={p}
+                rivals={pending.filter((o) => o.device_id === p.device_id)}
                 onDone={() => {
                   setMessage(`${p.model || p.device_id} is paired.`);
                   reloadPending();
