@@ -307,12 +307,17 @@ async fn login(State(st): State<AppState>, ConnectInfo(peer): ConnectInfo<Socket
     };
     let too_big = || format!("sign-in body over {SESSION_BODY_MAX} bytes");
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let mut body = req.into_body();
     if declared.is_some_and(|n| n > SESSION_BODY_MAX as u64) {
+        discard(body, declared.unwrap_or(0)).await;
         return Ok(refuse(StatusCode::PAYLOAD_TOO_LARGE, too_big()));
     }
-    let bytes = match read_capped(req.into_body(), SESSION_BODY_MAX).await {
+    let bytes = match read_capped(&mut body, SESSION_BODY_MAX).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return Ok(refuse(StatusCode::PAYLOAD_TOO_LARGE, too_big())),
+        Err(BodyError::TooLarge) => {
+            discard(body, u64::MAX).await;
+            return Ok(refuse(StatusCode::PAYLOAD_TOO_LARGE, too_big()));
+        }
         Err(BodyError::TimedOut) => return Ok(refuse(StatusCode::REQUEST_TIMEOUT, BodyTimeout.to_string())),
         Err(BodyError::Read(e)) => return Ok(refuse(StatusCode::BAD_REQUEST, format!("reading the body: {e}"))),
     };
@@ -350,7 +355,7 @@ async fn login(State(st): State<AppState>, ConnectInfo(peer): ConnectInfo<Socket
         .passwords
         .run(move || {
             auth::SigninStats::bump(&stats.password_checks);
-            auth::verify_password(&password, hash.as_deref().unwrap_or_else(|| auth::dummy_hash()))
+            auth::check_password(&password, hash.as_deref())
         })
         .await;
     let ok = match checked {
@@ -402,6 +407,38 @@ fn throttled(st: &AppState, r: auth::Refusal) -> Response {
         .into_response()
 }
 
+/// Up to [`DISCARD_MAX`] bytes of a refused body are read and dropped (within the body
+/// timeout), so that the client, still sending, reads the refusal instead of a reset.
+const DISCARD_MAX: u64 = 2 * 1024 * 1024;
+
+async fn discard(mut body: axum::body::Body, declared: u64) {
+    if declared > DISCARD_MAX {
+        return;
+    }
+    let mut seen = 0u64;
+    while let Some(Ok(chunk)) = next_chunk(&mut body).await {
+        seen += chunk.len() as u64;
+        if seen > DISCARD_MAX {
+            return;
+        }
+    }
+}
+
+async fn next_chunk(body: &mut axum::body::Body) -> Option<Result<bytes::Bytes, axum::Error>> {
+    use axum::body::HttpBody;
+    loop {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)).await?;
+        match frame {
+            Ok(f) => {
+                if let Ok(data) = f.into_data() {
+                    return Some(Ok(data));
+                }
+            }
+            Err(e) => return Some(Err(e)),
+        }
+    }
+}
+
 enum BodyError {
     TooLarge,
     TimedOut,
@@ -409,11 +446,9 @@ enum BodyError {
 }
 
 /// The whole body, refused as soon as it passes `max` bytes.
-async fn read_capped(body: axum::body::Body, max: usize) -> Result<bytes::Bytes, BodyError> {
-    use futures::StreamExt;
-    let mut stream = body.into_data_stream();
+async fn read_capped(body: &mut axum::body::Body, max: usize) -> Result<bytes::Bytes, BodyError> {
     let mut buf = Vec::new();
-    while let Some(chunk) = stream.next().await {
+    while let Some(chunk) = next_chunk(body).await {
         let chunk = chunk.map_err(|e| {
             let inner = e.into_inner();
             if inner.downcast_ref::<BodyTimeout>().is_some() {
