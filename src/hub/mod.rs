@@ -260,7 +260,7 @@ async fn serve(
         retention: Retention::from(&cfg.recording),
         allow_public_clients: cfg.web.allow_public_clients,
     });
-    let web_task = tokio::spawn(web::serve(listener, tls, web::router(state), stop.clone()));
+    let web_task = tokio::spawn(web::serve(listener, tls, web::router(state), stop.clone(), crate::limits::Descriptors::init()));
     tracing::info!(
         hub_id = %hub_id,
         url = %format!("https://{web_addr}"),
