@@ -26,7 +26,7 @@ pub const RESERVE: u64 = 384;
 /// answers its owner).
 const MIN_SLOTS: u64 = 32;
 /// The most the hub raises its soft limit to.
-const RAISE_TO: u64 = 65_536;
+pub const RAISE_TO: u64 = 65_536;
 
 /// The process's descriptor budget.
 #[derive(Clone)]
@@ -84,6 +84,16 @@ fn raise_soft_limit() -> u64 {
         }
     }
     lim.rlim_cur as u64
+}
+
+/// This process's (soft, hard) `RLIMIT_NOFILE`; None where it cannot be read.
+pub fn nofile() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    Some((lim.rlim_cur as u64, lim.rlim_max as u64))
 }
 
 /// Descriptors open in this process now (`/proc/self/fd`); None where that cannot be read.

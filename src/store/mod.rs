@@ -33,6 +33,7 @@ use engine::db_err;
 pub use audit::AuditRow;
 pub use cameras::CameraRow;
 pub use cloud::{CloudEvent, NewUpload, Payload, QueueStatus, Upload, UploadKind};
+pub use devices::DeviceFence;
 pub use devices::{DeviceRow, MqttUserRow, PendingRequest, WrongCode};
 pub use engine::{DB_FILE, Db, Store};
 pub use events::{EventRow, FinishedEvent};

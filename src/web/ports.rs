@@ -42,6 +42,10 @@ pub trait DeviceAdmin: Send + Sync {
     fn confirm<'a>(&'a self, device_id: &'a str, setup_code: &'a str, actor: &'a str) -> PortFuture<'a, ()>;
     fn unpair<'a>(&'a self, device_id: &'a str, actor: &'a str) -> PortFuture<'a, ()>;
     fn counts(&self) -> DeviceCounts;
+    /// Allows a device's config to name a private host; answers the host as stored.
+    fn approve_host<'a>(&'a self, device_id: &'a str, host: &'a str, actor: &'a str) -> PortFuture<'a, String>;
+    /// Withdraws such an approval.
+    fn remove_host<'a>(&'a self, device_id: &'a str, host: &'a str, actor: &'a str) -> PortFuture<'a, String>;
 }
 
 /// The broker edge's counters.
@@ -79,6 +83,12 @@ impl DeviceAdmin for Devices {
             pairings_accepted: self.counters.pairings_accepted.load(Relaxed),
             pairings_rejected: self.counters.pairings_rejected.load(Relaxed),
         }
+    }
+    fn approve_host<'a>(&'a self, device_id: &'a str, host: &'a str, actor: &'a str) -> PortFuture<'a, String> {
+        Box::pin(Devices::approve_host(self, device_id, host, actor))
+    }
+    fn remove_host<'a>(&'a self, device_id: &'a str, host: &'a str, actor: &'a str) -> PortFuture<'a, String> {
+        Box::pin(Devices::remove_host(self, device_id, host, actor))
     }
 }
 
