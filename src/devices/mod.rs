@@ -415,17 +415,19 @@ impl Devices {
         Ok(())
     }
 
-    /// Notes a refused config: logged and stored once per reason (a device sending the same
-    /// config again, or a re-check with the same outcome, adds nothing).
+    /// Notes a refused config: logged, audited and stored once per reason (a device sending
+    /// configs again and again, or a re-check with the same outcome, adds nothing but the
+    /// newest config kept in memory).
     async fn refuse(&self, id: &str, cfg: pairing::DeviceConfig, reason: String, approved: Vec<String>) {
         let url = camera::redact_urls(&cfg.rtsp_url);
         let new = {
             let mut live = self.live();
-            let new = live.refused.get(id).is_none_or(|r| r.reason != reason || r.cfg != cfg);
+            let new = live.refused.get(id).is_none_or(|r| r.reason != reason);
             live.refused.insert(id.to_string(), Refused { cfg, reason: reason.clone(), approved });
             new
         };
         if !new {
+            tracing::debug!(device = %id, %url, "device config refused again (same reason)");
             return;
         }
         tracing::warn!(device = %id, %url, %reason, "device config refused: no camera started, no connection made");
