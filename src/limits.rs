@@ -21,12 +21,19 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Descriptors never given to network clients: segment files, the database and its WAL,
 /// GStreamer's pipes and sockets (a few dozen per camera), mDNS, TLS files, logs.
-pub const RESERVE: u64 = 384;
+///
+/// Measured (debug build, software decode): 8 cameras with main and sub streams over UDP
+/// hold ~300 descriptors with no client at all (~35 a camera: 2 RTSP sockets, 8 RTP/RTCP
+/// sockets, ~10 eventfds, the open segment) and no event running. Events add a clip and
+/// a cloud piece pipeline per camera, stills and exports a few each, and a hardware
+/// decoder (a Pi's v4l2h264dec) some ten dmabuf descriptors per camera: 512 keeps a house
+/// of 8 cameras recording through all of that at once.
+pub const RESERVE: u64 = 512;
 /// The fewest slots clients get, however low the limit (a hub with a tiny limit still
 /// answers its owner).
 const MIN_SLOTS: u64 = 32;
 /// The most the hub raises its soft limit to.
-const RAISE_TO: u64 = 65_536;
+pub const RAISE_TO: u64 = 65_536;
 
 /// The process's descriptor budget.
 #[derive(Clone)]
@@ -68,6 +75,8 @@ impl Descriptors {
 }
 
 /// The soft `RLIMIT_NOFILE` after raising it toward the hard limit (at most [`RAISE_TO`]).
+// `rlim_t` is u64 on this target, not on every one libc supports: the casts stay.
+#[allow(clippy::unnecessary_cast)]
 fn raise_soft_limit() -> u64 {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own.
@@ -84,6 +93,17 @@ fn raise_soft_limit() -> u64 {
         }
     }
     lim.rlim_cur as u64
+}
+
+/// This process's (soft, hard) `RLIMIT_NOFILE`; None where it cannot be read.
+#[allow(clippy::unnecessary_cast)]
+pub fn nofile() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    Some((lim.rlim_cur as u64, lim.rlim_max as u64))
 }
 
 /// Descriptors open in this process now (`/proc/self/fd`); None where that cannot be read.

@@ -12,6 +12,7 @@ pub mod decoder;
 pub mod live;
 pub mod pieces;
 pub mod probe;
+mod redact;
 mod ring;
 pub mod still;
 
@@ -28,10 +29,11 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::clock::now_ms;
-use crate::config::redact_url;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shutdown::Shutdown;
 use crate::sync::lock;
+
+pub use redact::redact_urls;
 
 /// Grey frames handed to motion detection are this size.
 pub const FRAME_WIDTH: u32 = 320;
@@ -139,12 +141,12 @@ impl Clips {
         if let Some(w) = &g.writer
             && let Err(e) = w.push(&buf)
         {
-            tracing::warn!(error = %e, "clip write failed");
+            tracing::warn!(error = %redact_urls(&e.to_string()), "clip write failed");
         }
         if let Some(p) = g.pieces.as_mut()
             && let Err(e) = p.push(&buf, at_ms)
         {
-            tracing::warn!(error = %e, "piece write failed; no more pieces for this event");
+            tracing::warn!(error = %redact_urls(&e.to_string()), "piece write failed; no more pieces for this event");
             g.pieces = None;
         }
         // New stream parameters (a restart) empty the pre-roll: it does not fit them.
@@ -515,6 +517,8 @@ impl Supervisor {
             match self.run_once(transport) {
                 Ended::Stopped => break,
                 Ended::Failed { reason, tcp_refused } => {
+                    // Shown in the API and logged: never with the URL's password.
+                    let reason = redact_urls(&reason);
                     let next = next_transport(transport, tcp_refused);
                     tracing::warn!(camera = %self.spec.name, %reason, transport = next.as_str(), "camera stream failed; retrying");
                     transport = next;
@@ -590,7 +594,7 @@ impl Supervisor {
                     gst::MessageView::Error(e) => {
                         let details = e.debug().map(|d| d.to_string()).unwrap_or_default();
                         let src = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
-                        tracing::debug!(camera = %self.spec.name, %src, %details, "pipeline error");
+                        tracing::debug!(camera = %self.spec.name, %src, details = %redact_urls(&details), "pipeline error");
                         let tcp_refused = transport == Transport::Tcp && refused_tcp(&format!("{} {details}", e.error()));
                         break Ended::Failed { reason: format!("{src}: {}", e.error()), tcp_refused };
                     }
@@ -797,7 +801,7 @@ fn build(
 ) -> Result<Built> {
     let desc = describe(spec, transport);
     let pipeline = gst::parse::launch(&desc)
-        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("building pipeline: {e}")))?
+        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("building pipeline: {}", redact_urls(&e.to_string()))))?
         .downcast::<gst::Pipeline>()
         .map_err(|_| Error::internal("pipeline description did not give a pipeline"))?;
     if let Some(src) = pipeline.by_name("src") {
@@ -857,7 +861,7 @@ fn build(
     if let (Some(sink), Some(feed)) = (appsink("subenc"), &feeds.sub) {
         encoded_sink(&sink, feed.clone(), None);
     }
-    tracing::debug!(camera = %spec.name, url = %redact_url(&spec.url), "pipeline built");
+    tracing::debug!(camera = %spec.name, url = %redact_urls(&spec.url), "pipeline built");
     Ok(Built { pipeline, last_buffer, frames, units, bytes })
 }
 

@@ -115,7 +115,7 @@ impl Pieces {
         let sink = self.spec.sink.clone();
         let spawned = std::thread::Builder::new().name("piece".into()).spawn(move || match open.writer.finish() {
             Ok(()) => sink.piece_done(piece),
-            Err(e) => tracing::warn!(error = %e, event = piece.event_id, seq = piece.seq, "piece failed"),
+            Err(e) => tracing::warn!(error = %super::redact_urls(&e.to_string()), event = piece.event_id, seq = piece.seq, "piece failed"),
         });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start a thread to close a piece");

@@ -10,8 +10,8 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use super::redact_urls;
 use super::{Transport, refused_tcp};
-use crate::config::redact_url;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sync::lock;
 
@@ -38,7 +38,7 @@ pub fn probe(url: &str, timeout: Duration) -> Result<ProbeResult> {
     let deadline = Instant::now() + timeout.min(MAX_TIMEOUT);
     match probe_with(url, Transport::Tcp, deadline) {
         Err(Failure::TcpRefused) => {
-            tracing::debug!(url = %redact_url(url), "probe: TCP refused, trying UDP");
+            tracing::debug!(url = %redact_urls(url), "probe: TCP refused, trying UDP");
             // gst-rtsp-server answers 503 for a moment after it refused a SETUP of a shared
             // stream (seen with camsim --udp-only): wait a little, and once more on a 503.
             let mut tries = 0;
@@ -77,7 +77,7 @@ impl Failure {
             Failure::Busy => "service unavailable (503): the camera is busy".to_string(),
             Failure::Other(w) => w,
         };
-        Error::new(ErrorKind::Unavailable, format!("{} ({})", scrub(&what, url), strip_userinfo(url)))
+        Error::new(ErrorKind::Unavailable, format!("{} ({})", scrub(&redact_urls(&what), url), strip_userinfo(url)))
     }
 }
 
@@ -248,7 +248,7 @@ fn run(
         if let gst::MessageView::Error(e) = msg.view() {
             let debug = e.debug().map(|d| d.to_string()).unwrap_or_default();
             let text = format!("{}\n{debug}", e.error());
-            tracing::debug!(transport = transport.as_str(), %text, "probe failed");
+            tracing::debug!(transport = transport.as_str(), text = %redact_urls(&text), "probe failed");
             if transport == Transport::Tcp && refused_tcp(&text) {
                 return Err(Failure::TcpRefused);
             }

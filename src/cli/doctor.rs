@@ -37,11 +37,7 @@ pub fn doctor(cfg: &Config) -> Vec<String> {
     if cfg.web.allow_public_clients {
         f.push("web.allow_public_clients = true: the hub answers clients from outside the LAN".into());
     }
-    if let Ok(a) = cfg.mqtt.listen_plain.parse::<std::net::SocketAddr>()
-        && !a.ip().is_loopback()
-    {
-        f.push(format!("mqtt.listen_plain = {a}: plaintext MQTT reachable beyond this machine"));
-    }
+    f.extend(listener_findings(cfg));
     for (i, c) in cfg.camera.iter().enumerate() {
         if c.url.starts_with("rtsp://") && c.url.contains('@') && !is_private_host(&c.url) {
             f.push(format!("camera[{i}].url: credentials sent in plaintext RTSP to a non-LAN host"));
@@ -62,9 +58,74 @@ pub fn doctor(cfg: &Config) -> Vec<String> {
         },
         Err(e) => f.push(e.to_string()),
     }
-    match DirLock::holder(dd) {
+    let hub = DirLock::holder(dd);
+    let (what, limits) = match hub {
+        // The running hub's own limits are what count (a shell's may differ from the unit's).
+        Some(pid) => (format!("hub pid {pid}"), proc_nofile(pid)),
+        None => ("this shell (no hub running)".to_string(), crate::limits::nofile()),
+    };
+    match limits {
+        Some((soft, hard)) => {
+            note(&format!("{what}: descriptor limit soft {soft}, hard {hard}"));
+            f.extend(descriptor_findings(&what, soft, hard, hub.is_some()));
+        }
+        None => f.push(format!("{what}: cannot read the descriptor limit")),
+    }
+    match hub {
         Some(pid) => check_listeners(&mut f, cfg, pid),
         None => f.push(format!("no hub is running on data dir {}", dd.display())),
+    }
+    f
+}
+
+/// The fewest descriptors a hub should have: cameras, the database and a house of
+/// clients (see `crate::limits`); the unit sets `LimitNOFILE=8192`.
+const MIN_NOFILE: u64 = 4096;
+
+/// A finding when the soft descriptor limit is below [`MIN_NOFILE`] even after the hub
+/// raises it to the hard limit (which it does at start; a running hub has done so).
+fn descriptor_findings(what: &str, soft: u64, hard: u64, running: bool) -> Option<String> {
+    let reachable = if running { soft } else { soft.max(hard.min(crate::limits::RAISE_TO)) };
+    (reachable < MIN_NOFILE).then(|| {
+        format!(
+            "{what}: descriptor limit {reachable} (soft {soft}, hard {hard}) is below {MIN_NOFILE}: \
+             set LimitNOFILE=8192 in the unit (packaging/homehub.service) or raise the hard limit"
+        )
+    })
+}
+
+/// (soft, hard) `Max open files` of a process, from /proc/PID/limits.
+fn proc_nofile(pid: u32) -> Option<(u64, u64)> {
+    parse_nofile(&fs::read_to_string(format!("/proc/{pid}/limits")).ok()?)
+}
+
+fn parse_nofile(limits: &str) -> Option<(u64, u64)> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut cols = line["Max open files".len()..].split_whitespace();
+    let num = |s: Option<&str>| s.map(|s| if s == "unlimited" { Some(u64::MAX) } else { s.parse().ok() });
+    Some((num(cols.next())??, num(cols.next())??))
+}
+
+/// Listeners configured beyond the LAN: web and MQTT over TLS on a public address of
+/// their own (unless public clients are allowed, which is a finding of its own), and
+/// plaintext MQTT anywhere but loopback. An unspecified address (0.0.0.0, ::) is fine:
+/// the hub refuses clients from beyond the LAN itself.
+fn listener_findings(cfg: &Config) -> Vec<String> {
+    let mut f = Vec::new();
+    let addr = |s: &str| s.parse::<std::net::SocketAddr>().ok();
+    for (key, value) in [("web.listen", &cfg.web.listen), ("mqtt.listen_tls", &cfg.mqtt.listen_tls)] {
+        if let Some(a) = addr(value)
+            && !cfg.web.allow_public_clients
+            && !a.ip().is_unspecified()
+            && !crate::lan::is_lan(a.ip())
+        {
+            f.push(format!("{key} = {a}: bound to a public address, beyond the LAN"));
+        }
+    }
+    if let Some(a) = addr(&cfg.mqtt.listen_plain)
+        && !a.ip().is_loopback()
+    {
+        f.push(format!("mqtt.listen_plain = {a}: plaintext MQTT reachable beyond this machine"));
     }
     f
 }
@@ -139,4 +200,59 @@ fn socket_inodes(pid: u32) -> HashSet<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_low_descriptor_limit_is_a_finding() {
+        // The unit's 8192, or a hard limit the hub can raise to: fine.
+        assert_eq!(descriptor_findings("hub", 8192, 8192, true), None);
+        assert_eq!(descriptor_findings("shell", 1024, 524_288, false), None);
+        // A running hub still at 1024, or a hard limit too low to raise to 4096: findings.
+        let f = descriptor_findings("hub pid 7", 1024, 524_288, true).unwrap();
+        assert!(f.starts_with("hub pid 7: descriptor limit 1024 (soft 1024, hard 524288) is below 4096"), "{f}");
+        assert!(f.contains("LimitNOFILE=8192"), "{f}");
+        assert!(descriptor_findings("shell", 1024, 2048, false).unwrap().contains("limit 2048"));
+    }
+
+    #[test]
+    fn proc_limits_are_read() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                    Max cpu time              unlimited            unlimited            seconds   \n\
+                    Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_nofile(text), Some((1024, 524_288)));
+        assert_eq!(parse_nofile("Max open files  unlimited unlimited files"), Some((u64::MAX, u64::MAX)));
+        assert_eq!(parse_nofile("nothing"), None);
+        // The hard limit (the soft one may be raised meanwhile by another test).
+        let own = proc_nofile(std::process::id()).unwrap();
+        assert_eq!(Some(own.1), crate::limits::nofile().map(|l| l.1));
+    }
+
+    fn cfg(web: &str, tls: &str, plain: &str, public: bool) -> Config {
+        let mut c = Config::default();
+        c.web.listen = web.into();
+        c.web.allow_public_clients = public;
+        c.mqtt.listen_tls = tls.into();
+        c.mqtt.listen_plain = plain.into();
+        c
+    }
+
+    #[test]
+    fn listeners_beyond_the_lan_are_findings() {
+        assert!(listener_findings(&Config::default()).is_empty(), "the defaults are fine");
+        assert!(listener_findings(&cfg("192.168.1.5:8443", "[fd00::5]:8883", "127.0.0.1:1883", false)).is_empty());
+        assert!(listener_findings(&cfg("[::]:8443", "0.0.0.0:8883", "[::1]:1883", false)).is_empty());
+        let f = listener_findings(&cfg("203.0.113.5:8443", "203.0.113.5:8883", "192.168.1.5:1883", false));
+        assert_eq!(f.len(), 3, "{f:?}");
+        assert!(f[0].starts_with("web.listen = 203.0.113.5:8443: bound to a public address"), "{f:?}");
+        assert!(f[1].starts_with("mqtt.listen_tls = 203.0.113.5:8883"), "{f:?}");
+        assert!(f[2].starts_with("mqtt.listen_plain = 192.168.1.5:1883: plaintext MQTT"), "{f:?}");
+        // With public clients allowed that is the owner's choice (a finding of its own).
+        let f = listener_findings(&cfg("203.0.113.5:8443", "203.0.113.5:8883", "127.0.0.1:1883", true));
+        assert!(f.is_empty(), "{f:?}");
+        assert_eq!(listener_findings(&cfg("0.0.0.0:8443", "0.0.0.0:8883", "0.0.0.0:1883", false)).len(), 1);
+    }
 }

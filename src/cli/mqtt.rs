@@ -48,20 +48,24 @@ pub fn mqtt_user_add(cfg: &Config, name: &str, read_only: bool) -> Result<()> {
     Ok(())
 }
 
+/// Removes a broker login. A hub running beside this command drops the login's live
+/// connections within a few seconds: it polls the `revocations` row written here.
 pub fn mqtt_user_remove(cfg: &Config, name: &str) -> Result<()> {
     let store = open_store(&cfg.data_dir)?;
     let n = name.to_string();
     let gone = store.call_blocking(move |db| {
         let gone = db.delete_mqtt_user(&n)?;
         if gone {
-            db.audit("cli", "mqtt_user.remove", &n, crate::clock::now_ms())?;
+            let now = crate::clock::now_ms();
+            db.add_revocation(&n, now)?;
+            db.audit("cli", "mqtt_user.remove", &n, now)?;
         }
         Ok(gone)
     })?;
     if !gone {
         return Err(Error::not_found(format!("no broker user {name:?}")));
     }
-    println!("removed {name}; a connection open now ends at the hub's next restart or unpair");
+    println!("removed {name}; a running hub drops its connections within a few seconds");
     Ok(())
 }
 

@@ -81,7 +81,8 @@ pub struct Decode {
     pub prefer: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// `Debug` hides the S3 keys (configs are logged and printed in errors).
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Cloud {
     pub store: String,
@@ -94,13 +95,46 @@ pub struct Cloud {
     pub max_upload_kbps: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// `Debug` hides the password in the URLs.
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Camera {
     pub name: String,
     pub url: String,
     #[serde(default)]
     pub substream_url: String,
+}
+
+/// What `Debug` prints in place of a secret.
+const REDACTED: &str = "<redacted>";
+
+/// A secret for `Debug`: empty stays visibly empty, anything else is hidden.
+fn secret(s: &str) -> &str {
+    if s.is_empty() { "" } else { REDACTED }
+}
+
+impl std::fmt::Debug for Cloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cloud")
+            .field("store", &self.store)
+            .field("endpoint", &mask_password(&self.endpoint, REDACTED))
+            .field("region", &self.region)
+            .field("recipients", &self.recipients)
+            .field("access_key_id", &secret(&self.access_key_id))
+            .field("secret_access_key", &secret(&self.secret_access_key))
+            .field("max_upload_kbps", &self.max_upload_kbps)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Camera {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Camera")
+            .field("name", &self.name)
+            .field("url", &mask_password(&self.url, REDACTED))
+            .field("substream_url", &mask_password(&self.substream_url, REDACTED))
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -335,14 +369,20 @@ fn check_rtsp_url(key: &str, url: &str, may_be_empty: bool) -> Result<()> {
 
 /// The URL with any password replaced, for logs and errors.
 pub fn redact_url(url: &str) -> String {
+    mask_password(url, "***")
+}
+
+/// The URL with the password of its userinfo (up to the last `@` before the path)
+/// replaced by `mask`.
+fn mask_password(url: &str, mask: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
         let (auth, host) = match rest.split_once('/') {
             Some((a, _)) => (a, &rest[a.len()..]),
             None => (rest, ""),
         };
         if let Some((cred, hostpart)) = auth.rsplit_once('@') {
-            let user = cred.split(':').next().unwrap_or("");
-            return format!("{scheme}://{user}:***@{hostpart}{host}");
+            let Some((user, _)) = cred.split_once(':') else { return url.to_string() };
+            return format!("{scheme}://{user}:{mask}@{hostpart}{host}");
         }
     }
     url.to_string()
@@ -435,5 +475,35 @@ substream_url = ""
     fn passwords_are_redacted() {
         assert_eq!(redact_url("rtsp://admin:secret@10.0.0.2:554/s"), "rtsp://admin:***@10.0.0.2:554/s");
         assert_eq!(redact_url("rtsp://10.0.0.2/s"), "rtsp://10.0.0.2/s");
+        assert_eq!(redact_url("rtsp://token@10.0.0.2/s"), "rtsp://token@10.0.0.2/s");
+    }
+
+    #[test]
+    fn debug_of_the_config_shows_no_secret() {
+        let cfg = Config::parse(
+            r#"
+[cloud]
+store = "s3://bucket/p"
+endpoint = "https://minio:miniopass@10.0.0.3:9000"
+recipients = ["age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq"]
+access_key_id = "AKIAEXAMPLEKEYID"
+secret_access_key = "wJalrXUtnFEMIbPxRfiCYEXAMPLEKEY"
+[[camera]]
+name = "Porch"
+url = "rtsp://admin:hunter2@192.0.2.10:554/stream1"
+substream_url = "rtsp://admin:p@ss:w0rd@192.0.2.10:554/stream2"
+"#,
+        )
+        .unwrap();
+        let shown = format!("{cfg:?} {cfg:#?}");
+        for secret in ["AKIAEXAMPLEKEYID", "wJalrXUtnFEMIbPxRfiCYEXAMPLEKEY", "hunter2", "p@ss", "w0rd", "miniopass"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("access_key_id: \"<redacted>\""), "{shown}");
+        assert!(shown.contains("secret_access_key: \"<redacted>\""), "{shown}");
+        assert!(shown.contains("rtsp://admin:<redacted>@192.0.2.10:554/stream1"), "{shown}");
+        assert!(shown.contains("s3://bucket/p") && shown.contains("Porch"), "the rest is still shown: {shown}");
+        // Unset secrets are shown as unset.
+        assert!(format!("{:?}", Config::default()).contains("secret_access_key: \"\""));
     }
 }

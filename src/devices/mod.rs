@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod pairing;
+pub mod fence;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +23,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, LastWill, Packet, QoS};
 use tokio::sync::broadcast;
 
-use crate::camera::CameraView;
+use crate::camera::{self, CameraView};
 use crate::clock::Clock;
 use crate::error::Result;
 use crate::events::MotionChange;
@@ -86,6 +87,10 @@ pub struct Device {
     pub camera_id: Option<i64>,
     /// The device's last retained `state`, as it sent it.
     pub state: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Why its last config was refused (None once one was accepted).
+    pub config_refused: Option<String>,
+    /// Private hosts the owner allowed its config to name besides its own address.
+    pub approved_hosts: Vec<String>,
 }
 
 impl Device {
@@ -101,6 +106,17 @@ struct Live {
     /// Devices known to be paired, so a state message costs no database read. Only
     /// unpairing (here) takes a device out of the paired set.
     paired: HashSet<String>,
+    /// The last refused config of each device, kept so that it starts as soon as it is
+    /// allowed (the device connects from the host it names, or the owner approves it)
+    /// without the device having to send it again. One per paired device at most.
+    refused: HashMap<String, Refused>,
+}
+
+/// A config the host check refused, and what it was checked against.
+struct Refused {
+    cfg: pairing::DeviceConfig,
+    reason: String,
+    approved: Vec<String>,
 }
 
 /// Counters for `/metrics` (pairing's are the desk's).
@@ -171,6 +187,15 @@ impl Devices {
     ) {
         let mut announced: HashMap<i64, String> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(2));
+        // Revocations made beside the running hub (`mqtt-user remove`): only those after
+        // the newest one at start (older ones' logins were gone before this hub began).
+        let mut revoked_upto = match self.store.call(|db| db.last_revocation_id()).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read revocations: those made from now on are still applied");
+                0
+            }
+        };
         loop {
             tokio::select! {
                 ev = eventloop.poll() => match ev {
@@ -193,7 +218,11 @@ impl Devices {
                     Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!(missed = n, "motion changes lagged"),
                     Err(broadcast::error::RecvError::Closed) => {}
                 },
-                _ = tick.tick() => self.announce(&*view, &mut announced),
+                _ = tick.tick() => {
+                    self.announce(&*view, &mut announced);
+                    self.apply_revocations(&mut revoked_upto).await;
+                    self.recheck_refused().await;
+                }
                 _ = stop.wait() => break,
             }
         }
@@ -313,26 +342,98 @@ impl Devices {
         Ok(paired)
     }
 
+    /// A paired device's `config`: checked against the device's own address and the hosts
+    /// approved for it ([`fence`]) before anything is stored or started. A refused config
+    /// starts no camera and makes no connection; it is logged (URLs redacted), its reason
+    /// stored for the owner, and it is kept to start once allowed. A config the running
+    /// camera already has is not checked again (it was accepted).
     async fn camera_from_config(&self, id: &str, cfg: crate::pairing::DeviceConfig) -> Result<()> {
         let device = id.to_string();
-        let name = cfg.name.clone().unwrap_or_else(|| id.to_string());
         let sub = cfg.substream_url.clone().unwrap_or_default();
         let url = cfg.rtsp_url.clone();
-        let now = self.clock.now_ms();
-        let (before, row) = self
-            .store
-            .call(move |db| {
-                let before = db.device_camera(&device)?;
-                let row = db.put_paired_camera(&device, &name, &url, &sub, now)?;
-                Ok((before, row))
-            })
-            .await?;
-        let same = before.is_some_and(|b| b.url == row.url && b.substream_url == row.substream_url);
-        if !same || !self.cameras.running(row.id) {
-            tracing::info!(device = %id, camera = %row.name, "starting the camera of a paired device");
-            self.cameras.start(row);
+        let (before, approved) = self.store.call(move |db| Ok((db.device_camera(&device)?, db.device_hosts(&device)?))).await?;
+        let same = before.as_ref().is_some_and(|b| b.url == url && b.substream_url == sub);
+        if same && before.as_ref().is_some_and(|b| self.cameras.running(b.id)) {
+            self.accepted(id).await;
+            return Ok(());
         }
+        if let Err(reason) = fence::check(&cfg, &self.mqtt.peers(id), &approved) {
+            self.refuse(id, cfg, reason, approved).await;
+            return Ok(());
+        }
+        let (device, name, now) = (id.to_string(), cfg.name.clone().unwrap_or_else(|| id.to_string()), self.clock.now_ms());
+        let row = self.store.call(move |db| db.put_paired_camera(&device, &name, &url, &sub, now)).await?;
+        self.accepted(id).await;
+        tracing::info!(device = %id, camera = %row.name, url = %camera::redact_urls(&row.url), "starting the camera of a paired device");
+        self.cameras.start(row);
         Ok(())
+    }
+
+    /// Notes a refused config: logged, audited and stored once per reason (a device sending
+    /// configs again and again, or a re-check with the same outcome, adds nothing but the
+    /// newest config kept in memory).
+    async fn refuse(&self, id: &str, cfg: pairing::DeviceConfig, reason: String, approved: Vec<String>) {
+        let url = camera::redact_urls(&cfg.rtsp_url);
+        let new = {
+            let mut live = self.live();
+            let new = live.refused.get(id).is_none_or(|r| r.reason != reason);
+            live.refused.insert(id.to_string(), Refused { cfg, reason: reason.clone(), approved });
+            new
+        };
+        if !new {
+            tracing::debug!(device = %id, %url, "device config refused again (same reason)");
+            return;
+        }
+        tracing::warn!(device = %id, %url, %reason, "device config refused: no camera started, no connection made");
+        let (device, why) = (id.to_string(), reason.clone());
+        if let Err(e) = self.store.call(move |db| db.set_config_refused(&device, Some(&why))).await {
+            tracing::error!(device = %id, error = %e, "cannot store the config refusal");
+        }
+        self.audit("device", "device.config_refused", format!("{id}: {reason}")).await;
+    }
+
+    /// A config was accepted: any earlier refusal is cleared.
+    async fn accepted(&self, id: &str) {
+        if self.live().refused.remove(id).is_none() {
+            return;
+        }
+        let device = id.to_string();
+        if let Err(e) = self.store.call(move |db| db.set_config_refused(&device, None)).await {
+            tracing::error!(device = %id, error = %e, "cannot clear the config refusal");
+        }
+    }
+
+    /// Refused configs that the device's addresses now allow (it connected from the host
+    /// its config names) are taken up again. Approvals re-check on their own.
+    async fn recheck_refused(&self) {
+        let kept: Vec<(String, pairing::DeviceConfig, Vec<String>)> =
+            self.live().refused.iter().map(|(id, r)| (id.clone(), r.cfg.clone(), r.approved.clone())).collect();
+        for (id, cfg, approved) in kept {
+            if fence::check(&cfg, &self.mqtt.peers(&id), &approved).is_err() {
+                continue;
+            }
+            if let Err(e) = self.camera_from_config(&id, cfg).await {
+                tracing::warn!(device = %id, error = %e, "refused config: re-check failed");
+            }
+        }
+    }
+
+    /// Drops the live connections of broker logins revoked by `homehub mqtt-user remove`
+    /// since the last look.
+    async fn apply_revocations(&self, upto: &mut i64) {
+        let after = *upto;
+        let rows = match self.store.call(move |db| db.revocations_after(after, 100)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read revocations");
+                return;
+            }
+        };
+        for (rid, user) in rows {
+            let dropped = self.mqtt.revoke(&user);
+            tracing::info!(user = %user, connections_dropped = dropped, "broker user removed: its connections are dropped");
+            *upto = rid;
+        }
     }
 
     /// Notes that a device spoke. Availability changes are written at once, the rest
@@ -387,17 +488,24 @@ impl Devices {
             self.publish(&crate::pairing::device_topic(device_id, leaf), true, Vec::new());
         }
         self.live().states.remove(device_id);
+        self.live().refused.remove(device_id);
+        let id = device_id.to_string();
+        if let Err(e) = self.store.call(move |db| db.forget_device_fence(&id)).await {
+            tracing::error!(device = %device_id, error = %e, "cannot forget the device's approved hosts");
+        }
         tracing::info!(device = %device_id, by = %actor, connections_dropped = dropped, "device unpaired");
         self.audit(actor, "device.unpaired", device_id.to_string()).await;
         Ok(())
     }
 
     pub async fn list(&self) -> Result<Vec<Device>> {
-        let rows = self.store.call(|db| db.devices()).await?;
+        let (rows, mut fences) = self.store.call(|db| Ok((db.devices()?, db.device_fences()?))).await?;
         let live = self.live();
         Ok(rows
             .into_iter()
             .map(|d| Device {
+                config_refused: fences.get_mut(&d.id).and_then(|f| f.config_refused.take()),
+                approved_hosts: fences.remove(&d.id).map(|f| f.approved_hosts).unwrap_or_default(),
                 state: live.states.get(&d.id).cloned(),
                 paired_ms: d.paired_ms,
                 unpaired_ms: d.unpaired_ms,
@@ -412,6 +520,54 @@ impl Devices {
                 camera_id: d.camera_id,
             })
             .collect())
+    }
+
+    /// The owner allows `device_id`'s config to name `host` (a private address). A config
+    /// refused for naming it starts now.
+    pub async fn approve_host(&self, device_id: &str, host: &str, actor: &str) -> Result<String> {
+        let ip = fence::approvable(host).map_err(Error::invalid)?.to_string();
+        let (id, h, now) = (device_id.to_string(), ip.clone(), self.clock.now_ms());
+        self.store
+            .call(move |db| {
+                if db.device_password_hash(&id)?.is_none() {
+                    return Err(Error::not_found(format!("no paired device {id:?}")));
+                }
+                db.approve_device_host(&id, &h, now)
+            })
+            .await?;
+        tracing::info!(device = %device_id, host = %ip, by = %actor, "host approved for a device's config");
+        self.audit(actor, "device.host_approved", format!("{device_id}: {ip}")).await;
+        let waiting = self.live().refused.get(device_id).map(|r| r.cfg.clone());
+        if let Some(cfg) = waiting {
+            self.camera_from_config(device_id, cfg).await?;
+        }
+        Ok(ip)
+    }
+
+    /// Withdraws an approval. A running camera of the device whose URLs it no longer
+    /// allows is stopped (and its config kept as refused, to start if allowed again).
+    pub async fn remove_host(&self, device_id: &str, host: &str, actor: &str) -> Result<String> {
+        let h = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let ip = h.parse::<std::net::IpAddr>().map(|ip| fence::canonical(ip).to_string()).unwrap_or_else(|_| h.to_string());
+        let (id, hh) = (device_id.to_string(), ip.clone());
+        let (gone, row, approved) = self
+            .store
+            .call(move |db| Ok((db.remove_device_host(&id, &hh)?, db.device_camera(&id)?, db.device_hosts(&id)?)))
+            .await?;
+        if !gone {
+            return Err(Error::not_found(format!("{ip:?} is not approved for {device_id:?}")));
+        }
+        tracing::info!(device = %device_id, host = %ip, by = %actor, "host approval withdrawn");
+        self.audit(actor, "device.host_removed", format!("{device_id}: {ip}")).await;
+        if let Some(row) = row.filter(|r| self.cameras.running(r.id))
+            && let Err(reason) = fence::check_urls(&row.url, &row.substream_url, &self.mqtt.peers(device_id), &approved)
+        {
+            self.cameras.stop(row.id);
+            let sub = (!row.substream_url.is_empty()).then(|| row.substream_url.clone());
+            let cfg = pairing::DeviceConfig { rtsp_url: row.url.clone(), substream_url: sub, name: None };
+            self.refuse(device_id, cfg, reason, approved).await;
+        }
+        Ok(ip)
     }
 }
 

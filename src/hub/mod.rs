@@ -5,7 +5,8 @@
 //! elements, HTTP details, signals (the caller passes `shutdown`: `homehub serve` the
 //! first SIGTERM/SIGINT, a test any future); it wires the subsystems together.
 //!
-//! Start: data dir and lock → database → TLS → web and MQTT listeners (fail fast if a
+//! Start: descriptor budget (soft limit raised, reserve kept for recording) → data dir
+//! and lock → database → TLS → web and MQTT listeners (fail fast if a
 //! port is taken) → recovery of half-written segments and open events → recorder →
 //! cloud relay (when configured) → events → cameras (config and paired) → devices (the
 //! hub's broker client) → mDNS → web → READY=1.
@@ -27,6 +28,7 @@ use crate::config::Config;
 use crate::devices::{self, Devices};
 use crate::error::{Error, ErrorKind, Result, blocking};
 use crate::events::{self, MotionState, Registry};
+use crate::limits::Descriptors;
 use crate::mdns;
 use crate::mqtt::{self, Mqtt};
 use crate::recorder::{self, Recorder, Retention};
@@ -75,12 +77,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     ready: Option<tokio::sync::oneshot::Sender<Ready>>,
 ) -> Result<()> {
+    // First, before anything opens a descriptor: raise the soft limit and split it into
+    // the reserve recording keeps and the slots every listener's clients share.
+    let descriptors = Descriptors::init();
+    tracing::info!(
+        limit = descriptors.limit(),
+        reserve = descriptors.reserve(),
+        client_slots = descriptors.slots().total(),
+        open_now = crate::limits::open_descriptors(),
+        "descriptor budget"
+    );
     let data_dir = cfg.data_dir.clone();
     let clock = Clock::system();
     store::prepare_data_dir(&data_dir)?;
     let _lock = DirLock::acquire(&data_dir)?;
     let store = Store::open(&data_dir)?;
-    let served = serve(&cfg, &store, clock, shutdown, ready).await;
+    let served = serve(&cfg, &store, clock, descriptors, shutdown, ready).await;
     // Whatever happened above, the database thread ends here with a checkpointed WAL.
     let closed = blocking("closing the database", move || store.close()).await.and_then(|r| r);
     served.and(closed)?;
@@ -93,6 +105,7 @@ async fn serve(
     cfg: &Config,
     store: &Store,
     clock: Clock,
+    descriptors: Descriptors,
     shutdown: impl Future<Output = ()>,
     ready: Option<tokio::sync::oneshot::Sender<Ready>>,
 ) -> Result<()> {
@@ -113,6 +126,7 @@ async fn serve(
                 listen_tls: Some(cfg.mqtt_listen_tls()),
                 listen_plain: Some(cfg.mqtt_listen_plain()),
                 allow_public_clients: cfg.web.allow_public_clients,
+                descriptors: descriptors.clone(),
                 ..mqtt::Settings::default()
             },
             Arc::new(devices::auth::HubAuth { store: store.clone(), clock: clock.clone() }),
@@ -126,7 +140,17 @@ async fn serve(
         cfg.camera.iter().map(|c| (c.name.clone(), c.url.clone(), c.substream_url.clone())).collect();
     let now = clock.now_ms();
     let mut rows = store.call(move |db| db.sync_config_cameras(&config_cams, now)).await?;
-    rows.extend(store.call(|db| db.paired_cameras()).await?);
+    // A paired device's camera starts before the device is back only if its stored URLs
+    // name the home network; anything else waits for its retained config to be checked
+    // against the device's address (devices::fence).
+    for row in store.call(|db| db.paired_cameras()).await? {
+        match devices::fence::startable(&row.url, &row.substream_url) {
+            Ok(()) => rows.push(row),
+            Err(reason) => {
+                tracing::warn!(camera = %row.name, %reason, "paired camera not started until its device's config is checked")
+            }
+        }
+    }
     rows.extend(store.call(|db| db.added_cameras()).await?);
 
     let retention = Retention::from(&cfg.recording);
@@ -260,7 +284,7 @@ async fn serve(
         retention: Retention::from(&cfg.recording),
         allow_public_clients: cfg.web.allow_public_clients,
     });
-    let web_task = tokio::spawn(web::serve(listener, tls, web::router(state), stop.clone(), crate::limits::Descriptors::init()));
+    let web_task = tokio::spawn(web::serve(listener, tls, web::router(state), stop.clone(), descriptors.clone()));
     tracing::info!(
         hub_id = %hub_id,
         url = %format!("https://{web_addr}"),

@@ -370,3 +370,176 @@ mod tests {
         assert!(db.mqtt_user("ha").unwrap().is_none());
     }
 }
+
+// ---- fence: hosts a device's config may name, refused configs, revocations ----
+
+/// What the owner sees of a device's config check: why its last config was refused (None
+/// once one was accepted) and the private hosts approved for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFence {
+    pub config_refused: Option<String>,
+    pub approved_hosts: Vec<String>,
+}
+
+impl Db {
+    /// Hosts the owner approved for `device_id`'s config, in the order approved.
+    pub fn device_hosts(&mut self, device_id: &str) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT host FROM device_hosts WHERE device_id = ?1 ORDER BY approved_ms, host")
+            .map_err(db_err("listing device hosts"))?;
+        let rows = st.query_map(params![device_id], |r| r.get(0)).map_err(db_err("listing device hosts"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing device hosts"))
+    }
+
+    /// Approves `host` (an IP literal, checked by the caller) for `device_id`'s config.
+    /// Approving it again keeps the first approval.
+    pub fn approve_device_host(&mut self, device_id: &str, host: &str, now_ms: i64) -> Result<()> {
+        if self.device(device_id)?.is_none() {
+            return Err(Error::not_found(format!("no device {device_id:?}")));
+        }
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO device_hosts (device_id, host, approved_ms) VALUES (?1, ?2, ?3)",
+                params![device_id, host, now_ms],
+            )
+            .map_err(db_err("approving device host"))?;
+        Ok(())
+    }
+
+    /// Withdraws an approval; false when there was none.
+    pub fn remove_device_host(&mut self, device_id: &str, host: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .execute("DELETE FROM device_hosts WHERE device_id = ?1 AND host = ?2", params![device_id, host])
+            .map_err(db_err("removing device host"))?;
+        Ok(n > 0)
+    }
+
+    /// Why the device's last config was refused; None clears it (a config was accepted).
+    pub fn set_config_refused(&mut self, device_id: &str, reason: Option<&str>) -> Result<()> {
+        self.conn
+            .execute("UPDATE devices SET config_refused = ?2 WHERE id = ?1", params![device_id, reason])
+            .map_err(db_err("saving config refusal"))?;
+        Ok(())
+    }
+
+    /// The config check of every device, by id (devices with nothing to show are left out).
+    pub fn device_fences(&mut self) -> Result<std::collections::HashMap<String, DeviceFence>> {
+        let mut out: std::collections::HashMap<String, DeviceFence> = std::collections::HashMap::new();
+        {
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT id, config_refused FROM devices WHERE config_refused IS NOT NULL")
+                .map_err(db_err("listing config refusals"))?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(db_err("listing config refusals"))?;
+            for row in rows {
+                let (id, reason) = row.map_err(db_err("listing config refusals"))?;
+                out.entry(id).or_default().config_refused = Some(reason);
+            }
+        }
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT device_id, host FROM device_hosts ORDER BY approved_ms, host")
+            .map_err(db_err("listing device hosts"))?;
+        let rows =
+            st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(db_err("listing device hosts"))?;
+        for row in rows {
+            let (id, host) = row.map_err(db_err("listing device hosts"))?;
+            out.entry(id).or_default().approved_hosts.push(host);
+        }
+        Ok(out)
+    }
+
+    /// Unpaired: its approvals and refusal go with its credentials (pairing again starts
+    /// from nothing approved).
+    pub fn forget_device_fence(&mut self, device_id: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM device_hosts WHERE device_id = ?1", params![device_id])
+            .and_then(|_| self.conn.execute("UPDATE devices SET config_refused = NULL WHERE id = ?1", params![device_id]))
+            .map_err(db_err("forgetting device hosts"))?;
+        Ok(())
+    }
+
+    /// Records that `username`'s broker login was revoked by an admin command; the running
+    /// hub polls these and drops the login's live connections. Returns the row's id.
+    pub fn add_revocation(&mut self, username: &str, now_ms: i64) -> Result<i64> {
+        self.conn
+            .execute("INSERT INTO revocations (username, at_ms) VALUES (?1, ?2)", params![username, now_ms])
+            .map_err(db_err("saving revocation"))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The newest revocation's id (0 when none): where a starting hub begins polling.
+    pub fn last_revocation_id(&mut self) -> Result<i64> {
+        self.conn
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM revocations", [], |r| r.get(0))
+            .map_err(db_err("reading revocations"))
+    }
+
+    /// Revocations after `after_id`, oldest first (at most `limit`).
+    pub fn revocations_after(&mut self, after_id: i64, limit: i64) -> Result<Vec<(i64, String)>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, username FROM revocations WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .map_err(db_err("reading revocations"))?;
+        let rows =
+            st.query_map(params![after_id, limit], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err("reading revocations"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("reading revocations"))
+    }
+}
+
+#[cfg(test)]
+mod fence_tests {
+    use super::*;
+
+    fn paired(db: &mut Db, id: &str) {
+        db.conn
+            .execute(
+                "INSERT INTO devices (id, kind, model, firmware, password_hash, paired_ms) VALUES (?1, 'camera', 'm', '1', x'00', 1)",
+                params![id],
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn approved_hosts_and_refusals_are_kept_per_device() {
+        let mut db = Db::open_in_memory_at(super::super::LATEST_VERSION);
+        paired(&mut db, "cam-1");
+        paired(&mut db, "cam-2");
+        assert_eq!(db.approve_device_host("nope", "10.0.0.5", 1).unwrap_err().kind(), ErrorKind::NotFound);
+        db.approve_device_host("cam-1", "10.0.0.5", 2).unwrap();
+        db.approve_device_host("cam-1", "10.0.0.5", 3).unwrap();
+        db.approve_device_host("cam-1", "10.0.0.6", 4).unwrap();
+        assert_eq!(db.device_hosts("cam-1").unwrap(), ["10.0.0.5", "10.0.0.6"]);
+        assert!(db.device_hosts("cam-2").unwrap().is_empty());
+        db.set_config_refused("cam-2", Some("host 8.8.8.8 is not the device's address")).unwrap();
+        let f = db.device_fences().unwrap();
+        assert_eq!(f["cam-1"].approved_hosts, ["10.0.0.5", "10.0.0.6"]);
+        assert_eq!(f["cam-1"].config_refused, None);
+        assert_eq!(f["cam-2"].config_refused.as_deref(), Some("host 8.8.8.8 is not the device's address"));
+        db.set_config_refused("cam-2", None).unwrap();
+        assert!(!db.device_fences().unwrap().contains_key("cam-2"));
+        assert!(db.remove_device_host("cam-1", "10.0.0.5").unwrap());
+        assert!(!db.remove_device_host("cam-1", "10.0.0.5").unwrap());
+        db.set_config_refused("cam-1", Some("x")).unwrap();
+        db.forget_device_fence("cam-1").unwrap();
+        assert!(db.device_fences().unwrap().is_empty());
+    }
+
+    #[test]
+    fn revocations_are_read_after_a_mark() {
+        let mut db = Db::open_in_memory_at(super::super::LATEST_VERSION);
+        assert_eq!(db.last_revocation_id().unwrap(), 0);
+        let a = db.add_revocation("ha", 1).unwrap();
+        let start = db.last_revocation_id().unwrap();
+        assert_eq!(start, a);
+        let b = db.add_revocation("grafana", 2).unwrap();
+        let c = db.add_revocation("ha", 3).unwrap();
+        assert_eq!(db.revocations_after(start, 10).unwrap(), [(b, "grafana".to_string()), (c, "ha".to_string())]);
+        assert_eq!(db.revocations_after(start, 1).unwrap().len(), 1);
+        assert!(db.revocations_after(c, 10).unwrap().is_empty());
+    }
+}

@@ -34,6 +34,7 @@ use engine::db_err;
 pub use audit::{AuditRow, RollupRow};
 pub use cameras::CameraRow;
 pub use cloud::{CloudEvent, NewUpload, Payload, QueueStatus, Upload, UploadKind};
+pub use devices::DeviceFence;
 pub use devices::{DeviceRow, MqttUserRow, NewDevice, WrongCode};
 pub use engine::{DB_FILE, Db, Store};
 pub use events::{EventRow, FinishedEvent};

@@ -30,6 +30,10 @@ pub(super) struct DeviceInfo {
     camera_id: Option<i64>,
     /// The device's last retained `state`, as it sent it.
     state: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Why its last config was refused (its camera did not start); null once accepted.
+    config_refused: Option<String>,
+    /// Private hosts the owner allowed its config to name besides its own address.
+    approved_hosts: Vec<String>,
 }
 
 impl From<Device> for DeviceInfo {
@@ -48,6 +52,8 @@ impl From<Device> for DeviceInfo {
             failed_connections: d.failed_connections,
             camera_id: d.camera_id,
             state: d.state,
+            config_refused: d.config_refused,
+            approved_hosts: d.approved_hosts,
         }
     }
 }
@@ -103,6 +109,41 @@ pub(super) async fn unpair(
     require(&s, Role::Owner)?;
     st.devices.unpair(&id, &s.user.email).await?;
     Ok(Json(serde_json::json!({ "unpaired": id })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Host {
+    host: String,
+}
+
+/// The owner allows a device's config to name a private host (the device's camera at
+/// another address, an NVR); a config refused for it starts.
+pub(super) async fn approve_host(
+    State(st): State<AppState>,
+    ext: Option<axum::Extension<Session>>,
+    UrlPath(id): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let s = session(ext)?;
+    require(&s, Role::Owner)?;
+    if body.len() > 1024 {
+        return Err(err(ErrorKind::Invalid, "body: at most 1024 bytes"));
+    }
+    let h: Host = serde_json::from_slice(&body).map_err(|e| err(ErrorKind::Invalid, &format!("body: {e}")))?;
+    let host = st.devices.approve_host(&id, &h.host, &s.user.email).await?;
+    Ok(Json(serde_json::json!({ "device_id": id, "approved": host })))
+}
+
+pub(super) async fn remove_host(
+    State(st): State<AppState>,
+    ext: Option<axum::Extension<Session>>,
+    UrlPath((id, host)): UrlPath<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let s = session(ext)?;
+    require(&s, Role::Owner)?;
+    let host = st.devices.remove_host(&id, &host, &s.user.email).await?;
+    Ok(Json(serde_json::json!({ "device_id": id, "removed": host })))
 }
 
 pub(super) async fn list_pairing(

@@ -171,6 +171,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/events/{id}/{media}", get(event_media))
         .route("/api/devices", get(devices::list_devices))
         .route("/api/devices/{id}", axum::routing::delete(devices::unpair))
+        .route("/api/devices/{id}/hosts", post(devices::approve_host))
+        .route("/api/devices/{id}/hosts/{host}", axum::routing::delete(devices::remove_host))
         .route("/api/pairing", get(devices::list_pairing))
         .route("/api/pairing/{device_id}", post(devices::confirm))
         .route("/api/discovery", get(devices::discovery))

@@ -50,6 +50,10 @@ pub trait DeviceAdmin: Send + Sync {
     ) -> PortFuture<'a, ()>;
     fn unpair<'a>(&'a self, device_id: &'a str, actor: &'a str) -> PortFuture<'a, ()>;
     fn counts(&self) -> DeviceCounts;
+    /// Allows a device's config to name a private host; answers the host as stored.
+    fn approve_host<'a>(&'a self, device_id: &'a str, host: &'a str, actor: &'a str) -> PortFuture<'a, String>;
+    /// Withdraws such an approval.
+    fn remove_host<'a>(&'a self, device_id: &'a str, host: &'a str, actor: &'a str) -> PortFuture<'a, String>;
 }
 
 /// The broker edge's counters.
@@ -94,6 +98,12 @@ impl DeviceAdmin for Devices {
             pairings_accepted: desk.pairings_accepted.load(Relaxed),
             pairings_rejected: desk.pairings_rejected.load(Relaxed),
         }
+    }
+    fn approve_host<'a>(&'a self, device_id: &'a str, host: &'a str, actor: &'a str) -> PortFuture<'a, String> {
+        Box::pin(Devices::approve_host(self, device_id, host, actor))
+    }
+    fn remove_host<'a>(&'a self, device_id: &'a str, host: &'a str, actor: &'a str) -> PortFuture<'a, String> {
+        Box::pin(Devices::remove_host(self, device_id, host, actor))
     }
 }
 

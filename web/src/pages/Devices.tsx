@@ -5,6 +5,7 @@ import { type Candidate, type Device, type Page, type Pending, api, errorText, g
 import { dateTime } from "../format";
 import { navigate } from "../router";
 import { isOwner } from "../store";
+import { DeviceFence } from "../widgets/fence";
 
 const POLL_MS = 3000;
 
@@ -183,6 +184,14 @@ export function Devices() {
                   {d.id} · {d.kind}, firmware {d.firmware || "unknown"} · paired {dateTime(d.paired_at)}
                   {d.last_seen ? ` · last seen ${dateTime(d.last_seen)}` : ""}
                 </p>
+                <DeviceFence
+                  d={d}
+                  owner={owner}
+                  onChange={(m) => {
+                    setMessage(m);
+                    reloadDevices();
+                  }}
+                />
               </li>
             ))}
         </ul>
