@@ -478,3 +478,520 @@ impl Hub {
     }
 }
 pub mod s3;
+
+// --- Hostile clients (tests/hostile.rs): launching a hub under a limit or on another
+// address, the process's figures from /proc, raw MQTT and raw HTTP over TLS from a chosen
+// source address. ---
+
+/// How [`Hub::start_with`] launches a hub beyond [`Hub::start`].
+pub struct Launch<'a> {
+    /// A command the hub runs under (`prlimit --nofile=1024:1024`); it must exec the hub, so
+    /// the pid stays the hub's.
+    pub prefix: &'a [&'a str],
+    /// The address every listener binds.
+    pub host: &'a str,
+}
+
+impl Hub {
+    /// Like [`Hub::start`], launched as `launch` says. [`Hub::restart`] afterwards goes back
+    /// to loopback and no prefix.
+    pub fn start_with(dir: &Path, extra: &str, launch: &Launch) -> Hub {
+        let data = dir.join("data");
+        let config = dir.join("homehub.toml");
+        let log = dir.join("hub.log");
+        let h = launch.host;
+        let text = format!(
+            "data_dir = \"{}\"\n[web]\nlisten = \"{h}:0\"\n[mqtt]\nlisten_tls = \"{h}:0\"\n\
+             listen_plain = \"{h}:0\"\n[mdns]\ninterfaces = [\"lo\"]\n{extra}",
+            data.display(),
+        );
+        std::fs::write(&config, text).unwrap();
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let (cmd, pre) = match launch.prefix.split_first() {
+            Some((c, rest)) => (c.to_string(), rest.iter().map(|s| s.to_string()).chain([HUB.to_string()]).collect()),
+            None => (HUB.to_string(), Vec::new()),
+        };
+        let mut child = Command::new(cmd)
+            .args(pre)
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("HOMEHUB_LOG", "info,homehub=debug,rumqttd=warn,rumqttd::server::broker=off")
+            .stdout(Stdio::piped())
+            .stderr(out)
+            .spawn()
+            .expect("start hub");
+        let ready = ready_line(&mut child, "\"ready\"");
+        let proc = Proc { child, name: "hub".into() };
+        let mut hub = Hub {
+            proc: Some(proc),
+            dir: data,
+            config,
+            port: 0,
+            mqtt_tls: 0,
+            mqtt_plain: 0,
+            hub_id: String::new(),
+            fingerprint: String::new(),
+            log,
+            extra: extra.to_string(),
+        };
+        let Ok(ready) = ready.recv_timeout(Duration::from_secs(30)) else {
+            panic!("hub launched with {:?} on {h}: no ready line within 30 s; log:\n{}", launch.prefix, hub.log_text());
+        };
+        let v: serde_json::Value = serde_json::from_str(&ready).unwrap_or_else(|e| panic!("ready line {ready:?}: {e}"));
+        (hub.port, hub.mqtt_tls, hub.mqtt_plain) =
+            (ready_port(&v, "web"), ready_port(&v, "mqtt_tls"), ready_port(&v, "mqtt_plain"));
+        hub.hub_id = v["hub_id"].as_str().expect("hub_id").to_string();
+        hub.fingerprint = v["fingerprint"].as_str().expect("fingerprint").to_string();
+        hub
+    }
+
+    /// The hub's process id (the process `/proc` figures are read from).
+    pub fn pid(&self) -> i32 {
+        self.proc.as_ref().expect("hub running").child.id() as i32
+    }
+
+    /// Whether the hub process is still running (false once it exited or was killed).
+    pub fn alive(&mut self) -> bool {
+        self.proc.as_mut().is_some_and(|p| p.child.try_wait().ok().flatten().is_none())
+    }
+
+    /// The certificate fingerprint as bytes, for [`raw::tls`].
+    pub fn fingerprint_bytes(&self) -> [u8; 32] {
+        hex::decode(&self.fingerprint).ok().and_then(|b| b.try_into().ok()).expect("hex SHA-256 fingerprint")
+    }
+}
+
+/// A `kB` figure of /proc/PID/status (`VmRSS`, `VmHWM`); None once the process is gone.
+pub fn proc_status_kb(pid: i32, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
+}
+
+/// Descriptors open in process `pid` (/proc/PID/fd); None once it is gone.
+pub fn proc_fds(pid: i32) -> Option<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).ok().map(|d| d.count() as u64)
+}
+
+/// Raises this test process's soft descriptor limit to its hard one (attacks hold many sockets).
+pub fn raise_own_nofile() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    lim.rlim_cur
+}
+
+/// What a [`Watch`] saw of the hub process.
+#[derive(Default, Clone)]
+pub struct Watched {
+    /// Highest VmRSS / descriptor count sampled since the last [`Watch::reset_peaks`].
+    pub peak_rss_kb: u64,
+    pub peak_fds: u64,
+    /// Every segment file that appeared under recordings/, with when it was first seen.
+    pub segments: Vec<(Instant, String)>,
+    /// When /proc stopped answering for the pid (the process exited).
+    pub gone: Option<Instant>,
+}
+
+/// Samples the hub process (VmRSS, descriptors) and its recordings/ directory every 100 ms
+/// on a thread, for as long as it lives.
+pub struct Watch {
+    state: std::sync::Arc<std::sync::Mutex<Watched>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    pub fn start(pid: i32, recordings: PathBuf) -> Watch {
+        use std::sync::atomic::Ordering;
+        let state = std::sync::Arc::new(std::sync::Mutex::new(Watched::default()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (st, sp) = (state.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut seen = std::collections::HashSet::new();
+            while !sp.load(Ordering::Relaxed) {
+                let rss = proc_status_kb(pid, "VmRSS");
+                let fds = proc_fds(pid);
+                let mut new = Vec::new();
+                if let Ok(cams) = std::fs::read_dir(&recordings) {
+                    for f in cams.flatten().filter_map(|c| std::fs::read_dir(c.path()).ok()).flatten().flatten() {
+                        let name = f.path().to_string_lossy().to_string();
+                        if seen.insert(name.clone()) {
+                            new.push(name);
+                        }
+                    }
+                }
+                let now = Instant::now();
+                {
+                    let mut s = st.lock().unwrap();
+                    match (rss, fds) {
+                        (Some(r), Some(f)) => {
+                            s.peak_rss_kb = s.peak_rss_kb.max(r);
+                            s.peak_fds = s.peak_fds.max(f);
+                        }
+                        _ => {
+                            s.gone.get_or_insert(now);
+                        }
+                    }
+                    new.sort();
+                    s.segments.extend(new.into_iter().map(|n| (now, n)));
+                }
+                // The sampling interval of the watch.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Watch { state, stop, thread: Some(thread) }
+    }
+
+    pub fn get(&self) -> Watched {
+        self.state.lock().unwrap().clone()
+    }
+
+    pub fn reset_peaks(&self) {
+        let mut s = self.state.lock().unwrap();
+        (s.peak_rss_kb, s.peak_fds) = (0, 0);
+    }
+
+    /// Segment files first seen at or after `t`.
+    pub fn segments_since(&self, t: Instant) -> usize {
+        self.state.lock().unwrap().segments.iter().filter(|(at, _)| *at >= t).count()
+    }
+
+    /// The longest stretch within `from..to` with no new segment file (the ends count as
+    /// edges), and how many appeared in it.
+    pub fn longest_gap(&self, from: Instant, to: Instant) -> (Duration, usize) {
+        let s = self.state.lock().unwrap();
+        let times: Vec<Instant> = s.segments.iter().map(|(t, _)| *t).filter(|t| *t >= from && *t <= to).collect();
+        let mut edges = vec![from];
+        edges.extend(&times);
+        edges.push(to);
+        (edges.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default(), times.len())
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Raw clients, no library: TCP from a chosen source address, MQTT 3.1.1 packets, TLS
+/// pinned to the hub's certificate.
+pub mod raw {
+    use std::io::{self, Read, Write};
+    use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+    use std::os::fd::FromRawFd;
+    use std::time::Duration;
+
+    /// A TCP connection from `src` (port chosen by the kernel) to `dst`, within `timeout`.
+    pub fn connect_from(src: Ipv4Addr, dst: SocketAddrV4, timeout: Duration) -> io::Result<TcpStream> {
+        fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
+            libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+                sin_zero: [0; 8],
+            }
+        }
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: plain socket calls on a descriptor this function owns; the sockaddr
+        // structs live on the stack for the calls' duration.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let stream = TcpStream::from_raw_fd(fd);
+            let s = sockaddr(SocketAddrV4::new(src, 0));
+            if libc::bind(fd, &s as *const _ as *const libc::sockaddr, len) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let d = sockaddr(dst);
+            if libc::connect(fd, &d as *const _ as *const libc::sockaddr, len) != 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EINPROGRESS) {
+                    return Err(e);
+                }
+                let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+                let n = libc::poll(&mut p, 1, timeout.as_millis() as i32);
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, format!("connect to {dst} from {src}")));
+                }
+                if let Some(e) = stream.take_error()? {
+                    return Err(e);
+                }
+            }
+            stream.set_nonblocking(false)?;
+            stream.set_nodelay(true)?;
+            stream.set_read_timeout(Some(timeout))?;
+            stream.set_write_timeout(Some(timeout))?;
+            Ok(stream)
+        }
+    }
+
+    /// `127.0.0.N`-style addresses for attackers: the `i`th of `127.0.B.(1 + i / per)`.
+    pub fn attacker(b: u8, i: usize, per: usize) -> Ipv4Addr {
+        let n = 1 + i / per.max(1);
+        Ipv4Addr::new(127, b + (n / 250) as u8, 0, (n % 250) as u8 + 1)
+    }
+
+    /// The hub's address as seen by a client: `host:port`.
+    pub fn v4(host: &str, port: u16) -> SocketAddrV4 {
+        match format!("{host}:{port}").parse::<SocketAddr>().expect("address") {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(_) => panic!("IPv4 only"),
+        }
+    }
+
+    /// TLS over `tcp`, pinned to `fingerprint`; the handshake is done before it returns.
+    pub fn tls(
+        mut tcp: TcpStream,
+        fingerprint: [u8; 32],
+    ) -> io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+        let cfg = homehub::camsim::pair::pin::client_config(fingerprint).map_err(io::Error::other)?;
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap().to_owned();
+        let mut conn = rustls::ClientConnection::new(cfg, name).map_err(io::Error::other)?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp)?;
+        }
+        Ok(rustls::StreamOwned::new(conn, tcp))
+    }
+
+    /// One HTTP/1.1 request (`Connection: close`); the status of the answer (0 if none came).
+    pub fn http(stream: &mut impl ReadWrite, method: &str, path: &str, body: &str) -> io::Result<u16> {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(req.as_bytes())?;
+        stream.flush()?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !buf.windows(2).any(|w| w == b"\r\n") {
+            match stream.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if buf.is_empty() => return Err(e),
+                Err(_) => break,
+            }
+        }
+        let line = String::from_utf8_lossy(&buf);
+        Ok(line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0))
+    }
+
+    pub trait ReadWrite: Read + Write {}
+    impl<T: Read + Write> ReadWrite for T {}
+
+    fn remaining_length(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let mut b = (n % 128) as u8;
+            n /= 128;
+            if n > 0 {
+                b |= 0x80;
+            }
+            out.push(b);
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
+    fn packet(header: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![header];
+        remaining_length(body.len(), &mut out);
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn string(s: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        out.extend_from_slice(s);
+    }
+
+    /// A will message at CONNECT.
+    pub struct Will<'a> {
+        pub topic: &'a str,
+        pub payload: &'a [u8],
+        pub qos: u8,
+        pub retain: bool,
+    }
+
+    /// What a CONNECT carries.
+    pub struct Connect<'a> {
+        pub client_id: &'a str,
+        pub user: Option<&'a str>,
+        pub pass: Option<&'a str>,
+        pub keepalive: u16,
+        pub clean: bool,
+        pub will: Option<Will<'a>>,
+    }
+
+    impl<'a> Connect<'a> {
+        /// A clean-session login.
+        pub fn login(client_id: &'a str, user: &'a str, pass: &'a str, keepalive: u16) -> Connect<'a> {
+            Connect { client_id, user: Some(user), pass: Some(pass), keepalive, clean: true, will: None }
+        }
+
+        pub fn bytes(&self) -> Vec<u8> {
+            let mut b = Vec::new();
+            string(b"MQTT", &mut b);
+            b.push(4);
+            let mut flags = 0u8;
+            if self.user.is_some() {
+                flags |= 0x80;
+            }
+            if self.pass.is_some() {
+                flags |= 0x40;
+            }
+            if let Some(w) = &self.will {
+                flags |= 0x04 | (w.qos << 3) | if w.retain { 0x20 } else { 0 };
+            }
+            if self.clean {
+                flags |= 0x02;
+            }
+            b.push(flags);
+            b.extend_from_slice(&self.keepalive.to_be_bytes());
+            string(self.client_id.as_bytes(), &mut b);
+            if let Some(w) = &self.will {
+                string(w.topic.as_bytes(), &mut b);
+                string(w.payload, &mut b);
+            }
+            if let Some(u) = self.user {
+                string(u.as_bytes(), &mut b);
+            }
+            if let Some(p) = self.pass {
+                string(p.as_bytes(), &mut b);
+            }
+            packet(0x10, &b)
+        }
+    }
+
+    pub fn publish_bytes(topic: &str, payload: &[u8], qos: u8, retain: bool, id: u16) -> Vec<u8> {
+        let mut b = Vec::new();
+        string(topic.as_bytes(), &mut b);
+        if qos > 0 {
+            b.extend_from_slice(&id.to_be_bytes());
+        }
+        b.extend_from_slice(payload);
+        packet(0x30 | (qos << 1) | retain as u8, &b)
+    }
+
+    pub fn subscribe_bytes(filters: &[(&str, u8)], id: u16) -> Vec<u8> {
+        let mut b = id.to_be_bytes().to_vec();
+        for (f, q) in filters {
+            string(f.as_bytes(), &mut b);
+            b.push(*q);
+        }
+        packet(0x82, &b)
+    }
+
+    pub const DISCONNECT: [u8; 2] = [0xE0, 0];
+    pub const PINGREQ: [u8; 2] = [0xC0, 0];
+
+    /// One packet from the server.
+    #[derive(Debug)]
+    pub struct Packet {
+        /// The fixed header's first byte (type in the high nibble, flags in the low).
+        pub header: u8,
+        pub body: Vec<u8>,
+    }
+
+    impl Packet {
+        pub fn kind(&self) -> u8 {
+            self.header >> 4
+        }
+
+        /// A PUBLISH's (topic, payload, retain flag).
+        pub fn publish(&self) -> Option<(String, &[u8], bool)> {
+            if self.kind() != 3 || self.body.len() < 2 {
+                return None;
+            }
+            let tl = u16::from_be_bytes([self.body[0], self.body[1]]) as usize;
+            let topic = String::from_utf8_lossy(self.body.get(2..2 + tl)?).to_string();
+            let qos = (self.header >> 1) & 3;
+            let start = 2 + tl + if qos > 0 { 2 } else { 0 };
+            Some((topic, self.body.get(start..)?, self.header & 1 == 1))
+        }
+    }
+
+    /// Reads one packet; Err(UnexpectedEof) when the server closed the connection.
+    pub fn read_packet(s: &mut impl Read) -> io::Result<Packet> {
+        let mut h = [0u8; 1];
+        s.read_exact(&mut h)?;
+        let (mut len, mut mul) = (0usize, 1usize);
+        for _ in 0..4 {
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b)?;
+            len += (b[0] & 0x7f) as usize * mul;
+            mul *= 128;
+            if b[0] & 0x80 == 0 {
+                break;
+            }
+        }
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body)?;
+        Ok(Packet { header: h[0], body })
+    }
+
+    /// How a CONNECT ended.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Connack {
+        /// CONNACK with this return code (0 = accepted).
+        Code(u8),
+        /// Closed (or reset, or silent past the read timeout) with no CONNACK.
+        Closed,
+    }
+
+    /// Sends CONNECT and reads the answer.
+    pub fn connect(s: &mut impl ReadWrite, c: &Connect) -> Connack {
+        if s.write_all(&c.bytes()).and_then(|_| s.flush()).is_err() {
+            return Connack::Closed;
+        }
+        match read_packet(s) {
+            Ok(p) if p.kind() == 2 && p.body.len() == 2 => Connack::Code(p.body[1]),
+            _ => Connack::Closed,
+        }
+    }
+
+    /// Publishes; at QoS 1 waits for the PUBACK (other packets are skipped). Ok(false) if
+    /// the connection closed before that.
+    pub fn publish(s: &mut impl ReadWrite, topic: &str, payload: &[u8], qos: u8, retain: bool, id: u16) -> io::Result<bool> {
+        s.write_all(&publish_bytes(topic, payload, qos, retain, id))?;
+        s.flush()?;
+        if qos == 0 {
+            return Ok(true);
+        }
+        loop {
+            match read_packet(s) {
+                Ok(p) if p.kind() == 4 && p.body == id.to_be_bytes() => return Ok(true),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Subscribes; the SUBACK's return codes (None if the connection closed first).
+    pub fn subscribe(s: &mut impl ReadWrite, filters: &[(&str, u8)], id: u16) -> io::Result<Option<Vec<u8>>> {
+        s.write_all(&subscribe_bytes(filters, id))?;
+        s.flush()?;
+        loop {
+            match read_packet(s) {
+                Ok(p) if p.kind() == 9 && p.body.get(..2) == Some(&id.to_be_bytes()) => return Ok(Some(p.body[2..].to_vec())),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
