@@ -25,7 +25,7 @@ use tokio::sync::broadcast;
 
 use crate::camera::{self, CameraView};
 use crate::clock::Clock;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::MotionChange;
 use crate::mqtt::Mqtt;
 
@@ -114,7 +114,7 @@ struct Live {
 
 /// A config the host check refused, and what it was checked against.
 struct Refused {
-    cfg: pairing::DeviceConfig,
+    cfg: crate::pairing::DeviceConfig,
     reason: String,
     approved: Vec<String>,
 }
@@ -372,7 +372,7 @@ impl Devices {
     /// Notes a refused config: logged, audited and stored once per reason (a device sending
     /// configs again and again, or a re-check with the same outcome, adds nothing but the
     /// newest config kept in memory).
-    async fn refuse(&self, id: &str, cfg: pairing::DeviceConfig, reason: String, approved: Vec<String>) {
+    async fn refuse(&self, id: &str, cfg: crate::pairing::DeviceConfig, reason: String, approved: Vec<String>) {
         let url = camera::redact_urls(&cfg.rtsp_url);
         let new = {
             let mut live = self.live();
@@ -406,7 +406,7 @@ impl Devices {
     /// Refused configs that the device's addresses now allow (it connected from the host
     /// its config names) are taken up again. Approvals re-check on their own.
     async fn recheck_refused(&self) {
-        let kept: Vec<(String, pairing::DeviceConfig, Vec<String>)> =
+        let kept: Vec<(String, crate::pairing::DeviceConfig, Vec<String>)> =
             self.live().refused.iter().map(|(id, r)| (id.clone(), r.cfg.clone(), r.approved.clone())).collect();
         for (id, cfg, approved) in kept {
             if fence::check(&cfg, &self.mqtt.peers(&id), &approved).is_err() {
@@ -564,7 +564,7 @@ impl Devices {
         {
             self.cameras.stop(row.id);
             let sub = (!row.substream_url.is_empty()).then(|| row.substream_url.clone());
-            let cfg = pairing::DeviceConfig { rtsp_url: row.url.clone(), substream_url: sub, name: None };
+            let cfg = crate::pairing::DeviceConfig { rtsp_url: row.url.clone(), substream_url: sub, name: None };
             self.refuse(device_id, cfg, reason, approved).await;
         }
         Ok(ip)

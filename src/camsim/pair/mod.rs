@@ -33,8 +33,6 @@ use crate::pairing::{
 };
 
 const KIND: &str = "camera";
-#[cfg(test)]
-const MODEL: &str = "homehub-camsim";
 const FIRMWARE: &str = env!("CARGO_PKG_VERSION");
 /// A fresh request (new exchange) this often while the owner has not answered.
 const REPUBLISH: Duration = Duration::from_secs(60);
