@@ -1,9 +1,11 @@
 //! The LAN web server: HTTPS only (rustls), sessions, the JSON API and the page.
 //!
-//! Owns: the listener and TLS, authentication and CSRF rules, the wire shapes of the
-//! API (declared here, apart from the store's rows). Default deny: `/healthz` is the
-//! only route that answers without a session; every other path, known or not, gets
-//! 401 first. May not touch: GStreamer, media pipelines; it reads camera state through
+//! Owns: the listener and TLS, the bounds on each connection and request (descriptor
+//! slot, per-address cap, header/body/idle timeouts, body sizes), authentication and
+//! CSRF rules, the wire shapes of the API (declared here, apart from the store's rows).
+//! Default deny: `/healthz` is the only route that answers without a session (and
+//! `/metrics` the only one that takes the scrape token instead); every other path,
+//! known or not, gets 401 first. May not touch: GStreamer, media pipelines; it reads camera state through
 //! [`CameraView`], the other subsystems through the narrow traits of [`ports`], and the
 //! database through the [`Store`].
 
