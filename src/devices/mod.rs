@@ -12,8 +12,8 @@
 //! its reason and dropped, and the hub goes on serving.
 
 pub mod auth;
-pub mod pairing;
 pub mod fence;
+pub mod pairing;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
