@@ -219,8 +219,6 @@ fn only_ciphertext_leaves_and_the_owner_reads_it_without_the_hub() {
         &hub_addr,
         "--hub-fp",
         &fp,
-        "--hub-id",
-        &id,
         "--device-id",
         "cam-canary",
         "--setup-code",

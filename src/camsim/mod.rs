@@ -89,11 +89,6 @@ pub struct Args {
     #[arg(long = "hub-fp", value_name = "HEX", value_parser = settings::parse_fingerprint)]
     pub hub_fp: Option<[u8; 32]>,
 
-    /// The hub's id (its mDNS TXT id), with --hub; without it camsim asks mDNS for the hub
-    /// whose fingerprint is --hub-fp, since the pairing proof covers the id.
-    #[arg(long = "hub-id", value_name = "ID", value_parser = settings::check_hub_id)]
-    pub hub_id: Option<String>,
-
     /// Wi-Fi network name the camera reports in its state.
     #[arg(long, value_name = "SSID", default_value = "homehub-sim", value_parser = settings::check_ssid)]
     pub ssid: String,
@@ -209,13 +204,7 @@ fn start_pairing(settings: &Settings, rtsp: SocketAddr, started: Instant) -> any
         started,
     };
     let locate = match &settings.hub {
-        Some(hub) => pair::Locate::Fixed {
-            host: hub.host.clone(),
-            port: hub.port,
-            fingerprint: hub.fingerprint,
-            hub_id: hub.hub_id.clone(),
-            interface: settings.mdns_interface.clone(),
-        },
+        Some(hub) => pair::Locate::Fixed { host: hub.host.clone(), port: hub.port, fingerprint: hub.fingerprint },
         None => pair::Locate::Mdns { interface: settings.mdns_interface.clone() },
     };
     let (stop, stop_rx) = watch::channel(false);

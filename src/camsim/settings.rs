@@ -53,8 +53,6 @@ pub struct HubTarget {
     pub port: u16,
     /// SHA-256 of the hub's TLS certificate (DER).
     pub fingerprint: [u8; 32],
-    /// The hub's id (`--hub-id`), which the pairing proof covers; asked of mDNS if absent.
-    pub hub_id: Option<String>,
 }
 
 /// RTSP credentials (`--user`, `--password`).
@@ -120,16 +118,11 @@ impl Settings {
             None => (random_code(), true),
         };
         let hub = match (&args.hub, &args.hub_fp) {
-            (Some(HostPort { host, port }), Some(fp)) => {
-                Some(HubTarget { host: host.clone(), port: *port, fingerprint: *fp, hub_id: args.hub_id.clone() })
-            }
+            (Some(HostPort { host, port }), Some(fp)) => Some(HubTarget { host: host.clone(), port: *port, fingerprint: *fp }),
             (None, None) => None,
             (Some(_), None) => return Err("--hub needs --hub-fp as well".into()),
             (None, Some(_)) => return Err("--hub-fp needs --hub as well".into()),
         };
-        if hub.is_none() && args.hub_id.is_some() {
-            return Err("--hub-id needs --hub as well".into());
-        }
         let credentials = match (&args.user, &args.password) {
             (Some(u), Some(p)) => Some(Credentials { user: u.clone(), password: p.clone() }),
             (None, None) => None,
@@ -333,14 +326,6 @@ pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], String> {
     }
 }
 
-/// A hub id as the hub advertises it: 1 to 64 letters, digits or '-'.
-pub fn check_hub_id(s: &str) -> Result<String, String> {
-    if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(format!("expected 1 to 64 letters, digits or '-', got '{}'", s.escape_debug()));
-    }
-    Ok(s.to_string())
-}
-
 /// A model name: 1 to 64 bytes, no control characters (the hub refuses longer ones).
 pub fn check_model(s: &str) -> Result<String, String> {
     if s.is_empty() || s.len() > 64 || s.chars().any(char::is_control) {
@@ -512,11 +497,8 @@ mod tests {
         assert_eq!(hub.host, "127.0.0.1");
         assert_eq!(hub.port, 8883);
         assert_eq!(hub.fingerprint, [0xab; 32]);
-        assert_eq!(hub.hub_id, None);
-        let s = settings(&["--hub", "127.0.0.1:8883", "--hub-fp", &fp, "--hub-id", "0a1b"]).unwrap();
-        assert_eq!(s.hub.unwrap().hub_id.as_deref(), Some("0a1b"));
-        assert_eq!(settings(&["--hub-id", "0a1b"]).unwrap_err(), "--hub-id needs --hub as well");
-        assert!(settings(&["--hub", "h:1", "--hub-fp", &fp, "--hub-id", "a b"]).unwrap_err().starts_with("--hub-id: "));
+        // v2 pairing binds the hub by its fingerprint alone: there is no --hub-id any more.
+        assert!(settings(&["--hub", "127.0.0.1:8883", "--hub-fp", &fp, "--hub-id", "0a1b"]).is_err());
         let s = settings(&["--hub", "hub.local:8883", "--hub-fp", &fp.to_uppercase()]).unwrap();
         assert_eq!(s.hub.unwrap().host, "hub.local");
         assert!(settings(&["--hub", "[::1]:8883", "--hub-fp", &fp]).is_ok());

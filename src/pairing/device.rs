@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::json::{Fields, parse_object};
-use super::request::to_json_bytes;
+use super::message::to_json_bytes;
 use super::{Reject, check_text, shown};
 
 const MAX_URL: usize = 512;

@@ -7,23 +7,40 @@ use serde_json::{Map, Value};
 use super::*;
 
 const CODE: &str = "87654321";
-const HUB: &str = "hub-fuzz";
+const FP: &str = "aa00000000000000000000000000000000000000000000000000000000000000";
+const ID: &str = "cam-7";
+
+/// A finished device side, for `unseal` to be fed junk.
+fn opened() -> Opened {
+    let (dev, payload) = DeviceExchange::start(ID, "camera", "m", "f", CODE);
+    let Ok(DeviceMessage::Request(req)) = parse_device_message(&payload) else { panic!("own request parses") };
+    let (_, challenge) = HubExchange::start(&req, CODE, FP).unwrap();
+    let Response::Challenge { pake, confirm } = challenge else { panic!("a challenge") };
+    dev.finish(&pake, &confirm, FP).unwrap().0
+}
 
 /// Runs every parser over `bytes`; each must return, never panic. What parses must be
-/// internally valid: written out again, it reads back the same.
+/// internally valid: written out again, it reads back the same; and what the exchange is
+/// handed from a parsed message must not make it panic either.
 fn all_parsers(bytes: &[u8]) {
-    if let Ok(r) = parse_request(bytes) {
-        assert_eq!(parse_request(&r.to_json()).as_ref(), Ok(&r));
+    if let Ok(m) = parse_device_message(bytes) {
+        assert_eq!(parse_device_message(&m.to_json()).as_ref(), Ok(&m));
+        if let DeviceMessage::Request(req) = &m {
+            let _ = HubExchange::start(req, CODE, FP);
+        }
     }
     if let Ok(r) = parse_response(bytes) {
         assert_eq!(parse_response(r.to_json().as_bytes()).as_ref(), Ok(&r));
+        if let Response::Challenge { pake, confirm } = &r {
+            let (dev, _) = DeviceExchange::start(ID, "camera", "m", "f", CODE);
+            assert!(dev.finish(pake, confirm, FP).is_err(), "a challenge from nowhere never pairs");
+        }
     }
     if let Ok(c) = parse_config(bytes) {
         assert_eq!(parse_config(&c.to_json()).as_ref(), Ok(&c));
     }
     let _ = parse_state(bytes);
     let _ = parse_availability(bytes);
-    let _ = unseal(&age::x25519::Identity::generate(), &String::from_utf8_lossy(bytes));
 }
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -52,9 +69,9 @@ fn key() -> impl Strategy<Value = String> {
             "kind",
             "model",
             "firmware",
-            "nonce",
-            "recipient",
-            "proof",
+            "pake",
+            "confirm",
+            "abort",
             "status",
             "sealed",
             "reason",
@@ -128,22 +145,14 @@ fn value_span(json: &[u8], name: &str) -> std::ops::RangeInclusive<usize> {
 
 /// The fields in which `a` and `b` differ.
 fn differing_fields(a: &Request, b: &Request) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    let pairs: [(&'static str, bool); 7] = [
+    let pairs: [(&'static str, bool); 5] = [
         ("device_id", a.device_id != b.device_id),
         ("kind", a.kind != b.kind),
         ("model", a.model != b.model),
         ("firmware", a.firmware != b.firmware),
-        ("nonce", a.nonce != b.nonce),
-        ("recipient", a.recipient != b.recipient),
-        ("proof", a.proof != b.proof),
+        ("pake", a.pake != b.pake),
     ];
-    for (name, differs) in pairs {
-        if differs {
-            out.push(name);
-        }
-    }
-    out
+    pairs.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name).collect()
 }
 
 proptest! {
@@ -172,37 +181,62 @@ proptest! {
         all_parsers(text.as_bytes());
     }
 
+    #[test]
+    fn arbitrary_text_never_unseals(text in any::<String>()) {
+        prop_assert!(opened().unseal(&text).is_err());
+    }
+
     /// A mutated request is refused, or reads as the original, or differs only in the field
-    /// whose value the mutation hit; and a changed nonce or recipient never passes the proof.
+    /// whose value the mutation hit; and a changed A message never pairs: the hub either
+    /// refuses it or derives keys the device does not share.
     #[test]
     fn mutated_requests(m in mutation()) {
-        let id = age::x25519::Identity::generate();
-        let (original_bytes, _) = build_request("cam-7", "camera", "model-x", "1.2.3", CODE, HUB, &id);
-        let original = parse_request(&original_bytes).unwrap();
+        let (dev, original_bytes) = DeviceExchange::start(ID, "camera", "model-x", "1.2.3", CODE);
+        let Ok(DeviceMessage::Request(original)) = parse_device_message(&original_bytes) else { panic!("own request parses") };
         let mut bytes = original_bytes.clone();
         let at = apply(&mut bytes, &m);
         all_parsers(&bytes);
-        if let Ok(got) = parse_request(&bytes) {
+        if let Ok(DeviceMessage::Request(got)) = parse_device_message(&bytes) {
             for field in differing_fields(&original, &got) {
                 let span = value_span(&original_bytes, field);
                 prop_assert!(span.contains(&at), "{field} changed by a mutation at {at} outside {span:?}");
             }
-            if got.nonce != original.nonce || got.recipient != original.recipient || got.proof != original.proof {
-                prop_assert!(!verify_proof(&got, CODE, HUB));
+            let changed = got.pake != original.pake || got.device_id != original.device_id;
+            if let (true, Ok((_, Response::Challenge { pake, confirm }))) = (changed, HubExchange::start(&got, CODE, FP)) {
+                prop_assert!(dev.finish(&pake, &confirm, FP).is_err());
             }
         }
     }
 
+    /// A mutated challenge never finishes unless it reads as the original; a mutated
+    /// accepted answer never opens to other credentials; mutated configs never panic.
     #[test]
     fn mutated_responses_and_configs(m in mutation()) {
-        let id = age::x25519::Identity::generate();
-        let creds = Credentials { username: "cam-7".into(), password: new_password() };
-        let sealed = seal(&id.to_public().to_string(), &creds).unwrap();
-        let mut bytes = Response::Accepted { sealed }.to_json().into_bytes();
+        let (dev, payload) = DeviceExchange::start(ID, "camera", "m", "f", CODE);
+        let Ok(DeviceMessage::Request(req)) = parse_device_message(&payload) else { panic!("own request parses") };
+        let (_, challenge) = HubExchange::start(&req, CODE, FP).unwrap();
+        let mut bytes = challenge.to_json().into_bytes();
         apply(&mut bytes, &m);
+        all_parsers(&bytes);
+        let Response::Challenge { pake, confirm } = challenge else { panic!("a challenge") };
+        if let Ok(Response::Challenge { pake: p, confirm: c }) = parse_response(&bytes)
+            && (&p, &c) != (&pake, &confirm)
+        {
+            prop_assert!(dev.finish(&p, &c, FP).is_err(), "a changed challenge never pairs");
+        }
+
+        let (dev, payload) = DeviceExchange::start(ID, "camera", "m", "f", CODE);
+        let Ok(DeviceMessage::Request(req)) = parse_device_message(&payload) else { panic!("own request parses") };
+        let (hub, challenge) = HubExchange::start(&req, CODE, FP).unwrap();
+        let Response::Challenge { pake, confirm } = challenge else { panic!("a challenge") };
+        let opened = dev.finish(&pake, &confirm, FP).unwrap().0;
+        let creds = Credentials { username: ID.into(), password: new_password() };
+        let mut bytes = hub.accept(&creds).to_json().into_bytes();
+        apply(&mut bytes, &m);
+        all_parsers(&bytes);
         if let Ok(Response::Accepted { sealed }) = parse_response(&bytes) {
             // Tampered ciphertext must not open to other credentials.
-            if let Ok(got) = unseal(&id, &sealed) {
+            if let Ok(got) = opened.unseal(&sealed) {
                 prop_assert_eq!(got, creds);
             }
         }

@@ -21,13 +21,18 @@ impl Fields {
         Ok(Fields { map: parse_object(bytes)? })
     }
 
-    /// `v` must be present and be the number 1.
+    /// `v` must be present and be [`VERSION`].
     pub(super) fn version(&mut self) -> Result<(), Reject> {
         match self.map.remove("v") {
             Some(v) if v.as_u64() == Some(VERSION) => Ok(()),
             Some(v) => Err(Reject::new("v", format!("unsupported version {}", shown(&v.to_string())))),
             None => Err(missing("v")),
         }
+    }
+
+    /// Whether field `name` is there (present at all, whatever its value).
+    pub(super) fn has(&self, name: &str) -> bool {
+        self.map.contains_key(name)
     }
 
     /// A string field that must be there.

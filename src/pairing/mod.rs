@@ -1,23 +1,25 @@
-//! Pairing protocol v1 (SPEC "MQTT pairing protocol"): the wire types a device and the hub
-//! exchange over MQTT, their parsers, the setup-code proof and the sealing of credentials.
+//! Pairing protocol v2 (SPEC "MQTT pairing protocol (v2)"): the wire types a device and the
+//! hub exchange over MQTT, their parsers, and the SPAKE2 exchange that ties the setup code
+//! and the hub's certificate together and seals the device's credentials.
 //!
-//! Owns: every byte layout under `homehub/pair/…` and `homehub/dev/…`, and the checks on it.
-//! Pure: no I/O, no MQTT client, no database. May not touch the store, the broker or the
-//! network; the hub (`mqtt/`, `devices/`) and the simulator (`camsim/`) call in here. Wire
-//! types are declared here, apart from whatever the store keeps.
+//! Owns: every byte layout under `homehub/pair/…` and `homehub/dev/…`, the checks on it and
+//! the pairing key schedule. Pure: no I/O, no MQTT client, no database, no clock. May not
+//! touch the store, the broker or the network; the hub (`mqtt/`, `devices/`) and the
+//! simulator (`camsim/`) call in here.
 //!
 //! Every parser takes untrusted bytes, never panics, caps their size at [`MAX_PAYLOAD`] and
 //! answers a [`Reject`] that names the field at fault.
 //!
-//! - `request`: the device's [`Request`] and the setup-code [`proof`].
-//! - `seal`: the hub's [`Response`] and the age-sealed [`Credentials`] inside it.
+//! - `message`: what a device publishes ([`DeviceMessage`]) and the hub's [`Response`].
+//! - `exchange`: the two sides of SPAKE2 ([`HubExchange`], [`DeviceExchange`], [`Opened`]),
+//!   the confirms and the sealing of [`Credentials`].
 //! - `device`: what a paired device publishes (`config`, `state`, `availability`).
 //! - `json`: the strict JSON object reader the parsers share.
 
 mod device;
+mod exchange;
 mod json;
-mod request;
-mod seal;
+mod message;
 
 #[cfg(test)]
 mod fuzz;
@@ -27,14 +29,14 @@ mod tests;
 use std::fmt;
 
 pub use device::{DeviceConfig, parse_availability, parse_config, parse_state};
-pub use request::{Request, build_request, parse_request, proof, verify_proof};
-pub use seal::{Credentials, Response, new_password, parse_response, seal, unseal};
+pub use exchange::{Credentials, DeviceExchange, HubExchange, Opened, new_password};
+pub use message::{DeviceMessage, Request, Response, parse_device_message, parse_response};
 
 /// Largest payload any parser here accepts (SPEC: requests are at most 4 KiB).
 pub const MAX_PAYLOAD: usize = 4096;
 
-/// The `v` every v1 message carries.
-pub const VERSION: u64 = 1;
+/// The `v` every v2 message carries; anything else is refused.
+pub const VERSION: u64 = 2;
 
 /// User name and password of an MQTT session that may only pair.
 pub const PAIR_USERNAME: &str = "pair";

@@ -1,20 +1,48 @@
-use hmac::{Hmac, Mac};
+use std::collections::BTreeSet;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use super::*;
 
 const CODE: &str = "12345678";
-const HUB: &str = "hub-0123456789abcdef";
+const FP: &str = "5f1c0a8e9b7d6c4a3e2f1d0c9b8a7f6e5d4c3b2a19081726354453627180a9b0";
+const OTHER_FP: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+const ID: &str = "cam-01";
 
-fn identity() -> age::x25519::Identity {
-    age::x25519::Identity::generate()
+fn device(code: &str) -> (DeviceExchange, Vec<u8>) {
+    DeviceExchange::start(ID, "camera", "homehub-camsim", "0.1.0", code)
 }
 
-/// A valid request as a JSON value, with the proof made for `CODE` and `HUB`.
-fn valid_request(id: &age::x25519::Identity) -> Value {
-    let (bytes, _) = build_request("cam-01", "camera", "homehub-camsim", "0.1.0", CODE, HUB, id);
-    serde_json::from_slice(&bytes).unwrap()
+fn request_of(payload: &[u8]) -> Request {
+    match parse_device_message(payload) {
+        Ok(DeviceMessage::Request(r)) => r,
+        other => panic!("not a request: {other:?}"),
+    }
+}
+
+fn challenge_of(r: &Response) -> (Vec<u8>, [u8; 32]) {
+    match r {
+        Response::Challenge { pake, confirm } => (pake.clone(), *confirm),
+        other => panic!("not a challenge: {other:?}"),
+    }
+}
+
+fn confirm_of(payload: &[u8]) -> [u8; 32] {
+    match parse_device_message(payload) {
+        Ok(DeviceMessage::Confirm(c)) => c,
+        other => panic!("not a confirm: {other:?}"),
+    }
+}
+
+fn creds() -> Credentials {
+    Credentials { username: ID.into(), password: new_password() }
+}
+
+/// A valid request as a JSON value.
+fn valid_request() -> Value {
+    serde_json::from_slice(&device(CODE).1).unwrap()
 }
 
 fn with(mut v: Value, key: &str, value: Value) -> Vec<u8> {
@@ -56,64 +84,74 @@ fn device_ids_and_setup_codes() {
 }
 
 #[test]
-fn request_round_trip_and_proof() {
-    let id = identity();
-    let (bytes, nonce) = build_request("cam-01", "camera", "homehub-camsim", "0.1.0", CODE, HUB, &id);
+fn request_round_trip() {
+    let (_, bytes) = device(CODE);
     assert!(bytes.len() <= MAX_PAYLOAD);
     let text = std::str::from_utf8(&bytes).unwrap();
-    assert!(text.starts_with(r#"{"v":1,"device_id":"cam-01","kind":"camera","#), "{text}");
-    let req = parse_request(&bytes).unwrap();
-    assert_eq!(req.device_id, "cam-01");
-    assert_eq!(req.kind, "camera");
-    assert_eq!(req.model, "homehub-camsim");
-    assert_eq!(req.firmware, "0.1.0");
-    assert_eq!(req.nonce, nonce);
-    assert_eq!(req.recipient, id.to_public().to_string());
-    assert!(verify_proof(&req, CODE, HUB));
-    assert!(!verify_proof(&req, "12345679", HUB));
-    assert!(!verify_proof(&req, CODE, "hub-other"));
-    let other = identity();
-    let swapped = Request { recipient: other.to_public().to_string(), ..req.clone() };
-    assert!(!verify_proof(&swapped, CODE, HUB), "the proof binds the recipient");
-
-    let (again, nonce2) = build_request("cam-01", "camera", "m", "f", CODE, HUB, &id);
-    assert_ne!(nonce, nonce2, "every request has a fresh nonce");
-    assert!(verify_proof(&parse_request(&again).unwrap(), CODE, HUB));
+    assert!(
+        text.starts_with(r#"{"v":2,"device_id":"cam-01","kind":"camera","model":"homehub-camsim","firmware":"0.1.0","pake":""#),
+        "{text}"
+    );
+    let req = request_of(&bytes);
+    assert_eq!(
+        (req.device_id.as_str(), req.kind.as_str(), req.model.as_str(), req.firmware.as_str()),
+        (ID, "camera", "homehub-camsim", "0.1.0")
+    );
+    assert_eq!(req.pake.len(), 33);
+    assert_eq!(req.pake[0], b'A');
+    assert_eq!(DeviceMessage::Request(req.clone()).to_json(), bytes, "written out again, byte for byte");
+    assert_ne!(request_of(&device(CODE).1).pake, req.pake, "every exchange has a fresh A message");
 }
 
 #[test]
-fn proof_known_answer() {
-    let nonce: [u8; 16] = core::array::from_fn(|i| i as u8);
-    let recipient = "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq";
-    // Computed with Python's hmac module: hmac.new(b"12345678", nonce + hub + recipient, sha256).
-    let expected = "c3b4518f7c0ff2eb32b6a8b1cc5f0ceecaf84abfc76652f3234d19aad168fc59";
-    assert_eq!(hex::encode(proof(CODE, &nonce, HUB, recipient)), expected);
+fn confirm_and_abort_round_trip() {
+    let c = DeviceMessage::Confirm([0xab; 32]);
+    assert_eq!(String::from_utf8(c.to_json()).unwrap(), format!(r#"{{"v":2,"confirm":"{}"}}"#, "ab".repeat(32)));
+    assert_eq!(parse_device_message(&c.to_json()).unwrap(), c);
+    let a = DeviceMessage::Abort("confirm mismatch".into());
+    assert_eq!(a.to_json(), br#"{"v":2,"abort":"confirm mismatch"}"#);
+    assert_eq!(parse_device_message(&a.to_json()).unwrap(), a);
 
-    let mut mac = Hmac::<Sha256>::new_from_slice(b"12345678").unwrap();
-    let mut msg = nonce.to_vec();
-    msg.extend_from_slice(HUB.as_bytes());
-    msg.extend_from_slice(recipient.as_bytes());
-    mac.update(&msg);
-    assert_eq!(hex::encode(mac.finalize().into_bytes()), expected);
+    let cases: &[(&str, &str)] = &[
+        (r#"{"confirm":"00"}"#, "v"),
+        (r#"{"v":2,"confirm":"00"}"#, "confirm"),
+        (r#"{"v":2,"confirm":5}"#, "confirm"),
+        (r#"{"v":2,"confirm":null}"#, "confirm"),
+        (r#"{"v":2,"abort":"a\u0000b"}"#, "abort"),
+        (r#"{"v":2,"abort":7}"#, "abort"),
+        (r#"{"v":2,"abort":"x","device_id":"cam-01"}"#, "device_id"),
+        (r#"{"v":1,"abort":"x"}"#, "v"),
+    ];
+    for (payload, field) in cases {
+        assert_eq!(rejected_field(parse_device_message(payload.as_bytes())), *field, "{payload}");
+    }
+    let extra = format!(r#"{{"v":2,"confirm":"{}","abort":"x"}}"#, "00".repeat(32));
+    assert_eq!(rejected_field(parse_device_message(extra.as_bytes())), "abort");
+    let long = format!(r#"{{"v":2,"abort":"{}"}}"#, "x".repeat(201));
+    assert_eq!(rejected_field(parse_device_message(long.as_bytes())), "abort");
 }
 
 #[test]
 fn request_rejections_name_the_field() {
-    let id = identity();
-    let v = valid_request(&id);
-    let recipient = v["recipient"].as_str().unwrap().to_string();
+    let v = valid_request();
+    let pake = STANDARD.decode(v["pake"].as_str().unwrap()).unwrap();
+    let mut as_b = pake.clone();
+    as_b[0] = b'B';
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (vec![b' '; MAX_PAYLOAD + 1], "payload"),
         (vec![0xff, 0xfe], "payload"),
         (b"not json".to_vec(), "payload"),
         (b"[1,2]".to_vec(), "payload"),
-        (b"{\"v\":1} trailing".to_vec(), "payload"),
-        (br#"{"v":1,"v":1}"#.to_vec(), "payload"),
+        (b"{\"v\":2} trailing".to_vec(), "payload"),
+        (br#"{"v":2,"v":2}"#.to_vec(), "payload"),
         (without(v.clone(), "v"), "v"),
-        (with(v.clone(), "v", json!(2)), "v"),
-        (with(v.clone(), "v", json!("1")), "v"),
-        (with(v.clone(), "v", json!(1.5)), "v"),
+        (with(v.clone(), "v", json!(1)), "v"),
+        (with(v.clone(), "v", json!(3)), "v"),
+        (with(v.clone(), "v", json!("2")), "v"),
+        (with(v.clone(), "v", json!(2.5)), "v"),
         (with(v.clone(), "extra", json!(1)), "extra"),
+        (with(v.clone(), "nonce", json!("00")), "nonce"),
+        (with(v.clone(), "proof", json!("00")), "proof"),
         (without(v.clone(), "device_id"), "device_id"),
         (with(v.clone(), "device_id", json!(5)), "device_id"),
         (with(v.clone(), "device_id", json!("Cam")), "device_id"),
@@ -127,37 +165,29 @@ fn request_rejections_name_the_field() {
         (with(v.clone(), "model", json!("a\u{202e}b")), "model"),
         (with(v.clone(), "firmware", json!(["1"])), "firmware"),
         (with(v.clone(), "firmware", json!("\u{7}")), "firmware"),
-        (with(v.clone(), "nonce", json!("00".repeat(15))), "nonce"),
-        (with(v.clone(), "nonce", json!("zz".repeat(16))), "nonce"),
-        (with(v.clone(), "nonce", json!("00".repeat(17))), "nonce"),
-        (with(v.clone(), "recipient", json!("age1xyz")), "recipient"),
-        (with(v.clone(), "recipient", json!(recipient.to_uppercase())), "recipient"),
-        (with(v.clone(), "recipient", json!("a".repeat(200))), "recipient"),
-        (with(v.clone(), "recipient", json!(secret_key(&id))), "recipient"),
-        (with(v.clone(), "proof", json!("00".repeat(31))), "proof"),
-        (without(v.clone(), "proof"), "proof"),
+        (without(v.clone(), "pake"), "pake"),
+        (with(v.clone(), "pake", json!("")), "pake"),
+        (with(v.clone(), "pake", json!("not base64!")), "pake"),
+        (with(v.clone(), "pake", json!(STANDARD.encode(&pake[..32]))), "pake"),
+        (with(v.clone(), "pake", json!(STANDARD.encode([&pake[..], &[0]].concat()))), "pake"),
+        (with(v.clone(), "pake", json!(STANDARD.encode(&as_b))), "pake"),
+        (with(v.clone(), "pake", json!("A".repeat(2000))), "pake"),
     ];
     for (bytes, field) in cases {
-        let got = rejected_field(parse_request(&bytes));
+        let got = rejected_field(parse_device_message(&bytes));
         assert_eq!(got, field, "payload {}", String::from_utf8_lossy(&bytes));
     }
-    let dup = String::from_utf8(serde_json::to_vec(&v).unwrap()).unwrap().replacen("{", "{\"nonce\":\"x\",", 1);
-    let e = parse_request(dup.as_bytes()).unwrap_err();
-    assert!(e.reason().contains("duplicate field 'nonce'"), "{e}");
-    assert!(parse_request(&serde_json::to_vec(&v).unwrap()).is_ok());
-}
-
-/// The secret key string, only so a test can send it where a recipient belongs.
-fn secret_key(id: &age::x25519::Identity) -> String {
-    use age::secrecy::ExposeSecret;
-    id.to_string().expose_secret().to_string()
+    let dup = String::from_utf8(serde_json::to_vec(&v).unwrap()).unwrap().replacen('{', "{\"pake\":\"x\",", 1);
+    let e = parse_device_message(dup.as_bytes()).unwrap_err();
+    assert!(e.reason().contains("duplicate field 'pake'"), "{e}");
+    assert!(parse_device_message(&serde_json::to_vec(&v).unwrap()).is_ok());
 }
 
 #[test]
 fn kinds_beyond_the_three_named_are_tokens() {
-    let v = valid_request(&identity());
+    let v = valid_request();
     for kind in ["camera", "sensor", "other", "doorbell-2"] {
-        assert_eq!(parse_request(&with(v.clone(), "kind", json!(kind))).unwrap().kind, kind);
+        assert_eq!(request_of(&with(v.clone(), "kind", json!(kind))).kind, kind);
     }
 }
 
@@ -173,62 +203,261 @@ fn credentials_and_passwords() {
 }
 
 #[test]
-fn seal_unseal_round_trip() {
-    let id = identity();
-    let creds = Credentials { username: "cam-01".into(), password: new_password() };
-    let sealed = seal(&id.to_public().to_string(), &creds).unwrap();
-    assert!(!sealed.contains(&creds.password));
-    use base64::Engine;
-    let file = base64::engine::general_purpose::STANDARD.decode(&sealed).unwrap();
-    assert!(file.starts_with(b"age-encryption.org/v1"), "a binary age file");
-    assert_eq!(unseal(&id, &sealed).unwrap(), creds);
-
-    let e = unseal(&identity(), &sealed).unwrap_err();
-    assert_eq!(e.field(), "sealed");
-    assert_eq!(unseal(&id, "not base64!").unwrap_err().field(), "sealed");
-    assert_eq!(unseal(&id, "aGVsbG8=").unwrap_err().field(), "sealed");
-    let e = seal("age1nope", &creds).unwrap_err();
-    assert!(e.message().starts_with("recipient: "), "{e}");
-}
-
-#[test]
-fn unseal_refuses_sealed_junk() {
-    let id = identity();
-    let recipient = id.to_public();
-    let file = age::encrypt(&recipient, br#"{"username":"u"}"#).unwrap();
-    use base64::Engine;
-    let sealed = base64::engine::general_purpose::STANDARD.encode(file);
-    assert_eq!(unseal(&id, &sealed).unwrap_err().field(), "sealed");
-    let file = age::encrypt(&recipient, br#"{"username":"","password":"p"}"#).unwrap();
-    let sealed = base64::engine::general_purpose::STANDARD.encode(file);
-    assert!(unseal(&id, &sealed).unwrap_err().reason().contains("username"));
-}
-
-#[test]
 fn responses() {
+    let c = Response::Challenge { pake: [&b"B"[..], &[7; 32]].concat(), confirm: [0x0f; 32] };
+    let text = c.to_json();
+    assert_eq!(
+        text,
+        format!(
+            r#"{{"v":2,"status":"challenge","pake":"{}","confirm":"{}"}}"#,
+            STANDARD.encode([&b"B"[..], &[7; 32]].concat()),
+            "0f".repeat(32)
+        )
+    );
+    assert_eq!(parse_response(text.as_bytes()).unwrap(), c);
     let a = Response::Accepted { sealed: "YWdl".into() };
-    assert_eq!(a.to_json(), r#"{"v":1,"status":"accepted","sealed":"YWdl"}"#);
+    assert_eq!(a.to_json(), r#"{"v":2,"status":"accepted","sealed":"YWdl"}"#);
     assert_eq!(parse_response(a.to_json().as_bytes()).unwrap(), a);
     let r = Response::Rejected { reason: "wrong \"code\"".into() };
-    assert_eq!(r.to_json(), r#"{"v":1,"status":"rejected","reason":"wrong \"code\""}"#);
+    assert_eq!(r.to_json(), r#"{"v":2,"status":"rejected","reason":"wrong \"code\""}"#);
     assert_eq!(parse_response(r.to_json().as_bytes()).unwrap(), r);
 
-    let cases: &[(&str, &str)] = &[
-        (r#"{"status":"accepted","sealed":"YWdl"}"#, "v"),
-        (r#"{"v":1,"status":"maybe"}"#, "status"),
-        (r#"{"v":1}"#, "status"),
-        (r#"{"v":1,"status":"accepted"}"#, "sealed"),
-        (r#"{"v":1,"status":"accepted","sealed":"***"}"#, "sealed"),
-        (r#"{"v":1,"status":"accepted","sealed":""}"#, "sealed"),
-        (r#"{"v":1,"status":"accepted","sealed":"YWdl","reason":"x"}"#, "reason"),
-        (r#"{"v":1,"status":"rejected"}"#, "reason"),
-        (r#"{"v":1,"status":"rejected","reason":"a\u001bb"}"#, "reason"),
-        (r#"{"v":1,"status":"rejected","reason":"x","more":1}"#, "more"),
-        ("[]", "payload"),
+    let b_pake = STANDARD.encode([&b"B"[..], &[7; 32]].concat());
+    let a_pake = STANDARD.encode([&b"A"[..], &[7; 32]].concat());
+    let hex = "00".repeat(32);
+    let cases: Vec<(String, &str)> = vec![
+        (r#"{"status":"accepted","sealed":"YWdl"}"#.into(), "v"),
+        (r#"{"v":1,"status":"accepted","sealed":"YWdl"}"#.into(), "v"),
+        (r#"{"v":2,"status":"maybe"}"#.into(), "status"),
+        (r#"{"v":2}"#.into(), "status"),
+        (r#"{"v":2,"status":"accepted"}"#.into(), "sealed"),
+        (r#"{"v":2,"status":"accepted","sealed":"***"}"#.into(), "sealed"),
+        (r#"{"v":2,"status":"accepted","sealed":""}"#.into(), "sealed"),
+        (r#"{"v":2,"status":"accepted","sealed":"YWdl","reason":"x"}"#.into(), "reason"),
+        (r#"{"v":2,"status":"rejected"}"#.into(), "reason"),
+        (r#"{"v":2,"status":"rejected","reason":"a\u001bb"}"#.into(), "reason"),
+        (r#"{"v":2,"status":"rejected","reason":"x","more":1}"#.into(), "more"),
+        (format!(r#"{{"v":2,"status":"challenge","confirm":"{hex}"}}"#), "pake"),
+        (format!(r#"{{"v":2,"status":"challenge","pake":"{b_pake}"}}"#), "confirm"),
+        (format!(r#"{{"v":2,"status":"challenge","pake":"{a_pake}","confirm":"{hex}"}}"#), "pake"),
+        (format!(r#"{{"v":2,"status":"challenge","pake":"{b_pake}","confirm":"{}"}}"#, "0".repeat(63)), "confirm"),
+        (format!(r#"{{"v":2,"status":"challenge","pake":"{b_pake}","confirm":"{hex}","sealed":"YWdl"}}"#), "sealed"),
+        ("[]".into(), "payload"),
     ];
     for (payload, field) in cases {
-        assert_eq!(rejected_field(parse_response(payload.as_bytes())), *field, "{payload}");
+        assert_eq!(rejected_field(parse_response(payload.as_bytes())), field, "{payload}");
     }
+}
+
+/// The whole exchange with the right code and the pinned hub: both sides agree, the device's
+/// confirm verifies, and the credentials open on the device.
+#[test]
+fn right_code_pairs() {
+    let (dev, payload) = device(CODE);
+    let req = request_of(&payload);
+    let (hub, challenge) = HubExchange::start(&req, CODE, FP).unwrap();
+    let (pake, hub_confirm) = challenge_of(&parse_response(challenge.to_json().as_bytes()).unwrap());
+    // The device pinned FP; an uppercase spelling of the same fingerprint is the same hub.
+    let (opened, confirm) = dev.finish(&pake, &hub_confirm, &FP.to_uppercase()).expect("right code pairs");
+    assert!(hub.verify(&confirm_of(&confirm)));
+    let c = creds();
+    let accepted = hub.accept(&c);
+    let sealed = match parse_response(accepted.to_json().as_bytes()).unwrap() {
+        Response::Accepted { sealed } => sealed,
+        other => panic!("{other:?}"),
+    };
+    assert!(!sealed.contains(&c.password));
+    assert!(!accepted.to_json().contains(&c.password));
+    assert_eq!(opened.unseal(&sealed).unwrap(), c);
+}
+
+#[test]
+fn wrong_code_aborts_on_the_device_and_fails_on_the_hub() {
+    for wrong in ["12345679", "00000000", "87654321"] {
+        let (dev, payload) = device(CODE);
+        let req = request_of(&payload);
+        let (hub, challenge) = HubExchange::start(&req, wrong, FP).unwrap();
+        let (pake, hub_confirm) = challenge_of(&challenge);
+        let abort = dev.finish(&pake, &hub_confirm, FP).expect_err("a wrong code must not pair");
+        assert_eq!(abort, br#"{"v":2,"abort":"confirm mismatch"}"#);
+        assert_eq!(parse_device_message(&abort).unwrap(), DeviceMessage::Abort("confirm mismatch".into()));
+
+        // Even a device that ignored the mismatch and confirmed anyway is refused: its key
+        // differs from the hub's.
+        let (dev, payload) = device(CODE);
+        let (hub2, challenge) = HubExchange::start(&request_of(&payload), wrong, FP).unwrap();
+        let (pake, _) = challenge_of(&challenge);
+        let forced = dev.confirm_ignoring_hub(&pake, FP).unwrap();
+        assert!(!hub2.verify(&forced));
+        assert!(!hub.verify(&forced));
+        assert!(!hub.verify(&[0; 32]));
+        assert!(!hub.verify(&hub_confirm), "the hub's own confirm reflected back is not the device's");
+    }
+    let (_, payload) = device(CODE);
+    let e = HubExchange::start(&request_of(&payload), "1234", FP).unwrap_err();
+    assert_eq!(e.field(), "setup_code");
+}
+
+/// A hub with another certificate (an impostor advertising itself over mDNS) that knows the
+/// right code still cannot pass: B's identity is the fingerprint the device pinned.
+#[test]
+fn impostor_hub_is_refused_by_the_device() {
+    let (dev, payload) = device(CODE);
+    let (hub, challenge) = HubExchange::start(&request_of(&payload), CODE, OTHER_FP).unwrap();
+    let (pake, hub_confirm) = challenge_of(&challenge);
+    let abort = dev.finish(&pake, &hub_confirm, FP).expect_err("an impostor hub must not pair");
+    assert_eq!(abort, br#"{"v":2,"abort":"confirm mismatch"}"#);
+
+    let (dev, payload) = device(CODE);
+    let (_, challenge) = HubExchange::start(&request_of(&payload), CODE, OTHER_FP).unwrap();
+    let forced = dev.confirm_ignoring_hub(&challenge_of(&challenge).0, FP).unwrap();
+    assert!(!hub.verify(&forced));
+}
+
+#[test]
+fn a_confirm_from_one_exchange_does_not_verify_another() {
+    let (dev1, p1) = device(CODE);
+    let (dev2, p2) = device(CODE);
+    let (hub1, c1) = HubExchange::start(&request_of(&p1), CODE, FP).unwrap();
+    let (hub2, c2) = HubExchange::start(&request_of(&p2), CODE, FP).unwrap();
+    let (pake1, conf1) = challenge_of(&c1);
+    let (pake2, conf2) = challenge_of(&c2);
+    assert_ne!(conf1, conf2);
+    let (_, confirm1) = dev1.finish(&pake1, &conf1, FP).unwrap();
+    let confirm1 = confirm_of(&confirm1);
+    assert!(hub1.verify(&confirm1));
+    assert!(!hub2.verify(&confirm1), "a replayed confirm is useless to another exchange");
+    // Nor does one hub's challenge finish another exchange of the same device and code.
+    assert!(dev2.finish(&pake1, &conf1, FP).is_err());
+    let (dev3, p3) = device(CODE);
+    let (_, c3) = HubExchange::start(&request_of(&p3), CODE, FP).unwrap();
+    assert!(dev3.finish(&pake2, &challenge_of(&c3).1, FP).is_err());
+}
+
+#[test]
+fn sealed_credentials_open_only_with_their_exchange() {
+    let pair = || {
+        let (dev, payload) = device(CODE);
+        let (hub, challenge) = HubExchange::start(&request_of(&payload), CODE, FP).unwrap();
+        let (pake, conf) = challenge_of(&challenge);
+        let (opened, confirm) = dev.finish(&pake, &conf, FP).unwrap();
+        assert!(hub.verify(&confirm_of(&confirm)));
+        (hub, opened)
+    };
+    let sealed_of = |r: Response| match r {
+        Response::Accepted { sealed } => sealed,
+        other => panic!("{other:?}"),
+    };
+    let c = creds();
+    let (hub1, _opened1) = pair();
+    let (_, opened2) = pair();
+    let sealed = sealed_of(hub1.accept(&c));
+    let e = opened2.unseal(&sealed).unwrap_err();
+    assert_eq!(e.field(), "sealed");
+
+    let (hub, opened) = pair();
+    let mut bytes = STANDARD.decode(sealed_of(hub.accept(&c))).unwrap();
+    bytes[3] ^= 1;
+    assert_eq!(opened.unseal(&STANDARD.encode(&bytes)).unwrap_err().field(), "sealed", "tampered");
+
+    for bad in ["not base64!", "", "aGVsbG8="] {
+        let (_, opened) = pair();
+        assert_eq!(opened.unseal(bad).unwrap_err().field(), "sealed");
+    }
+    let (_, opened) = pair();
+    assert_eq!(opened.unseal(&"A".repeat(MAX_PAYLOAD + 4)).unwrap_err().field(), "sealed");
+
+    // Credentials for another device, or junk, sealed with the right key are refused too.
+    let (hub, opened) = pair();
+    let other = Credentials { username: "cam-02".into(), password: new_password() };
+    let e = opened.unseal(&sealed_of(hub.accept(&other))).unwrap_err();
+    assert!(e.reason().contains("username"), "{e}");
+    let (hub, opened) = pair();
+    let empty = Credentials { username: ID.into(), password: String::new() };
+    let e = opened.unseal(&sealed_of(hub.accept(&empty))).unwrap_err();
+    assert!(e.reason().contains("password"), "{e}");
+}
+
+#[test]
+fn hub_refuses_a_pake_that_is_not_a_point() {
+    let (_, payload) = device(CODE);
+    let req = request_of(&payload);
+    // Some y coordinates have no point on the curve; at least one of these must be refused,
+    // and none may panic.
+    let mut refused = 0;
+    for y in 0u8..=255 {
+        let mut pake = vec![b'A'; 33];
+        pake[1..].fill(0);
+        pake[1] = y;
+        pake[32] = 0x7f;
+        let bad = Request { pake, ..req.clone() };
+        if let Err(e) = HubExchange::start(&bad, CODE, FP) {
+            assert_eq!(e.field(), "pake");
+            refused += 1;
+        }
+    }
+    assert!(refused > 0);
+}
+
+/// The property v1 lacked (SPEC "Why v2"): a request seen by anyone (an impostor hub, a
+/// copy of a log or database) lets nobody test a guessed setup code offline.
+///
+/// Reasoning: the request's only fields are ids and text the device chose plus `pake`, side
+/// A's SPAKE2 message X = x·G + pw·M for a secret random scalar x. For every password pw'
+/// there is an x' with X = x'·G + pw'·M, so X is a uniformly random point whatever the code
+/// is, and carries no information about it. Consequently running side B with any guess
+/// against X always succeeds and yields a well-formed challenge; the keys it derives differ
+/// per guess, but there is nothing in the request to check them against (no MAC, no hash,
+/// no ciphertext under the code). What tells a right guess from a wrong one is the device's
+/// answer to the challenge: its confirm comes only for the right code, and each challenge
+/// costs one online exchange with the device, which the hub's lock-out counts.
+///
+/// The test checks that chain: (1) the request's JSON keys are exactly the ids/text and
+/// `pake`, and `pake` is just a side-A group element (33 bytes); (2) `HubExchange::start`
+/// with the right code and with many wrong guesses all succeed with well-formed challenges
+/// that round-trip through the parser, with a different confirm each (no guess stands out,
+/// e.g. by failing or by a shape only the right one has); (3) only the device, finishing
+/// the one exchange, separates the right guess from the wrong ones.
+#[test]
+fn request_carries_nothing_that_tests_a_guessed_code() {
+    let (_, payload) = device(CODE);
+    let v: Value = serde_json::from_slice(&payload).unwrap();
+    let keys: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, BTreeSet::from(["v", "device_id", "kind", "model", "firmware", "pake"]));
+    for k in ["device_id", "kind", "model", "firmware"] {
+        assert!(!v[k].as_str().unwrap().contains(CODE), "{k} does not carry the code");
+    }
+    assert!(!String::from_utf8_lossy(&payload).contains(CODE));
+    let req = request_of(&payload);
+    assert_eq!(req.pake.len(), 33, "one side byte and one compressed point, nothing else");
+    assert_eq!(req.pake[0], b'A');
+
+    let mut guesses: Vec<String> = (0..64u32).map(|i| format!("{:08}", i * 1_562_499 + 7)).collect();
+    guesses.retain(|g| g != CODE);
+    guesses.insert(guesses.len() / 2, CODE.to_string());
+    let mut confirms = BTreeSet::new();
+    for g in &guesses {
+        let (_, challenge) = HubExchange::start(&req, g, FP).expect("every guess runs: nothing in the request refuses it");
+        let text = challenge.to_json();
+        assert_eq!(parse_response(text.as_bytes()).unwrap(), challenge);
+        let (pake, confirm) = challenge_of(&challenge);
+        assert_eq!((pake.len(), pake[0]), (33, b'B'));
+        confirms.insert(confirm);
+    }
+    assert_eq!(confirms.len(), guesses.len(), "each guess gives its own key; none is singled out");
+
+    // Only the device tells: a fresh request, one exchange per guess against it.
+    let mut paired = Vec::new();
+    for g in &guesses {
+        let (dev, payload) = device(CODE);
+        let (hub, challenge) = HubExchange::start(&request_of(&payload), g, FP).unwrap();
+        let (pake, conf) = challenge_of(&challenge);
+        if let Ok((_, confirm)) = dev.finish(&pake, &conf, FP) {
+            assert!(hub.verify(&confirm_of(&confirm)));
+            paired.push(g.clone());
+        }
+    }
+    assert_eq!(paired, vec![CODE.to_string()]);
 }
 
 #[test]

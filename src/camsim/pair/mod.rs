@@ -1,6 +1,7 @@
-//! camsim `--pair`: the device side of the pairing protocol (SPEC "MQTT pairing protocol").
-//! Finds the hub (mDNS, or `--hub`), advertises `_homehub-dev._tcp` while it waits, asks to be
-//! paired over MQTT/TLS pinned to the hub's certificate, then lives as a paired camera:
+//! camsim `--pair`: the device side of the pairing protocol (SPEC "MQTT pairing protocol
+//! (v2)"). Finds the hub (mDNS, or `--hub` + `--hub-fp`), advertises `_homehub-dev._tcp` while
+//! it waits on mDNS, asks to be paired over MQTT/TLS pinned to the hub's certificate, runs
+//! the SPAKE2 exchange with the fingerprint it pinned, then lives as a paired camera:
 //! availability, config and state retained, commands logged, reconnecting when dropped.
 //!
 //! Owns: the camera's MQTT sessions and its stdout lines about pairing. Knows nothing of
@@ -15,7 +16,7 @@ pub mod pin;
 mod tests;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rumqttc::{
@@ -27,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::mdns::{self, DeviceAdvert, FoundHub};
 use crate::pairing::{
-    self, Credentials, DeviceConfig, PAIR_PASSWORD, PAIR_USERNAME, Response, build_request, device_topic, request_topic,
+    self, Credentials, DeviceConfig, DeviceExchange, Opened, PAIR_PASSWORD, PAIR_USERNAME, Response, device_topic, request_topic,
     response_topic,
 };
 
@@ -35,7 +36,7 @@ const KIND: &str = "camera";
 #[cfg(test)]
 const MODEL: &str = "homehub-camsim";
 const FIRMWARE: &str = env!("CARGO_PKG_VERSION");
-/// A fresh request (new nonce) this often while the owner has not answered.
+/// A fresh request (new exchange) this often while the owner has not answered.
 const REPUBLISH: Duration = Duration::from_secs(60);
 /// `state` is published this often.
 const STATE_EVERY: Duration = Duration::from_secs(30);
@@ -68,9 +69,8 @@ pub struct Device {
 /// How to find the hub.
 #[derive(Debug, Clone)]
 pub enum Locate {
-    /// `--hub HOST:PORT --hub-fp HEX [--hub-id ID]`. Without the id (which the proof needs),
-    /// it is asked of mDNS on `interface`: the hub whose `fp` matches.
-    Fixed { host: String, port: u16, fingerprint: [u8; 32], hub_id: Option<String>, interface: String },
+    /// `--hub HOST:PORT --hub-fp HEX`: the fingerprint is all the exchange needs of the hub.
+    Fixed { host: String, port: u16, fingerprint: [u8; 32] },
     /// `find_hub` on this interface, advertising the device meanwhile.
     Mdns { interface: String },
 }
@@ -81,8 +81,8 @@ pub struct Hub {
     pub host: String,
     /// Its MQTT TLS port.
     pub port: u16,
+    /// SHA-256 of its TLS certificate (DER): pinned on the connection and SPAKE2's identity B.
     pub fingerprint: [u8; 32],
-    pub hub_id: String,
 }
 
 /// Where the stdout lines go (stdout in camsim, a list in tests).
@@ -111,7 +111,7 @@ pub fn run(device: Device, locate: Locate, say: Say, stop: watch::Receiver<bool>
     let Some((hub, advert)) = locate_hub(&device, &locate, &stop) else {
         return End::Stopped;
     };
-    info!(host = %hub.host, port = hub.port, hub_id = %hub.hub_id, "pairing with this hub");
+    info!(host = %hub.host, port = hub.port, fp = %hex::encode(hub.fingerprint), "pairing with this hub");
     runtime.block_on(pair_and_serve(&device, &hub, advert, &say, stop))
 }
 
@@ -120,20 +120,8 @@ pub fn run(device: Device, locate: Locate, say: Say, stop: watch::Receiver<bool>
 /// long it looks); the advert is handed back so it lasts until pairing ends.
 fn locate_hub(device: &Device, locate: &Locate, stop: &watch::Receiver<bool>) -> Option<(Hub, Option<DeviceAdvert>)> {
     match locate {
-        Locate::Fixed { host, port, fingerprint, hub_id: Some(id), .. } => {
-            let hub = Hub { host: host.clone(), port: *port, fingerprint: *fingerprint, hub_id: id.clone() };
-            Some((hub, None))
-        }
-        Locate::Fixed { host, port, fingerprint, hub_id: None, interface } => {
-            info!(%interface, "--hub without --hub-id: asking mDNS for the id of the hub with this fingerprint");
-            let want = hex::encode(fingerprint);
-            let advert = advertise(device, interface);
-            let found = retry(stop, || match &advert {
-                Some(a) => a.find_hub_where(MDNS_TRY, |h| h.fp == want),
-                None => mdns::find_hub_where(interface, MDNS_TRY, |h| h.fp == want),
-            })?;
-            let hub = Hub { host: host.clone(), port: *port, fingerprint: *fingerprint, hub_id: found.hub_id };
-            Some((hub, advert))
+        Locate::Fixed { host, port, fingerprint } => {
+            Some((Hub { host: host.clone(), port: *port, fingerprint: *fingerprint }, None))
         }
         Locate::Mdns { interface } => {
             info!(%interface, "looking for the hub on mDNS");
@@ -162,7 +150,7 @@ fn hub_from_mdns(found: &FoundHub) -> Option<Hub> {
     let mut fingerprint = [0u8; 32];
     // mdns::find_hub checked that fp is 64 hex digits.
     hex::decode_to_slice(&found.fp, &mut fingerprint).ok()?;
-    Some(Hub { host: found.host.to_string(), port: found.mqtt_port, fingerprint, hub_id: found.hub_id.clone() })
+    Some(Hub { host: found.host.to_string(), port: found.mqtt_port, fingerprint })
 }
 
 /// Calls `find` until it succeeds; None once `stop` turns true.
@@ -221,38 +209,61 @@ enum Paired {
     Stopped,
 }
 
-/// What a pairing request needs; cheap to clone into the republishing task.
-#[derive(Clone)]
+/// What a pairing request needs.
 struct Asker {
     device_id: String,
     setup_code: String,
-    hub_id: String,
     model: String,
-    identity: age::x25519::Identity,
+    /// The pinned certificate's fingerprint, lowercase hex: SPAKE2's identity B.
+    fingerprint: String,
 }
 
 impl Asker {
-    /// A request with a fresh nonce.
-    fn request(&self) -> Vec<u8> {
-        let (bytes, _nonce) =
-            build_request(&self.device_id, KIND, &self.model, FIRMWARE, &self.setup_code, &self.hub_id, &self.identity);
-        bytes
+    /// A fresh exchange and its request.
+    fn start(&self) -> (DeviceExchange, Vec<u8>) {
+        DeviceExchange::start(&self.device_id, KIND, &self.model, FIRMWARE, &self.setup_code)
     }
 }
 
-/// Logs in as `pair`, asks, and waits for the owner's answer.
+/// Where the device stands in the current exchange. Shared by the event loop (answers) and
+/// the republishing task (the 60 s fresh request).
+#[derive(Default)]
+struct Exchange {
+    /// The request went out; no challenge yet.
+    waiting: Option<DeviceExchange>,
+    /// The challenge was answered with our confirm; the hub's Accepted is due (since when).
+    opened: Option<(Opened, Instant)>,
+}
+
+type Shared = Arc<Mutex<Exchange>>;
+
+fn lock(x: &Shared) -> MutexGuard<'_, Exchange> {
+    // The state is two options; a panic elsewhere cannot leave it torn.
+    x.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Forgets the current exchange and starts a fresh one: the request to publish.
+fn fresh(x: &Shared, asker: &Asker) -> Vec<u8> {
+    let (exchange, request) = asker.start();
+    let mut state = lock(x);
+    state.opened = None;
+    state.waiting = Some(exchange);
+    request
+}
+
+/// Logs in as `pair`, asks, and runs the exchange until paired, rejected or stopped.
 async fn pair(device: &Device, hub: &Hub, tls: &Arc<rustls::ClientConfig>, say: &Say, stop: watch::Receiver<bool>) -> Paired {
     let id = &device.device_id;
-    let asker = Asker {
+    let asker = Arc::new(Asker {
         device_id: id.clone(),
         setup_code: device.setup_code.clone(),
-        hub_id: hub.hub_id.clone(),
         model: device.model.clone(),
-        identity: age::x25519::Identity::generate(),
-    };
+        fingerprint: hex::encode(hub.fingerprint),
+    });
+    let exchange: Shared = Arc::default();
     let opts = options(id, hub, tls, (PAIR_USERNAME, PAIR_PASSWORD), PAIR_KEEPALIVE, None);
     let (client, mut events) = AsyncClient::new(opts, 16);
-    let side = tokio::spawn(republish(client.clone(), asker.clone(), stop.clone()));
+    let side = tokio::spawn(republish(client.clone(), Arc::clone(&asker), Arc::clone(&exchange), stop.clone()));
     let (req_topic, resp_topic) = (request_topic(id), response_topic(id));
     let mut announced = false;
     let mut backoff = MIN_BACKOFF;
@@ -260,20 +271,24 @@ async fn pair(device: &Device, hub: &Hub, tls: &Arc<rustls::ClientConfig>, say: 
         match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = MIN_BACKOFF;
+                // A new session: whatever the hub had of the last one is gone with it.
                 let _ = client.try_subscribe(resp_topic.as_str(), QoS::AtLeastOnce);
-                let _ = client.try_publish(req_topic.as_str(), QoS::AtLeastOnce, false, asker.request());
+                let _ = client.try_publish(req_topic.as_str(), QoS::AtLeastOnce, false, fresh(&exchange, &asker));
                 if !announced {
                     say(&format!("camsim pairing {id}: waiting for the owner (setup code {})", device.setup_code));
                     announced = true;
                 }
             }
-            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == resp_topic => match read_answer(&p.payload, &asker.identity) {
-                Some(Answer::Accepted(creds)) => break Paired::Yes(creds),
-                Some(Answer::Rejected(reason)) => {
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == resp_topic => match on_answer(&p.payload, &exchange, &asker) {
+                Step::Wait => {}
+                Step::Publish(payload) => {
+                    let _ = client.try_publish(req_topic.as_str(), QoS::AtLeastOnce, false, payload);
+                }
+                Step::Paired(creds) => break Paired::Yes(creds),
+                Step::Rejected(reason) => {
                     say(&format!("camsim pairing {id}: rejected: {reason}"));
                     break Paired::Rejected;
                 }
-                None => {}
             },
             Ok(Event::Outgoing(Outgoing::Disconnect)) => break Paired::Stopped,
             Ok(_) => {}
@@ -302,37 +317,86 @@ async fn pair(device: &Device, hub: &Hub, tls: &Arc<rustls::ClientConfig>, say: 
     outcome
 }
 
-enum Answer {
-    Accepted(Credentials),
+/// What to do after one answer of the hub.
+#[derive(Debug)]
+enum Step {
+    /// Nothing to send; keep waiting.
+    Wait,
+    /// Publish this on the request topic (a confirm, an abort or a fresh request).
+    Publish(Vec<u8>),
+    Paired(Credentials),
+    /// The pairing is over: this is the hub's reason.
     Rejected(String),
 }
 
-/// The hub's answer, or None (logged) when it is malformed or sealed to someone else.
-fn read_answer(payload: &[u8], identity: &age::x25519::Identity) -> Option<Answer> {
+/// Handles one payload from the response topic. Malformed answers, answers to no exchange
+/// and credentials that do not open are logged and ignored: only the exchange decides.
+fn on_answer(payload: &[u8], exchange: &Shared, asker: &Asker) -> Step {
     match pairing::parse_response(payload) {
-        Ok(Response::Accepted { sealed }) => match pairing::unseal(identity, &sealed) {
-            Ok(creds) => Some(Answer::Accepted(creds)),
-            Err(e) => {
-                warn!("pairing: ignoring an answer we cannot open (an older request?): {e}");
-                None
+        Ok(Response::Challenge { pake, confirm }) => {
+            let Some(waiting) = lock(exchange).waiting.take() else {
+                warn!("pairing: ignoring a challenge to no request of ours");
+                return Step::Wait;
+            };
+            match waiting.finish(&pake, &confirm, &asker.fingerprint) {
+                Ok((opened, confirm)) => {
+                    lock(exchange).opened = Some((opened, Instant::now()));
+                    info!("pairing: the hub knows the setup code; confirming");
+                    Step::Publish(confirm)
+                }
+                Err(abort) => {
+                    warn!("pairing: the hub's confirm does not match (a wrong setup code, or not the hub we pinned): aborting");
+                    Step::Publish(abort)
+                }
             }
-        },
-        Ok(Response::Rejected { reason }) => Some(Answer::Rejected(reason)),
+        }
+        Ok(Response::Accepted { sealed }) => {
+            let Some((opened, _)) = lock(exchange).opened.take() else {
+                warn!("pairing: ignoring an accepted answer to no exchange of ours");
+                return Step::Wait;
+            };
+            match opened.unseal(&sealed) {
+                Ok(creds) => Step::Paired(creds),
+                Err(e) => {
+                    warn!("pairing: ignoring credentials we cannot open: {e}");
+                    Step::Wait
+                }
+            }
+        }
+        Ok(Response::Rejected { reason }) if may_retry(&reason) => {
+            info!(%reason, "pairing: the owner may type the code again; asking afresh");
+            Step::Publish(fresh(exchange, asker))
+        }
+        Ok(Response::Rejected { reason }) => Step::Rejected(reason),
         Err(e) => {
             warn!("pairing: ignoring a malformed answer: {e}");
-            None
+            Step::Wait
         }
     }
 }
 
-/// Asks again with a fresh nonce every [`REPUBLISH`]; on stop, ends the session.
-async fn republish(client: AsyncClient, asker: Asker, mut stop: watch::Receiver<bool>) {
+/// A rejection for a wrong code that did not lock the device id: the owner may try again,
+/// so the device asks again on the same session. A lock-out or any other reason ends it.
+fn may_retry(reason: &str) -> bool {
+    let r = reason.to_ascii_lowercase();
+    (r.contains("wrong setup code") || r.contains("wrong code")) && !r.contains("locked") && !r.contains("too many")
+}
+
+/// Asks again with a fresh exchange every [`REPUBLISH`] unless a challenge is in flight
+/// (our confirm went out less than [`REPUBLISH`] ago); on stop, ends the session.
+async fn republish(client: AsyncClient, asker: Arc<Asker>, exchange: Shared, mut stop: watch::Receiver<bool>) {
     let topic = request_topic(&asker.device_id);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(REPUBLISH) => {
+                let in_flight = lock(&exchange).opened.as_ref().is_some_and(|(_, at)| at.elapsed() < REPUBLISH);
+                if in_flight {
+                    debug!("pairing: a challenge is in flight; not asking again yet");
+                    continue;
+                }
                 debug!("pairing: asking again");
-                let _ = client.publish(topic.as_str(), QoS::AtLeastOnce, false, asker.request()).await;
+                let request = fresh(&exchange, &asker);
+                let _ = client.publish(topic.as_str(), QoS::AtLeastOnce, false, request).await;
             }
             _ = stopped(&mut stop) => {
                 let _ = client.disconnect().await;

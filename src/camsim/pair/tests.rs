@@ -15,10 +15,9 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::pairing::{parse_config, parse_request, parse_state, seal, verify_proof};
+use crate::pairing::{DeviceMessage, HubExchange, Request, parse_config, parse_device_message, parse_state};
 
 const CODE: &str = "13572468";
-const HUB_ID: &str = "0123456789abcdef0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(10);
 
 struct Cert {
@@ -62,7 +61,7 @@ fn device(rtsp: &str) -> Device {
 }
 
 fn hub(port: u16, fingerprint: [u8; 32]) -> Hub {
-    Hub { host: "127.0.0.1".into(), port, fingerprint, hub_id: HUB_ID.into() }
+    Hub { host: "127.0.0.1".into(), port, fingerprint }
 }
 
 #[test]
@@ -99,40 +98,80 @@ fn config_and_state_are_what_the_hub_accepts() {
     assert!(s["uptime_s"].is_u64());
 }
 
+const FP: [u8; 32] = [0x5a; 32];
+
 fn asker() -> Asker {
-    Asker {
-        device_id: "cam-t".into(),
-        setup_code: CODE.into(),
-        hub_id: HUB_ID.into(),
-        model: MODEL.into(),
-        identity: age::x25519::Identity::generate(),
+    Asker { device_id: "cam-t".into(), setup_code: CODE.into(), model: MODEL.into(), fingerprint: hex::encode(FP) }
+}
+
+fn request_of(payload: &[u8]) -> Request {
+    match parse_device_message(payload) {
+        Ok(DeviceMessage::Request(r)) => r,
+        other => panic!("not a request: {other:?}"),
+    }
+}
+
+/// The hub's side of one exchange for `request`, with `code` and the certificate `fp`.
+fn hub_side(request: &[u8], code: &str, fp: [u8; 32]) -> (HubExchange, Response) {
+    HubExchange::start(&request_of(request), code, &hex::encode(fp)).unwrap()
+}
+
+#[test]
+fn the_request_is_a_v2_request_for_this_device() {
+    let a = asker();
+    let (_, payload) = a.start();
+    let req = request_of(&payload);
+    assert_eq!((req.device_id.as_str(), req.kind.as_str(), req.model.as_str()), ("cam-t", "camera", MODEL));
+    assert_ne!(request_of(&a.start().1).pake, req.pake, "a fresh exchange each time");
+}
+
+fn published(step: Step) -> Vec<u8> {
+    match step {
+        Step::Publish(p) => p,
+        other => panic!("expected something to publish, got {other:?}"),
     }
 }
 
 #[test]
-fn the_request_verifies_with_the_right_code_only() {
+fn answers_drive_the_exchange() {
     let a = asker();
-    let req = parse_request(&a.request()).unwrap();
-    assert_eq!((req.device_id.as_str(), req.kind.as_str(), req.model.as_str()), ("cam-t", "camera", MODEL));
-    assert_eq!(req.recipient, a.identity.to_public().to_string());
-    assert!(verify_proof(&req, CODE, HUB_ID));
-    assert!(!verify_proof(&req, "13572469", HUB_ID));
-    assert!(!verify_proof(&req, CODE, "another-hub"));
-    assert_ne!(parse_request(&a.request()).unwrap().nonce, req.nonce, "a fresh nonce each time");
+    let x: Shared = Arc::default();
+    let request = fresh(&x, &a);
+    let (hub, challenge) = hub_side(&request, CODE, FP);
+    assert!(matches!(on_answer(b"junk", &x, &a), Step::Wait));
+    let confirm = published(on_answer(challenge.to_json().as_bytes(), &x, &a));
+    let Ok(DeviceMessage::Confirm(c)) = parse_device_message(&confirm) else { panic!("a confirm") };
+    assert!(hub.verify(&c));
+    assert!(matches!(on_answer(challenge.to_json().as_bytes(), &x, &a), Step::Wait), "one challenge per exchange");
+    let creds = Credentials { username: "cam-t".into(), password: pairing::new_password() };
+    let accepted = hub.accept(&creds).to_json();
+    assert!(matches!(on_answer(accepted.as_bytes(), &x, &a), Step::Paired(c) if c == creds));
+    assert!(matches!(on_answer(accepted.as_bytes(), &x, &a), Step::Wait), "the key is used once");
 }
 
 #[test]
-fn answers_are_read_carefully() {
+fn a_wrong_code_or_another_hub_gets_an_abort() {
     let a = asker();
-    let creds = Credentials { username: "cam-t".into(), password: pairing::new_password() };
-    let sealed = seal(&a.identity.to_public().to_string(), &creds).unwrap();
-    let accepted = Response::Accepted { sealed }.to_json();
-    assert!(matches!(read_answer(accepted.as_bytes(), &a.identity), Some(Answer::Accepted(c)) if c == creds));
-    let other = age::x25519::Identity::generate();
-    assert!(read_answer(accepted.as_bytes(), &other).is_none(), "sealed to someone else");
-    let rejected = Response::Rejected { reason: "locked".into() }.to_json();
-    assert!(matches!(read_answer(rejected.as_bytes(), &a.identity), Some(Answer::Rejected(r)) if r == "locked"));
-    assert!(read_answer(b"{\"v\":1}", &a.identity).is_none());
+    for (code, fp) in [("13572469", FP), (CODE, [0x11; 32])] {
+        let x: Shared = Arc::default();
+        let (_, challenge) = hub_side(&fresh(&x, &a), code, fp);
+        let abort = published(on_answer(challenge.to_json().as_bytes(), &x, &a));
+        assert_eq!(parse_device_message(&abort).unwrap(), DeviceMessage::Abort("confirm mismatch".into()));
+    }
+}
+
+#[test]
+fn rejections_retry_only_for_a_wrong_code() {
+    let a = asker();
+    let x: Shared = Arc::default();
+    let first = fresh(&x, &a);
+    let wrong = Response::Rejected { reason: "wrong setup code for cam-t (1 of 5)".into() }.to_json();
+    let again = request_of(&published(on_answer(wrong.as_bytes(), &x, &a)));
+    assert_ne!(again.pake, request_of(&first).pake, "a fresh exchange");
+    for reason in ["wrong setup code; cam-t is locked for 15 minutes", "too many wrong setup codes", "device id is taken"] {
+        let r = Response::Rejected { reason: reason.into() }.to_json();
+        assert!(matches!(on_answer(r.as_bytes(), &x, &a), Step::Rejected(got) if got == reason));
+    }
 }
 
 // ---- pinning ----
@@ -342,7 +381,7 @@ async fn pairs_then_lives_as_a_camera_until_the_hub_refuses_it() {
     let target = hub(broker.addr.port(), c.fingerprint);
     let run = tokio::spawn(async move { pair_and_serve(&dev, &target, None, &say, stop).await });
 
-    // 1. The pair session: login, subscription, a request that proves the code.
+    // 1. The pair session: login, subscription, a request.
     let login = broker.expect("the pair login", |s| match s {
         Seen::Connect { client_id, username, password, will } => Some((client_id, username, password, will)),
         _ => None,
@@ -355,17 +394,22 @@ async fn pairs_then_lives_as_a_camera_until_the_hub_refuses_it() {
             _ => None,
         })
         .await;
-    let req = parse_request(&request).unwrap();
-    assert!(verify_proof(&req, CODE, HUB_ID));
     assert!(said.lock().unwrap().contains(&format!("camsim pairing cam-t: waiting for the owner (setup code {CODE})")));
 
-    // 2. Junk and an answer sealed to someone else change nothing; the real one pairs.
+    // 2. Junk changes nothing; the hub's challenge gets a confirm that verifies.
     broker.send(publish_to(&response_topic("cam-t"), "junk"));
-    let stranger = age::x25519::Identity::generate().to_public().to_string();
+    let (exchange, challenge) = hub_side(&request, CODE, c.fingerprint);
+    broker.send(publish_to(&response_topic("cam-t"), challenge.to_json()));
+    let confirm = broker
+        .expect("the confirm", |s| match s {
+            Seen::Publish { topic, payload, retain: false } if topic == request_topic("cam-t") => Some(payload),
+            _ => None,
+        })
+        .await;
+    let Ok(DeviceMessage::Confirm(confirm)) = parse_device_message(&confirm) else { panic!("a confirm") };
+    assert!(exchange.verify(&confirm));
     let creds = Credentials { username: "cam-t".into(), password: pairing::new_password() };
-    let wrong = Response::Accepted { sealed: seal(&stranger, &creds).unwrap() }.to_json();
-    broker.send(publish_to(&response_topic("cam-t"), wrong));
-    let right = Response::Accepted { sealed: seal(&req.recipient, &creds).unwrap() }.to_json();
+    let right = exchange.accept(&creds).to_json();
     let password = creds.password.clone();
     broker.set_policy(move |u, p| {
         if (u, p) == ("pair", "pair") || (u, p) == ("cam-t", password.as_str()) {
