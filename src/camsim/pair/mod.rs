@@ -12,7 +12,7 @@
 //! `camsim ID: hub refused our credentials (unpaired)`.
 
 pub mod pin;
-#[cfg(any())]
+#[cfg(test)]
 mod tests;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
