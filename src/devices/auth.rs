@@ -32,12 +32,17 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 pub fn pair_grants(client_id: &str) -> Grants {
-    Grants { publish: vec![pairing::request_topic(client_id)], subscribe: vec![pairing::response_topic(client_id)] }
+    Grants {
+        publish: vec![pairing::request_topic(client_id)],
+        subscribe: vec![pairing::response_topic(client_id)],
+        retain: vec![],
+    }
 }
 
 pub fn device_grants(device_id: &str) -> Grants {
     let own = format!("homehub/dev/{device_id}/#");
-    Grants { publish: vec![own.clone()], subscribe: vec![own] }
+    let retain = ["config", "state", "availability"].map(|t| format!("homehub/dev/{device_id}/{t}")).to_vec();
+    Grants { publish: vec![own.clone()], subscribe: vec![own], retain }
 }
 
 pub fn user_grants(read_only: bool) -> Grants {
@@ -45,6 +50,7 @@ pub fn user_grants(read_only: bool) -> Grants {
         // Home Assistant announces itself here; harmless to let it.
         publish: vec!["homeassistant/status".into()],
         subscribe: vec![DISCOVERY_TOPICS.into(), CAMERA_TOPICS.into(), STATUS_TOPIC.into()],
+        retain: vec!["homeassistant/status".into()],
     };
     if !read_only {
         g.subscribe.extend(["homehub/dev/+/state".into(), "homehub/dev/+/availability".into()]);

@@ -9,12 +9,20 @@
 //! does not match them, so only a grant whose first level is that same literal `$…` level
 //! covers them.
 
-/// The topic filters one login may publish to and subscribe to.
+/// The topic filters one login may publish to and subscribe to, and the few it may retain
+/// messages on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
     pub publish: Vec<String>,
     pub subscribe: Vec<String>,
+    /// Filters a retained PUBLISH (or will) may go to; anything else retained, or larger
+    /// than [`MAX_RETAINED_PAYLOAD`], is delivered live with its retain flag stripped,
+    /// because rumqttd keeps retained messages without any bound.
+    pub retain: Vec<String>,
 }
+
+/// Largest payload the broker may keep as a retained message.
+pub const MAX_RETAINED_PAYLOAD: usize = 4096;
 
 /// Longest topic or filter MQTT can carry (a two-byte length prefix).
 const MAX_LEN: usize = 65_535;
@@ -22,6 +30,11 @@ const MAX_LEN: usize = 65_535;
 /// True when `topic` is a valid topic name and lies inside one of the publish grants.
 pub fn may_publish(grants: &Grants, topic: &str) -> bool {
     valid_topic(topic) && grants.publish.iter().any(|g| valid_filter(g) && matches(g, topic))
+}
+
+/// True when a retained message of `len` bytes on `topic` may be kept by the broker.
+pub fn may_retain(grants: &Grants, topic: &str, len: usize) -> bool {
+    len <= MAX_RETAINED_PAYLOAD && valid_topic(topic) && grants.retain.iter().any(|g| valid_filter(g) && matches(g, topic))
 }
 
 /// True when `filter` is a valid topic filter and every topic it can match lies inside
@@ -103,7 +116,18 @@ mod tests {
         Grants {
             publish: publish.iter().map(|s| s.to_string()).collect(),
             subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+            retain: vec![],
         }
+    }
+
+    #[test]
+    fn retain_needs_a_grant_and_a_small_payload() {
+        let g = Grants { retain: vec!["homehub/dev/a/config".into()], ..grants(&["homehub/dev/a/#"], &[]) };
+        assert!(may_retain(&g, "homehub/dev/a/config", 0));
+        assert!(may_retain(&g, "homehub/dev/a/config", MAX_RETAINED_PAYLOAD));
+        assert!(!may_retain(&g, "homehub/dev/a/config", MAX_RETAINED_PAYLOAD + 1));
+        assert!(!may_retain(&g, "homehub/dev/a/junk/1", 10));
+        assert!(!may_retain(&grants(&["#"], &["#"]), "homehub/dev/a/config", 10));
     }
 
     #[test]
@@ -217,7 +241,7 @@ mod tests {
             f in filter(),
             topics in prop::collection::vec(topic(), 1..16),
         ) {
-            let g = Grants { publish: vec![], subscribe: subs };
+            let g = Grants { publish: vec![], subscribe: subs, retain: vec![] };
             if may_subscribe(&g, &f) {
                 for t in topics.iter().filter(|t| valid_topic(t) && matches(&f, t)) {
                     prop_assert!(
@@ -231,7 +255,7 @@ mod tests {
         /// A grant always allows subscribing to itself and publishing to what it matches.
         #[test]
         fn grants_allow_themselves(f in filter(), t in topic()) {
-            let g = Grants { publish: vec![f.clone()], subscribe: vec![f.clone()] };
+            let g = Grants { publish: vec![f.clone()], subscribe: vec![f.clone()], retain: vec![] };
             if valid_filter(&f) {
                 prop_assert!(may_subscribe(&g, &f));
                 prop_assert_eq!(may_publish(&g, &t), valid_topic(&t) && matches(&f, &t));
@@ -240,7 +264,7 @@ mod tests {
 
         #[test]
         fn never_panics(g1 in ".*", g2 in ".*", s in ".*") {
-            let g = Grants { publish: vec![g1.clone(), g2.clone()], subscribe: vec![g1, g2] };
+            let g = Grants { publish: vec![g1.clone(), g2.clone()], subscribe: vec![g1, g2], retain: vec![] };
             let _ = may_publish(&g, &s);
             let _ = may_subscribe(&g, &s);
         }

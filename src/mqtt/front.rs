@@ -1,20 +1,22 @@
-//! The network-facing side: listeners, one task per connection, the registry of live logins
-//! (for revocation) and the counters behind [`super::Stats`].
+//! The network-facing side: listeners, one task per connection, the caps taken at accept
+//! (descriptor slots, connections per address), the registry of live logins (revocation,
+//! peers, clean-session slots, persistent ids) and the counters behind [`super::Stats`].
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use super::broker::Broker;
-use super::{Authenticator, Stats, login, relay};
+use super::{Authenticator, PairDesk, Settings, Stats, login, pair, relay};
+use crate::limits::{AddressSlot, Descriptors, PerAddress, RateLog, Slot};
 use crate::shutdown::Shutdown;
 
 /// Most client connections the front end holds at once (logged in or still logging in).
@@ -30,21 +32,55 @@ pub struct Shared {
     pub max_packet_bytes: usize,
     pub counters: Counters,
     pub registry: Registry,
-    slots: Arc<Semaphore>,
+    /// Where `pair` sessions go; until set, `pair` logins get CONNACK 0x03.
+    pub pair_desk: OnceLock<Arc<dyn PairDesk>>,
+    /// `pair` sessions per address and in all.
+    pub pair_per_address: Arc<PerAddress>,
+    pub pair_total: Arc<Semaphore>,
+    /// Numbers `PairSession::id`.
+    pub next_pair_id: AtomicU64,
+    /// [`super::PAIR_MAX_LIFETIME`], shorter in tests (milliseconds).
+    pair_lifetime_ms: AtomicU64,
+    pub descriptors: Descriptors,
+    clients: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
+    pub unauthenticated: Arc<PerAddress>,
     allow_public_clients: bool,
+    lan_log: RateLog,
+    full_log: RateLog,
 }
 
 impl Shared {
-    pub fn new(broker: Broker, auth: Arc<dyn Authenticator>, max_packet_bytes: usize, allow_public_clients: bool) -> Shared {
+    pub fn new(broker: Broker, auth: Arc<dyn Authenticator>, settings: &Settings) -> Shared {
         Shared {
             broker,
             auth,
-            max_packet_bytes,
+            max_packet_bytes: settings.max_packet_bytes,
             counters: Counters::default(),
             registry: Registry::default(),
-            slots: Arc::new(Semaphore::new(MAX_CLIENTS)),
-            allow_public_clients,
+            pair_desk: OnceLock::new(),
+            pair_per_address: PerAddress::new(super::PAIR_MAX_PER_ADDRESS, "MQTT pairing"),
+            pair_total: Arc::new(Semaphore::new(super::PAIR_MAX_TOTAL)),
+            next_pair_id: AtomicU64::new(0),
+            pair_lifetime_ms: AtomicU64::new(super::PAIR_MAX_LIFETIME.as_millis() as u64),
+            descriptors: settings.descriptors.clone(),
+            clients: Arc::new(Semaphore::new(MAX_CLIENTS)),
+            per_address: PerAddress::new(super::MAX_CONNECTIONS_PER_ADDRESS, "MQTT"),
+            unauthenticated: PerAddress::new(super::MAX_UNAUTHENTICATED_PER_ADDRESS, "MQTT (not logged in)"),
+            allow_public_clients: settings.allow_public_clients,
+            lan_log: RateLog::default(),
+            full_log: RateLog::default(),
         }
+    }
+
+    pub fn pair_lifetime(&self) -> Duration {
+        Duration::from_millis(self.pair_lifetime_ms.load(Ordering::Relaxed))
+    }
+
+    /// Tests shorten the lifetime of `pair` sessions opened from now on.
+    #[cfg(test)]
+    pub fn set_pair_lifetime(&self, d: Duration) {
+        self.pair_lifetime_ms.store(d.as_millis() as u64, Ordering::Relaxed);
     }
 }
 
@@ -76,19 +112,50 @@ impl Counters {
     }
 }
 
-/// Live logins by username, each with the switch that ends it.
+/// Live logins by username, each with the switch that ends it, where it comes from and
+/// its clean-session slot; and the persistent client ids each login has used.
 #[derive(Default)]
 pub struct Registry {
     inner: Mutex<RegistryInner>,
 }
 
+struct Conn {
+    switch: oneshot::Sender<()>,
+    ip: IpAddr,
+    /// Clean sessions only: the slot and the client id it stands for.
+    slot: Option<(u32, String)>,
+}
+
 #[derive(Default)]
 struct RegistryInner {
-    live: HashMap<String, HashMap<u64, oneshot::Sender<()>>>,
+    live: HashMap<String, HashMap<u64, Conn>>,
     next_id: u64,
     /// Counts every `revoke`; `revoked_at[user]` is the count after that user's last one.
     revocations: u64,
     revoked_at: HashMap<String, u64>,
+    /// Persistent client ids per login, at most [`super::MAX_PERSISTENT_IDS`] each.
+    persistent: HashMap<String, Vec<String>>,
+    /// Every broker-side client id handed out (tests check that they do not pile up).
+    #[cfg(test)]
+    broker_ids: HashSet<String>,
+}
+
+/// What kind of session a login asks for, which decides its broker-side client id.
+pub enum SessionKind<'a> {
+    /// clean_session = true, with this client id: a reused slot number.
+    Clean(&'a str),
+    /// clean_session = false: its own client id, one of a bounded few per login.
+    Persistent(&'a str),
+    /// A `pair` session: no broker side at all.
+    Pair,
+}
+
+/// Why [`Registration::new`] refused.
+pub enum NotRegistered {
+    /// The user was revoked since the mark.
+    Revoked,
+    /// The login already has its [`super::MAX_PERSISTENT_IDS`] persistent client ids.
+    TooManyPersistentIds,
 }
 
 impl Registry {
@@ -104,20 +171,43 @@ impl Registry {
         self.lock().revocations
     }
 
-    /// Ends every live connection of `username`; returns how many there were.
+    /// Ends every live connection of `username`; returns how many there were. The login's
+    /// persistent ids are forgotten too.
     pub fn revoke(&self, username: &str) -> usize {
-        let switches = {
+        let conns = {
             let mut inner = self.lock();
             inner.revocations += 1;
             let now = inner.revocations;
             inner.revoked_at.insert(username.to_string(), now);
+            inner.persistent.remove(username);
             inner.live.remove(username).unwrap_or_default()
         };
-        let n = switches.len();
-        for (_, s) in switches {
-            let _ = s.send(());
+        let n = conns.len();
+        for (_, c) in conns {
+            let _ = c.switch.send(());
         }
         n
+    }
+
+    /// The distinct addresses `username`'s live connections come from.
+    pub fn peers(&self, username: &str) -> Vec<IpAddr> {
+        let inner = self.lock();
+        let mut ips: Vec<IpAddr> = inner.live.get(username).map(|c| c.values().map(|c| c.ip).collect()).unwrap_or_default();
+        ips.sort();
+        ips.dedup();
+        ips
+    }
+
+    /// Notes a broker-side client id (tests only).
+    #[cfg(test)]
+    pub fn note_broker_id(&self, id: &str) {
+        self.lock().broker_ids.insert(id.to_string());
+    }
+
+    /// How many distinct broker-side client ids were ever handed out.
+    #[cfg(test)]
+    pub fn broker_ids_seen(&self) -> usize {
+        self.lock().broker_ids.len()
     }
 }
 
@@ -126,25 +216,66 @@ pub struct Registration {
     shared: Arc<Shared>,
     username: String,
     id: u64,
+    /// The clean-session slot this connection holds (`SessionKind::Clean`).
+    pub slot: Option<u32>,
 }
 
 impl Registration {
-    /// Registers a live login; the receiver fires when it is revoked. `None` when the user
-    /// was revoked since `mark`.
-    pub fn new(shared: &Arc<Shared>, username: &str, mark: u64) -> Option<(Registration, oneshot::Receiver<()>)> {
+    /// Registers a live login; the receiver fires when it is revoked.
+    pub fn new(
+        shared: &Arc<Shared>,
+        username: &str,
+        mark: u64,
+        ip: IpAddr,
+        kind: SessionKind<'_>,
+    ) -> Result<(Registration, oneshot::Receiver<()>), NotRegistered> {
         let (tx, rx) = oneshot::channel();
-        let id = {
+        let (id, slot) = {
             let mut inner = shared.registry.lock();
             if inner.revoked_at.get(username).is_some_and(|at| *at > mark) {
-                return None;
+                return Err(NotRegistered::Revoked);
             }
+            let slot = match kind {
+                SessionKind::Pair => None,
+                SessionKind::Clean(client_id) => {
+                    let conns = inner.live.entry(username.to_string()).or_default();
+                    // MQTT 3.1.1 §3.1.4-2: a client id already connected is taken over. The old
+                    // connection ends (its will fires), the new one gets its slot, and rumqttd
+                    // sees the same broker-side id, as a reconnecting device expects.
+                    let same =
+                        conns.iter().find(|(_, c)| c.slot.as_ref().is_some_and(|(_, id)| id == client_id)).map(|(k, _)| *k);
+                    let slot = match same.and_then(|k| conns.remove(&k)) {
+                        Some(old) => {
+                            let slot = old.slot.as_ref().map(|(n, _)| *n);
+                            let _ = old.switch.send(());
+                            slot
+                        }
+                        None => {
+                            let used: HashSet<u32> = conns.values().filter_map(|c| c.slot.as_ref().map(|(n, _)| *n)).collect();
+                            (0..).find(|n| !used.contains(n))
+                        }
+                    };
+                    slot.map(|n| (n, client_id.to_string()))
+                }
+                SessionKind::Persistent(client_id) => {
+                    let ids = inner.persistent.entry(username.to_string()).or_default();
+                    if !ids.iter().any(|i| i == client_id) {
+                        if ids.len() >= super::MAX_PERSISTENT_IDS {
+                            return Err(NotRegistered::TooManyPersistentIds);
+                        }
+                        ids.push(client_id.to_string());
+                    }
+                    None
+                }
+            };
             inner.next_id += 1;
             let id = inner.next_id;
-            inner.live.entry(username.to_string()).or_default().insert(id, tx);
-            id
+            let number = slot.as_ref().map(|(n, _)| *n);
+            inner.live.entry(username.to_string()).or_default().insert(id, Conn { switch: tx, ip, slot });
+            (id, number)
         };
         Counters::bump(&shared.counters.live, 1);
-        Some((Registration { shared: shared.clone(), username: username.to_string(), id }, rx))
+        Ok((Registration { shared: shared.clone(), username: username.to_string(), id, slot }, rx))
     }
 }
 
@@ -162,8 +293,15 @@ impl Drop for Registration {
     }
 }
 
+/// What a connection holds from its accept on: given back when it ends.
+pub struct Held {
+    _slot: Slot,
+    _address: AddressSlot,
+    _client: OwnedSemaphorePermit,
+}
+
 /// Accepts connections on `listener` until `stop`; each runs in its own task on `tasks`,
-/// and each ends on `stop` too.
+/// and each ends on `stop` too. A connection the caps refuse is closed at once.
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>, stop: Shutdown, tasks: TaskTracker) {
     let kind = if tls.is_some() { "TLS" } else { "plain" };
     loop {
@@ -180,31 +318,48 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<
                 continue;
             }
         };
-        if !shared.allow_public_clients && !crate::lan::is_lan(peer.ip()) {
-            tracing::warn!(%peer, "MQTT connection dropped: not on the local network (web.allow_public_clients)");
-            continue;
-        }
-        Counters::bump(&shared.counters.connections_total, 1);
-        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "MQTT connection dropped: {MAX_CLIENTS} clients already connected");
-            continue;
-        };
+        let Some((held, unauthenticated)) = admit(&shared, peer) else { continue };
         let (tls, shared, stop) = (tls.clone(), shared.clone(), stop.clone());
         tasks.spawn(async move {
-            connection(socket, peer, tls, shared, stop).await;
-            drop(slot);
+            connection(socket, peer, tls, shared, stop, unauthenticated).await;
+            drop(held);
         });
     }
     tracing::debug!(listener = kind, "MQTT listener stopped");
 }
 
-async fn connection(socket: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>, shared: Arc<Shared>, stop: Shutdown) {
+/// The checks and caps of a fresh connection; None = close it now (each cap logs itself,
+/// at most once a minute).
+fn admit(shared: &Shared, peer: SocketAddr) -> Option<(Held, AddressSlot)> {
+    if !shared.allow_public_clients && !crate::lan::is_lan(peer.ip()) {
+        shared.lan_log.warn(&format!("MQTT connection from {peer} dropped: not on the local network (web.allow_public_clients)"));
+        return None;
+    }
+    Counters::bump(&shared.counters.connections_total, 1);
+    let address = shared.per_address.enter(peer.ip())?;
+    let unauthenticated = shared.unauthenticated.enter(peer.ip())?;
+    let slot = shared.descriptors.slots().take(1, "an MQTT connection")?;
+    let Ok(client) = shared.clients.clone().try_acquire_owned() else {
+        shared.full_log.warn(&format!("MQTT connection from {peer} dropped: {MAX_CLIENTS} clients already connected"));
+        return None;
+    };
+    Some((Held { _slot: slot, _address: address, _client: client }, unauthenticated))
+}
+
+async fn connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    stop: Shutdown,
+    unauthenticated: AddressSlot,
+) {
     let _ = socket.set_nodelay(true);
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     match tls {
-        None => session(socket, peer, shared, stop, deadline).await,
+        None => session(socket, peer, shared, stop, deadline, unauthenticated).await,
         Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(socket)).await {
-            Ok(Ok(stream)) => session(stream, peer, shared, stop, deadline).await,
+            Ok(Ok(stream)) => session(stream, peer, shared, stop, deadline, unauthenticated).await,
             // Scanners and clients that do not trust us end here; not worth more than debug.
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "MQTT TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "MQTT TLS handshake timed out"),
@@ -218,12 +373,18 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send>(
     shared: Arc<Shared>,
     stop: Shutdown,
     deadline: tokio::time::Instant,
+    unauthenticated: AddressSlot,
 ) {
     let logged_in = tokio::select! {
         _ = stop.wait() => return,
         l = login::login(&mut client, peer, &shared, deadline) => l,
     };
-    let Some(l) = logged_in else { return };
+    drop(unauthenticated);
+    let l = match logged_in {
+        None => return,
+        Some(login::Login::Pair(p)) => return pair::run(client, peer, p, &shared, stop).await,
+        Some(login::Login::Relay(l)) => l,
+    };
     tracing::info!(%peer, user = %l.identity.username, client_id = %l.client_id, "MQTT client logged in");
     let end = relay::Relay::new(peer, &l.identity, &l.client_id, &shared)
         .run(
@@ -235,6 +396,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send>(
         )
         .await;
     drop(l.registration);
+    drop(l.broker_slot);
     let (user, client_id) = (&l.identity.username, &l.client_id);
     match end {
         relay::End::Malformed(_) => tracing::warn!(%peer, %user, %client_id, reason = %end, "MQTT client dropped"),

@@ -1,6 +1,8 @@
-//! From a fresh connection to a logged-in client with its own broker connection: read the
-//! CONNECT, check it, ask the [`Authenticator`](super::Authenticator), log in to rumqttd
-//! for the client. Every refusal is answered with a CONNACK code before the close.
+//! From a fresh connection to a logged-in client: read the CONNECT, check it, ask the
+//! [`Authenticator`](super::Authenticator), then either log in to rumqttd for the client
+//! (its broker connection costs 2 more descriptor slots) or, for a `pair` login, check the
+//! `pair` rules and caps and answer the CONNACK ourselves. Every refusal is answered with a
+//! CONNACK code before the close.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,13 +12,14 @@ use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Packet};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 
 use super::broker::INTERNAL_USER;
-use super::front::{Counters, Registration, Shared};
+use super::front::{Counters, NotRegistered, Registration, SessionKind, Shared};
 use super::wire::{self, Hello, WireError};
-use super::{Identity, Refusal, acl};
+use super::{Identity, PairDesk, Refusal, acl};
+use crate::limits::{AddressSlot, Slot};
 
 /// Longest client id and username we take: DEVICE_IDs are at most 64 bytes, and the
 /// broker-side id (escaped, both joined) must stay far below MQTT's 65535.
@@ -28,6 +31,25 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keepalive of the front end's own connection to rumqttd, which refuses 0. The relay pings
 /// the broker itself; the client's keepalive is enforced by the relay.
 pub const BROKER_KEEPALIVE_SECS: u16 = 60;
+
+/// What a successful login turns into.
+pub enum Login {
+    Relay(LoggedIn),
+    Pair(PairLogin),
+}
+
+/// A `pair` login that passed every check, CONNACK sent; it has no broker connection.
+pub struct PairLogin {
+    pub client_id: String,
+    pub keep_alive: u16,
+    pub client_buf: BytesMut,
+    pub desk: Arc<dyn PairDesk>,
+    pub registration: Registration,
+    pub revoked: oneshot::Receiver<()>,
+    /// Its place among the `pair` sessions of its address and of all.
+    pub _address: AddressSlot,
+    pub _total: OwnedSemaphorePermit,
+}
 
 /// A client that passed every check, with its broker connection open and CONNACK sent.
 pub struct LoggedIn {
@@ -42,6 +64,8 @@ pub struct LoggedIn {
     pub registration: Registration,
     /// Fires when the login is revoked.
     pub revoked: oneshot::Receiver<()>,
+    /// The descriptors of the broker connection (ours and rumqttd's end).
+    pub broker_slot: Slot,
 }
 
 /// Runs the login; `None` when the connection was refused or closed (already logged).
@@ -50,7 +74,7 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     peer: SocketAddr,
     shared: &Arc<Shared>,
     deadline: Instant,
-) -> Option<LoggedIn> {
+) -> Option<Login> {
     let mut client_buf = BytesMut::new();
     let mut connect = first_packet(client, &mut client_buf, peer, shared, deadline).await?;
     if connect.client_id.is_empty() && connect.clean_session {
@@ -66,14 +90,36 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
             return None;
         }
     };
+    if identity.username == crate::pairing::PAIR_USERNAME {
+        return pair_login(client, connect, client_buf, peer, shared, mark).await.map(Login::Pair);
+    }
     // Registered before the broker login, so a revocation from now on reaches this one.
-    let Some((registration, revoked)) = Registration::new(shared, &identity.username, mark) else {
-        let why = "credentials revoked while logging in";
-        refuse(client, shared, peer, &connect.client_id, ConnectReturnCode::NotAuthorized, why).await;
+    let kind =
+        if connect.clean_session { SessionKind::Clean(&connect.client_id) } else { SessionKind::Persistent(&connect.client_id) };
+    let (registration, revoked) = match Registration::new(shared, &identity.username, mark, peer.ip(), kind) {
+        Ok(r) => r,
+        Err(NotRegistered::Revoked) => {
+            let why = "credentials revoked while logging in";
+            refuse(client, shared, peer, &connect.client_id, ConnectReturnCode::NotAuthorized, why).await;
+            return None;
+        }
+        Err(NotRegistered::TooManyPersistentIds) => {
+            let why = format!("login already has {} persistent client ids", super::MAX_PERSISTENT_IDS);
+            refuse(client, shared, peer, &connect.client_id, ConnectReturnCode::BadClientId, &why).await;
+            return None;
+        }
+    };
+    let Some(broker_slot) = shared.descriptors.slots().take(2, "an MQTT broker session") else {
+        let why = "no descriptor slots left for a broker session";
+        refuse(client, shared, peer, &connect.client_id, ConnectReturnCode::ServiceUnavailable, why).await;
         return None;
     };
-    let (broker, broker_buf) = open_broker_session(client, &connect, &identity, peer, shared).await?;
-    Some(LoggedIn {
+    let broker_id = match registration.slot {
+        Some(slot) => wire::broker_slot_id(&identity.username, slot),
+        None => wire::broker_client_id(&identity.username, &connect.client_id),
+    };
+    let (broker, broker_buf) = open_broker_session(client, &connect, &broker_id, &identity, peer, shared).await?;
+    Some(Login::Relay(LoggedIn {
         identity,
         client_id: connect.client_id,
         keep_alive: connect.keep_alive,
@@ -82,6 +128,65 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
         broker_buf,
         registration,
         revoked,
+        broker_slot,
+    }))
+}
+
+/// The `pair` rules at CONNECT: a desk to hand it to, a keepalive, no will, room under the
+/// caps. Sends the CONNACK on success.
+async fn pair_login<S: AsyncWrite + Unpin>(
+    client: &mut S,
+    connect: Connect,
+    client_buf: BytesMut,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    mark: u64,
+) -> Option<PairLogin> {
+    let id = connect.client_id.as_str();
+    let refused = |code: ConnectReturnCode, why: String| Err::<(), _>((code, why));
+    let ok = if shared.pair_desk.get().is_none() {
+        refused(ConnectReturnCode::ServiceUnavailable, "pairing is not being served yet".into())
+    } else if connect.keep_alive == 0 {
+        refused(ConnectReturnCode::NotAuthorized, "keepalive required".into())
+    } else if connect.last_will.is_some() {
+        refused(ConnectReturnCode::NotAuthorized, "pair sessions may not have a will".into())
+    } else {
+        Ok(())
+    };
+    if let Err((code, why)) = ok {
+        refuse(client, shared, peer, id, code, &why).await;
+        return None;
+    }
+    let desk = shared.pair_desk.get()?.clone();
+    let Some(address) = shared.pair_per_address.enter(peer.ip()) else {
+        let why = format!("{} pair sessions from this address already", super::PAIR_MAX_PER_ADDRESS);
+        refuse(client, shared, peer, id, ConnectReturnCode::ServiceUnavailable, &why).await;
+        return None;
+    };
+    let Ok(total) = shared.pair_total.clone().try_acquire_owned() else {
+        let why = format!("{} pair sessions already", super::PAIR_MAX_TOTAL);
+        refuse(client, shared, peer, id, ConnectReturnCode::ServiceUnavailable, &why).await;
+        return None;
+    };
+    let Ok((registration, revoked)) =
+        Registration::new(shared, crate::pairing::PAIR_USERNAME, mark, peer.ip(), SessionKind::Pair)
+    else {
+        refuse(client, shared, peer, id, ConnectReturnCode::NotAuthorized, "pair login revoked while logging in").await;
+        return None;
+    };
+    if let Err(e) = wire::send_packet(client, &Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false))).await {
+        tracing::debug!(%peer, error = %e, "MQTT pair client left before its CONNACK");
+        return None;
+    }
+    Some(PairLogin {
+        client_id: connect.client_id,
+        keep_alive: connect.keep_alive,
+        client_buf,
+        desk,
+        registration,
+        revoked,
+        _address: address,
+        _total: total,
     })
 }
 
@@ -114,18 +219,25 @@ async fn first_packet<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Logs in to rumqttd for the client (its will, clean-session flag, a client id of its own)
-/// and passes rumqttd's CONNACK on.
+/// and passes rumqttd's CONNACK on. The will keeps its retain flag only where the grants
+/// allow retaining it.
 async fn open_broker_session<S: AsyncWrite + Unpin>(
     client: &mut S,
     connect: &Connect,
+    broker_id: &str,
     identity: &Identity,
     peer: SocketAddr,
     shared: &Shared,
 ) -> Option<(TcpStream, BytesMut)> {
-    let broker_id = wire::broker_client_id(&identity.username, &connect.client_id);
-    let will = connect.last_will.clone();
+    #[cfg(test)]
+    shared.registry.note_broker_id(broker_id);
+    let mut will = connect.last_will.clone();
+    if let Some(w) = will.as_mut().filter(|w| w.retain && !acl::may_retain(&identity.grants, &w.topic, w.message.len())) {
+        tracing::debug!(%peer, user = %identity.username, topic = %w.topic, "MQTT will may not be retained; retain flag stripped");
+        w.retain = false;
+    }
     let (broker, ack, broker_buf) =
-        match shared.broker.connect(&broker_id, BROKER_KEEPALIVE_SECS, connect.clean_session, will).await {
+        match shared.broker.connect(broker_id, BROKER_KEEPALIVE_SECS, connect.clean_session, will).await {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "MQTT login failed: the embedded broker did not accept us");

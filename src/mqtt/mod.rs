@@ -9,6 +9,9 @@
 //!   password is a random secret made at every start and kept only in memory;
 //! - [`front`]/[`login`]/[`relay`]: the listeners on `mqtt.listen_tls` / `mqtt.listen_plain`,
 //!   the login of each client through an [`Authenticator`], and the packet-by-packet relay;
+//! - [`pair`]: `pair` logins, served by the front end itself and handed to a [`PairDesk`];
+//! - the caps on what clients can make the hub hold: descriptor slots, connections per
+//!   address, `pair` sessions, retained messages, broker-side client ids;
 //! - [`acl`]: which topics a login may publish and subscribe to (pure);
 //! - revocation ([`Mqtt::revoke`]) and the counters ([`Mqtt::stats`]);
 //! - stopping: listeners and every connection task end on the hub's `Shutdown`, and
@@ -21,8 +24,11 @@
 //!   against the login's [`Grants`]; denied ones are dropped and acknowledged as MQTT 3.1.1
 //!   allows (SUBACK 0x80 per denied filter).
 //! - A refused login always gets a CONNACK with a return code before the close.
-//! - A client's session at the broker is keyed by both its username and its client id, so
-//!   one login can never take over another's session.
+//! - A client's session at the broker is keyed by both its username and its client id (a
+//!   reused slot number for clean sessions), so one login can never take over another's
+//!   session and unique client ids leave no state behind.
+//! - `pair` logins never reach rumqttd; the broker keeps a retained message only on a
+//!   topic of the login's `Grants::retain`, of at most [`MAX_RETAINED_PAYLOAD`] bytes.
 //! - Any end of a connection other than the client's DISCONNECT closes the broker side
 //!   without a DISCONNECT, so the client's will is published.
 //!
@@ -33,6 +39,7 @@ mod acl;
 mod broker;
 mod front;
 mod login;
+mod pair;
 mod relay;
 mod wire;
 
@@ -48,7 +55,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-pub use acl::{Grants, may_publish, may_subscribe};
+pub use acl::{Grants, MAX_RETAINED_PAYLOAD, may_publish, may_retain, may_subscribe};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::shutdown::Shutdown;
@@ -128,8 +135,20 @@ pub trait PairDesk: Send + Sync + 'static {
     fn closed(&self, session_id: u64);
 }
 
-/// Where the front end listens and how big a packet may be.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Longest a `pair` session may last, keepalive or not; then it is closed.
+pub const PAIR_MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// Most `pair` sessions at once from one client address, and in all (beyond: CONNACK 0x03).
+pub const PAIR_MAX_PER_ADDRESS: usize = 4;
+pub const PAIR_MAX_TOTAL: usize = 64;
+/// Most connections from one address that have not logged in yet, and in all.
+pub const MAX_UNAUTHENTICATED_PER_ADDRESS: usize = 64;
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
+/// Most distinct persistent (clean_session = false) client ids one login may have at the
+/// broker; a new one beyond that gets CONNACK 0x02.
+pub const MAX_PERSISTENT_IDS: usize = 4;
+
+/// Where the front end listens, how big a packet may be, and the descriptor budget.
+#[derive(Clone)]
 pub struct Settings {
     /// MQTT over TLS (`mqtt.listen_tls`); `None` = no TLS listener.
     pub listen_tls: Option<SocketAddr>,
@@ -140,6 +159,21 @@ pub struct Settings {
     /// Serve clients whose address is not on the home network (`web.allow_public_clients`,
     /// shared with the web); refused otherwise, as the web refuses them.
     pub allow_public_clients: bool,
+    /// The hub's descriptor budget: every connection takes 1 slot at accept and 2 more
+    /// when it opens its session at rumqttd.
+    pub descriptors: crate::limits::Descriptors,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen_tls", &self.listen_tls)
+            .field("listen_plain", &self.listen_plain)
+            .field("max_packet_bytes", &self.max_packet_bytes)
+            .field("allow_public_clients", &self.allow_public_clients)
+            .field("descriptor_slots", &self.descriptors.slots().total())
+            .finish()
+    }
 }
 
 /// Default largest packet: 256 KiB.
@@ -152,6 +186,7 @@ impl Default for Settings {
             listen_plain: Some(SocketAddr::from(([127, 0, 0, 1], 1883))),
             max_packet_bytes: DEFAULT_MAX_PACKET_BYTES,
             allow_public_clients: false,
+            descriptors: crate::limits::Descriptors::with_limit(4096),
         }
     }
 }
@@ -200,7 +235,7 @@ impl Mqtt {
         let tls_listener = bind("mqtt.listen_tls", settings.listen_tls).await?;
         let plain_listener = bind("mqtt.listen_plain", settings.listen_plain).await?;
         let broker = broker::Broker::start(settings.max_packet_bytes).await?;
-        let shared = Arc::new(front::Shared::new(broker, auth, settings.max_packet_bytes, settings.allow_public_clients));
+        let shared = Arc::new(front::Shared::new(broker, auth, &settings));
         let tasks = TaskTracker::new();
         let mut mqtt = Mqtt { tls_addr: None, plain_addr: None, shared: shared.clone(), tasks: tasks.clone() };
         if let Some(l) = tls_listener {
@@ -256,15 +291,15 @@ impl Mqtt {
     /// Hands `pair` sessions to `desk` from now on; until then `pair` logins are refused
     /// with CONNACK 0x03 (server unavailable). Set once; later calls are ignored.
     pub fn set_pair_desk(&self, desk: Arc<dyn PairDesk>) {
-        let _ = desk;
-        todo!("mqtt-edge: store in a OnceLock in front::Shared")
+        if self.shared.pair_desk.set(desk).is_err() {
+            tracing::warn!("MQTT pair desk set twice; the first one stays");
+        }
     }
 
     /// The addresses `username`'s live connections come from (a paired device's config may
     /// name only its own address).
     pub fn peers(&self, username: &str) -> Vec<std::net::IpAddr> {
-        let _ = username;
-        todo!("mqtt-edge: from the registry")
+        self.shared.registry.peers(username)
     }
 
     pub fn stats(&self) -> Stats {

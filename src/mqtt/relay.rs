@@ -8,6 +8,8 @@
 //!   some filters were allowed);
 //! - a PUBLISH from the broker outside the subscribe grants is dropped and acknowledged to
 //!   the broker (defence in depth: rumqttd should never send one);
+//! - a retained PUBLISH outside `Grants::retain` (or too big to keep) goes on with its retain
+//!   flag cleared;
 //! - PINGREQ is answered here; the relay pings rumqttd on its own schedule, and uses a ping
 //!   as a barrier after an UNSUBSCRIBE, because rumqttd answers one UNSUBACK per removed
 //!   filter and none for filters it did not have. The client gets exactly one UNSUBACK.
@@ -38,9 +40,9 @@ use super::{Grants, Identity, acl};
 use crate::shutdown::Shutdown;
 
 /// A peer that does not take our bytes for this long is gone.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the last words of a closing connection may take.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a relayed connection ended.
 #[derive(Debug)]
@@ -51,6 +53,8 @@ pub enum End {
     KeepaliveExpired,
     Revoked,
     Shutdown,
+    /// A `pair` session reached its longest lifetime.
+    LifetimeOver,
     /// The client broke the protocol (logged and counted already).
     Malformed(String),
     Broker(String),
@@ -62,8 +66,9 @@ impl fmt::Display for End {
             End::Disconnect => f.write_str("disconnected"),
             End::ClientClosed(e) => write!(f, "connection lost: {e}"),
             End::KeepaliveExpired => f.write_str("keepalive expired"),
-            End::Revoked => f.write_str("credentials revoked"),
+            End::Revoked => f.write_str("credentials revoked, or its client id connected again"),
             End::Shutdown => f.write_str("hub shutting down"),
+            End::LifetimeOver => f.write_str("pair session lifetime over"),
             End::Malformed(why) => write!(f, "malformed input: {why}"),
             End::Broker(why) => write!(f, "embedded broker closed the session: {why}"),
         }
@@ -285,8 +290,13 @@ impl<'a> Relay<'a> {
         Ok(())
     }
 
-    fn client_publish(&mut self, p: Publish) {
+    fn client_publish(&mut self, mut p: Publish) {
         if acl::may_publish(self.grants, &p.topic) {
+            if p.retain && !acl::may_retain(self.grants, &p.topic, p.payload.len()) {
+                // Delivered live, never kept: rumqttd's retained store has no bound.
+                tracing::debug!(peer = %self.peer, user = self.username, topic = %p.topic, bytes = p.payload.len(), "MQTT publish may not be retained; retain flag stripped");
+                p.retain = false;
+            }
             return self.queue_broker(&Packet::Publish(p));
         }
         Counters::bump(&self.shared.counters.denied_publish_total, 1);
@@ -387,14 +397,14 @@ impl<'a> Relay<'a> {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+pub async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
 }
 
-fn name(p: &Packet) -> &'static str {
+pub fn name(p: &Packet) -> &'static str {
     match p {
         Packet::Connect(_) => "CONNECT",
         Packet::ConnAck(_) => "CONNACK",

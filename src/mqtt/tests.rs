@@ -40,6 +40,7 @@ impl Authenticator for TestAuth {
                 ("pair", Some(b"pair")) => Grants {
                     publish: vec![format!("homehub/pair/{client_id}/request")],
                     subscribe: vec![format!("homehub/pair/{client_id}/response")],
+                    retain: vec![],
                 },
                 ("down", _) => return Err(Refusal::Unavailable),
                 // A broken authenticator handing out the broker's own login.
@@ -57,7 +58,8 @@ impl Authenticator for TestAuth {
 
 fn own(name: &str) -> Grants {
     let mine = format!("homehub/dev/{name}/#");
-    Grants { publish: vec![mine.clone()], subscribe: vec![mine] }
+    let retain = ["config", "state", "availability"].map(|t| format!("homehub/dev/{name}/{t}")).to_vec();
+    Grants { publish: vec![mine.clone()], subscribe: vec![mine], retain }
 }
 
 struct Hub {
@@ -68,13 +70,18 @@ struct Hub {
 
 impl Hub {
     async fn start(max_packet_bytes: usize) -> Hub {
+        Hub::start_with(|s| s.max_packet_bytes = max_packet_bytes).await
+    }
+
+    async fn start_with(tune: impl FnOnce(&mut Settings)) -> Hub {
         let filter = tracing_subscriber::EnvFilter::new("homehub=debug,rumqttd=warn");
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
         let (server, cert_der) = tls_server();
         let stop = Shutdown::new();
         let stop_tx = stop.clone();
         let loopback = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-        let settings = Settings { listen_tls: loopback, listen_plain: loopback, max_packet_bytes, allow_public_clients: false };
+        let mut settings = Settings { listen_tls: loopback, listen_plain: loopback, ..Settings::default() };
+        tune(&mut settings);
         let mqtt = Mqtt::start(settings, Arc::new(TestAuth), server, stop).await.expect("mqtt starts");
         Hub { mqtt, cert_der, _stop: stop_tx }
     }
@@ -414,26 +421,6 @@ async fn a_login_revoked_while_it_is_being_checked_is_refused() {
     hub.user("slow-2", "slow", "ps").await;
 }
 
-#[tokio::test]
-async fn pairing_login_is_confined_to_its_client_id() {
-    let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
-    let mut hubside = hub.internal("pairing").await;
-    hubside.subscribe("homehub/pair/+/request", QoS::AtLeastOnce).await;
-    let mut dev = hub.user("cam-7", "pair", "pair").await;
-    let ok = SubscribeReasonCode::Success(QoS::AtLeastOnce);
-    assert_eq!(dev.subscribe("homehub/pair/cam-7/response", QoS::AtLeastOnce).await, [ok]);
-    for other in ["homehub/pair/cam-8/response", "homehub/pair/+/response", "homehub/pair/cam-7/#"] {
-        assert_eq!(dev.subscribe(other, QoS::AtLeastOnce).await, [SubscribeReasonCode::Failure], "{other}");
-    }
-    dev.send("homehub/pair/cam-8/request", QoS::AtLeastOnce, false, "not mine").await;
-    dev.send("homehub/pair/cam-7/request", QoS::AtLeastOnce, false, "{\"v\":1}").await;
-    let req = hubside.publish().await;
-    assert_eq!((req.topic.as_str(), payload(&req)), ("homehub/pair/cam-7/request", "{\"v\":1}"));
-    hubside.send("homehub/pair/cam-7/response", QoS::AtLeastOnce, false, "accepted").await;
-    assert_eq!(payload(&dev.publish().await), "accepted");
-    assert!(hubside.publish_within(QUIET).await.is_none());
-}
-
 async fn will_watcher(hub: &Hub) -> Client {
     let mut w = hub.internal("watcher").await;
     w.subscribe("homehub/dev/a/availability", QoS::AtLeastOnce).await;
@@ -557,7 +544,13 @@ async fn start_names_the_key_when_a_port_is_taken() {
     let addr = taken.local_addr().expect("addr");
     let (server, _) = tls_server();
     let stop = Shutdown::new();
-    let settings = Settings { listen_tls: None, listen_plain: Some(addr), max_packet_bytes: 1024, allow_public_clients: false };
+    let settings = Settings {
+        listen_tls: None,
+        listen_plain: Some(addr),
+        max_packet_bytes: 1024,
+        allow_public_clients: false,
+        ..Settings::default()
+    };
     let err = Mqtt::start(settings, Arc::new(TestAuth), server, stop).await.err().expect("bind fails");
     assert_eq!(err.kind(), crate::ErrorKind::Unavailable);
     assert!(err.message().contains("mqtt.listen_plain") && err.message().contains(&addr.to_string()), "{err}");
@@ -569,7 +562,13 @@ async fn stop_closes_listeners_and_connections() {
     let stop = Shutdown::new();
     let stop_tx = stop.clone();
     let loopback = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-    let settings = Settings { listen_tls: None, listen_plain: loopback, max_packet_bytes: 4096, allow_public_clients: false };
+    let settings = Settings {
+        listen_tls: None,
+        listen_plain: loopback,
+        max_packet_bytes: 4096,
+        allow_public_clients: false,
+        ..Settings::default()
+    };
     let mqtt = Mqtt::start(settings, Arc::new(TestAuth), server, stop).await.expect("start");
     let port = mqtt.plain_addr().expect("addr").port();
     let mut o = MqttOptions::new("a-1", "127.0.0.1", port);
@@ -596,9 +595,27 @@ impl Raw {
     }
 
     async fn open(addr: SocketAddr, first: &[u8]) -> Raw {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
+        Raw::open_from("127.0.0.1", addr, first).await
+    }
+
+    /// Connects from the loopback address `local` (127.0.0.2 … stand for other devices).
+    async fn open_from(local: &str, addr: SocketAddr, first: &[u8]) -> Raw {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::new(local.parse().expect("address"), 0)).expect("bind");
+        let mut s = socket.connect(addr).await.expect("connect");
         s.write_all(first).await.expect("write");
         Raw { s, buf: BytesMut::new() }
+    }
+
+    /// Logs in as "a" from `local`.
+    async fn login_from(hub: &Hub, local: &str, client_id: &str) -> Raw {
+        let connect = raw_connect(client_id, Some(("a", "pa")), 30, None, 4);
+        let mut raw = Raw::open_from(local, hub.plain(), &connect).await;
+        assert!(
+            matches!(raw.recv().await, Packet::ConnAck(a) if a.code == ConnectReturnCode::Success),
+            "{client_id} from {local}"
+        );
+        raw
     }
 
     /// The next packet, or `None` when the peer closes or says nothing for `within`.
@@ -728,4 +745,424 @@ async fn a_subscriber_that_falls_behind_a_burst_loses_nothing() {
     }
     let want: Vec<String> = (0..N).map(|i| format!("{i:05}")).collect();
     assert_eq!(got, want, "every acknowledged message arrives, in order");
+}
+
+// ---- pair sessions, caps, retained messages, broker-side ids ----
+
+#[derive(Debug)]
+enum DeskEvent {
+    Opened(PairSession),
+    Message(u64, bytes::Bytes),
+    Closed(u64),
+}
+
+/// A desk that reports everything it hears.
+struct TestDesk(mpsc::UnboundedSender<DeskEvent>);
+
+impl PairDesk for TestDesk {
+    fn opened(&self, session: PairSession) {
+        let _ = self.0.send(DeskEvent::Opened(session));
+    }
+    fn message(&self, session_id: u64, payload: bytes::Bytes) {
+        let _ = self.0.send(DeskEvent::Message(session_id, payload));
+    }
+    fn closed(&self, session_id: u64) {
+        let _ = self.0.send(DeskEvent::Closed(session_id));
+    }
+}
+
+struct Desk(mpsc::UnboundedReceiver<DeskEvent>);
+
+impl Desk {
+    fn on(hub: &Hub) -> Desk {
+        let (tx, rx) = mpsc::unbounded_channel();
+        hub.mqtt.set_pair_desk(Arc::new(TestDesk(tx)));
+        Desk(rx)
+    }
+
+    async fn next(&mut self) -> DeskEvent {
+        tokio::time::timeout(Duration::from_secs(5), self.0.recv()).await.expect("a desk event in time").expect("desk open")
+    }
+
+    async fn opened(&mut self) -> PairSession {
+        match self.next().await {
+            DeskEvent::Opened(s) => s,
+            other => panic!("expected opened, got {other:?}"),
+        }
+    }
+
+    async fn message(&mut self, session: u64) -> String {
+        match self.next().await {
+            DeskEvent::Message(id, p) if id == session => String::from_utf8_lossy(&p).into_owned(),
+            other => panic!("expected a message of session {session}, got {other:?}"),
+        }
+    }
+
+    async fn closed(&mut self, session: u64) {
+        match self.next().await {
+            DeskEvent::Closed(id) if id == session => {}
+            other => panic!("expected session {session} closed, got {other:?}"),
+        }
+    }
+
+    async fn quiet(&mut self) {
+        if let Ok(Some(e)) = tokio::time::timeout(QUIET, self.0.recv()).await {
+            panic!("unexpected desk event {e:?}");
+        }
+    }
+}
+
+fn pair_opts(hub: &Hub, device_id: &str) -> MqttOptions {
+    hub.opts(device_id, Some(("pair", "pair")))
+}
+
+/// Waits (up to 5 s) until `cond` holds.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within 5 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn pair_sessions_are_served_by_the_front_end_alone() {
+    let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
+    let mut desk = Desk::on(&hub);
+    // Nothing of a pair session reaches rumqttd.
+    let mut spy = hub.internal("spy").await;
+    spy.subscribe("homehub/pair/#", QoS::AtLeastOnce).await;
+
+    let mut dev = Client::login(pair_opts(&hub, "cam-7")).await.expect("pair login");
+    let session = desk.opened().await;
+    assert_eq!((session.device_id.as_str(), session.peer.ip()), ("cam-7", "127.0.0.1".parse().unwrap()));
+    assert_eq!(hub.mqtt.peers("pair"), ["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
+
+    // An answer before the device subscribed is dropped, not kept for later.
+    session.out.try_send(b"too early".to_vec()).expect("queue");
+    until("early answer consumed", || session.out.capacity() == session.out.max_capacity()).await;
+
+    let ok = SubscribeReasonCode::Success(QoS::AtLeastOnce);
+    for other in ["homehub/pair/cam-8/response", "homehub/pair/+/response", "homehub/pair/cam-7/#", "#"] {
+        assert_eq!(dev.subscribe(other, QoS::AtLeastOnce).await, [SubscribeReasonCode::Failure], "{other}");
+    }
+    let filters = [
+        SubscribeFilter::new("homehub/dev/cam-7/cmd".into(), QoS::AtMostOnce),
+        SubscribeFilter::new("homehub/pair/cam-7/response".into(), QoS::ExactlyOnce),
+    ];
+    dev.c.subscribe_many(filters).await.expect("subscribe");
+    assert_eq!(dev.suback().await.return_codes, [SubscribeReasonCode::Failure, ok], "QoS granted at most 1");
+    assert!(dev.publish_within(QUIET).await.is_none(), "an answer queued before subscribing arrived");
+
+    // Denied: another device's topic, retained, oversized. Then one that goes through.
+    dev.send("homehub/pair/cam-8/request", QoS::AtLeastOnce, false, "not mine").await;
+    dev.send("homehub/pair/cam-7/request", QoS::AtLeastOnce, true, "retained").await;
+    dev.send("homehub/pair/cam-7/request", QoS::AtLeastOnce, false, &"x".repeat(PAIR_MAX_PAYLOAD + 1)).await;
+    dev.send("homehub/pair/cam-7/request", QoS::AtLeastOnce, false, &"y".repeat(PAIR_MAX_PAYLOAD)).await;
+    assert_eq!(desk.message(session.id).await, "y".repeat(PAIR_MAX_PAYLOAD));
+    dev.send("homehub/pair/cam-7/request", QoS::ExactlyOnce, false, "{\"v\":2}").await;
+    assert_eq!(desk.message(session.id).await, "{\"v\":2}");
+    dev.wait_for("PUBCOMP", |p| matches!(p, Packet::PubComp(_))).await;
+    desk.quiet().await;
+    let stats = hub.mqtt.stats();
+    assert_eq!((stats.denied_publish_total, stats.denied_subscribe_total), (3, 5));
+
+    // Answers arrive at QoS 1; more than the in-flight window arrive too, so PUBACKs count.
+    for i in 0..20 {
+        session.out.send(format!("answer {i}").into_bytes()).await.expect("queue answer");
+    }
+    for i in 0..20 {
+        let p = dev.publish().await;
+        assert_eq!(
+            (p.topic.as_str(), p.qos, payload(&p)),
+            ("homehub/pair/cam-7/response", QoS::AtLeastOnce, &*format!("answer {i}"))
+        );
+    }
+    assert!(spy.publish_within(QUIET).await.is_none(), "a pair message reached the broker");
+
+    dev.c.disconnect().await.expect("disconnect");
+    dev.closed().await;
+    desk.closed(session.id).await;
+    desk.quiet().await;
+    until("pair session gone", || hub.mqtt.stats().live == 0).await;
+    assert!(hub.mqtt.peers("pair").is_empty());
+}
+
+#[tokio::test]
+async fn pair_logins_are_checked_at_connect() {
+    let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
+    assert_eq!(refusal(pair_opts(&hub, "cam-1")).await, ConnectReturnCode::ServiceUnavailable, "no desk yet");
+    let mut desk = Desk::on(&hub);
+    for (keep_alive, will, why) in [(0, None, "keepalive 0"), (30, Some(("homehub/pair/cam-1/request", "bye")), "a will")] {
+        let mut raw = Raw::open(hub.plain(), &raw_connect("cam-1", Some(("pair", "pair")), keep_alive, will, 4)).await;
+        assert!(matches!(raw.recv().await, Packet::ConnAck(a) if a.code == ConnectReturnCode::NotAuthorized), "{why}");
+        assert_eq!(raw.try_recv(QUIET).await, None, "closed after {why}");
+    }
+    desk.quiet().await;
+    Client::login(pair_opts(&hub, "cam-1")).await.expect("a proper pair login");
+    desk.opened().await;
+}
+
+/// A raw `pair` session from `local`; its CONNACK code.
+async fn raw_pair(hub: &Hub, local: &str, device_id: &str, keep_alive: u16) -> (Raw, ConnectReturnCode) {
+    let mut raw = Raw::open_from(local, hub.plain(), &raw_connect(device_id, Some(("pair", "pair")), keep_alive, None, 4)).await;
+    match raw.recv().await {
+        Packet::ConnAck(a) => (raw, a.code),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn pair_sessions_are_capped_per_address_and_in_all() {
+    let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
+    let _desk = Desk::on(&hub);
+    let mut held = Vec::new();
+    for n in 0..PAIR_MAX_PER_ADDRESS {
+        let (raw, code) = raw_pair(&hub, "127.0.0.2", &format!("cam-{n}"), 30).await;
+        assert_eq!(code, ConnectReturnCode::Success);
+        held.push(raw);
+    }
+    let (_, code) = raw_pair(&hub, "127.0.0.2", "cam-x", 30).await;
+    assert_eq!(code, ConnectReturnCode::ServiceUnavailable, "a fifth from one address");
+    // Other addresses fill up the rest, up to the total.
+    for a in 3..(3 + PAIR_MAX_TOTAL / PAIR_MAX_PER_ADDRESS - 1) {
+        for n in 0..PAIR_MAX_PER_ADDRESS {
+            let (raw, code) = raw_pair(&hub, &format!("127.0.0.{a}"), &format!("cam-{a}-{n}"), 30).await;
+            assert_eq!(code, ConnectReturnCode::Success, "127.0.0.{a} #{n}");
+            held.push(raw);
+        }
+    }
+    assert_eq!(held.len(), PAIR_MAX_TOTAL);
+    let (_, code) = raw_pair(&hub, "127.0.0.100", "cam-y", 30).await;
+    assert_eq!(code, ConnectReturnCode::ServiceUnavailable, "one over the total");
+    // Relayed logins are not affected, and a freed place is taken again.
+    hub.user("a-1", "a", "pa").await;
+    drop(held.pop());
+    let shared = hub.mqtt.shared.clone();
+    until("a pair place frees", move || shared.pair_total.available_permits() == 1).await;
+    let (_, code) = raw_pair(&hub, "127.0.0.100", "cam-y", 30).await;
+    assert_eq!(code, ConnectReturnCode::Success);
+}
+
+#[tokio::test]
+async fn pair_sessions_end_on_keepalive_and_lifetime() {
+    let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
+    let mut desk = Desk::on(&hub);
+    let started = std::time::Instant::now();
+    let (mut raw, code) = raw_pair(&hub, "127.0.0.1", "cam-k", 1).await;
+    assert_eq!(code, ConnectReturnCode::Success);
+    let s = desk.opened().await;
+    raw.send(Packet::PingReq).await;
+    assert_eq!(raw.recv().await, Packet::PingResp);
+    // Silent after that: closed 1.5 s after its last packet, not before.
+    desk.closed(s.id).await;
+    let lasted = started.elapsed();
+    assert!(lasted >= Duration::from_millis(1400) && lasted < Duration::from_secs(4), "{lasted:?}");
+    assert_eq!(raw.try_recv(QUIET).await, None);
+
+    hub.mqtt.shared.set_pair_lifetime(Duration::from_millis(1200));
+    let started = std::time::Instant::now();
+    let (mut raw, _) = raw_pair(&hub, "127.0.0.1", "cam-l", 60).await;
+    let s = desk.opened().await;
+    // Busy all along: it ends anyway when its lifetime is over.
+    let pinger = tokio::spawn(async move {
+        loop {
+            if wire::send_packet(&mut raw.s, &Packet::PingReq).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    desk.closed(s.id).await;
+    let lasted = started.elapsed();
+    assert!(lasted >= Duration::from_millis(1100) && lasted < Duration::from_secs(4), "{lasted:?}");
+    tokio::time::timeout(Duration::from_secs(5), pinger).await.expect("the socket is closed").expect("task");
+}
+
+#[tokio::test]
+async fn unauthenticated_connections_are_capped_per_address() {
+    let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
+    let mut idle = Vec::new();
+    for _ in 0..MAX_UNAUTHENTICATED_PER_ADDRESS {
+        idle.push(Raw::open_from("127.0.0.9", hub.plain(), &[]).await);
+    }
+    let connected = hub.mqtt.shared.clone();
+    until("all accepted", move || connected.counters.connections_total.load(std::sync::atomic::Ordering::Relaxed) >= 64).await;
+    let mut over = Raw::open_from("127.0.0.9", hub.plain(), &raw_connect("a-1", Some(("a", "pa")), 30, None, 4)).await;
+    assert_eq!(over.try_recv(Duration::from_secs(2)).await, None, "closed at once without a CONNACK");
+    // Another address logs in meanwhile; a freed place is usable again.
+    Raw::login_from(&hub, "127.0.0.10", "a-2").await;
+    drop(idle.pop());
+    let shared = hub.mqtt.shared.clone();
+    until("a place frees", move || shared.unauthenticated.count("127.0.0.9".parse().unwrap()) < 64).await;
+    Raw::login_from(&hub, "127.0.0.9", "a-3").await;
+}
+
+#[tokio::test]
+async fn connections_are_capped_per_address_in_all() {
+    let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
+    let mut held = Vec::new();
+    for n in 0..MAX_CONNECTIONS_PER_ADDRESS {
+        held.push(Raw::login_from(&hub, "127.0.0.11", &format!("a-{n}")).await);
+    }
+    let mut over = Raw::open_from("127.0.0.11", hub.plain(), &raw_connect("a-x", Some(("a", "pa")), 30, None, 4)).await;
+    assert_eq!(over.try_recv(Duration::from_secs(2)).await, None, "closed at once without a CONNACK");
+    Raw::login_from(&hub, "127.0.0.12", "a-y").await;
+    assert_eq!(hub.mqtt.stats().live, MAX_CONNECTIONS_PER_ADDRESS as u64 + 1);
+}
+
+#[tokio::test]
+async fn descriptor_slots_run_out_and_come_back() {
+    // 100 descriptors leave the minimum of 32 slots: 10 logins (3 each) and 2 idle sockets.
+    let hub = Hub::start_with(|s| s.descriptors = crate::limits::Descriptors::with_limit(100)).await;
+    let slots = hub.mqtt.shared.descriptors.slots().clone();
+    assert_eq!(slots.total(), 32);
+    let mut logins = Vec::new();
+    for n in 0..10 {
+        logins.push(Raw::login_from(&hub, "127.0.0.13", &format!("a-{n}")).await);
+    }
+    let mut idle = vec![Raw::open_from("127.0.0.13", hub.plain(), &[]).await];
+    idle.push(Raw::open_from("127.0.0.13", hub.plain(), &[]).await);
+    let s = slots.clone();
+    until("every slot taken", move || s.free() == 0).await;
+    let mut refused = Raw::open_from("127.0.0.14", hub.plain(), &raw_connect("b-1", Some(("b", "pb")), 30, None, 4)).await;
+    assert_eq!(refused.try_recv(Duration::from_secs(2)).await, None, "closed at once without a CONNACK");
+    assert!(slots.refused_total() >= 1);
+    // One slot free: the socket is taken, but its broker session (2 more) is not.
+    drop(idle.pop());
+    let s = slots.clone();
+    until("one slot free", move || s.free() == 1).await;
+    let mut half = Raw::open_from("127.0.0.14", hub.plain(), &raw_connect("b-1", Some(("b", "pb")), 30, None, 4)).await;
+    assert!(matches!(half.recv().await, Packet::ConnAck(a) if a.code == ConnectReturnCode::ServiceUnavailable));
+    // A login gone: another address logs in; recording's reserve was never touched.
+    drop(logins.pop());
+    let s = slots.clone();
+    until("a login's slots free", move || s.free() >= 3).await;
+    let mut b = Raw::open_from("127.0.0.14", hub.plain(), &raw_connect("b-2", Some(("b", "pb")), 30, None, 4)).await;
+    assert!(matches!(b.recv().await, Packet::ConnAck(a) if a.code == ConnectReturnCode::Success));
+    assert_eq!(hub.mqtt.shared.descriptors.reserve(), 68);
+}
+
+#[tokio::test]
+async fn retained_messages_outside_the_grants_are_not_kept() {
+    let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
+    let mut a = hub.user("a-1", "a", "pa").await;
+    a.subscribe("homehub/dev/a/#", QoS::AtLeastOnce).await;
+    let big = "z".repeat(MAX_RETAINED_PAYLOAD + 1);
+    a.send("homehub/dev/a/junk/1", QoS::AtLeastOnce, true, "junk").await;
+    a.send("homehub/dev/a/state", QoS::AtLeastOnce, true, &big).await;
+    a.send("homehub/dev/a/config", QoS::AtLeastOnce, true, "kept").await;
+    // Delivered live all the same.
+    let live: Vec<String> = [a.publish().await, a.publish().await, a.publish().await].iter().map(|p| p.topic.clone()).collect();
+    assert_eq!(live, ["homehub/dev/a/junk/1", "homehub/dev/a/state", "homehub/dev/a/config"]);
+    // A will with retain on a topic it may publish to but not retain on fires, unkept.
+    let mut o = hub.opts("a-will", Some(("a", "pa")));
+    o.set_last_will(LastWill::new("homehub/dev/a/junk/will", "gone", QoS::AtLeastOnce, true));
+    let w = Client::login(o).await.expect("login with will");
+    w.task.abort();
+    assert_eq!(a.publish().await.topic, "homehub/dev/a/junk/will");
+
+    let mut later = hub.user("a-2", "a", "pa").await;
+    later.c.subscribe("homehub/dev/a/#", QoS::AtLeastOnce).await.expect("subscribe");
+    let p = later.publish().await;
+    assert_eq!((p.topic.as_str(), payload(&p), p.retain), ("homehub/dev/a/config", "kept", true));
+    assert!(later.publish_within(QUIET).await.is_none(), "a message outside Grants::retain was retained");
+}
+
+#[tokio::test]
+async fn clean_sessions_reuse_broker_side_ids() {
+    let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
+    for n in 0..1000 {
+        let mut raw = Raw::login(&hub, &format!("unique-{n}")).await;
+        raw.send(Packet::Disconnect).await;
+        assert_eq!(raw.try_recv(Duration::from_secs(5)).await, None, "closed after DISCONNECT");
+    }
+    let seen = hub.mqtt.shared.registry.broker_ids_seen();
+    assert!(seen <= 4, "{seen} broker-side ids for 1000 clean sessions one after another");
+    // Still a working session after all that.
+    let mut a = hub.user("a-last", "a", "pa").await;
+    a.subscribe("homehub/dev/a/x", QoS::AtMostOnce).await;
+    a.send("homehub/dev/a/x", QoS::AtMostOnce, false, "fine").await;
+    assert_eq!(payload(&a.publish().await), "fine");
+}
+
+#[tokio::test]
+async fn a_login_has_at_most_four_persistent_ids() {
+    let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
+    let persistent = |id: &str| {
+        let mut o = hub.opts(id, Some(("a", "pa")));
+        o.set_clean_session(false);
+        o
+    };
+    for n in 0..MAX_PERSISTENT_IDS {
+        let c = Client::login(persistent(&format!("p-{n}"))).await.expect("persistent login");
+        c.c.disconnect().await.expect("disconnect");
+        c.closed().await;
+    }
+    assert_eq!(refusal(persistent("p-new")).await, ConnectReturnCode::BadClientId);
+    Client::login(persistent("p-0")).await.expect("a known persistent id again");
+    Client::login(hub.opts("p-new", Some(("a", "pa")))).await.expect("clean sessions are not counted");
+    Client::login(hub.opts("p-new", Some(("b", "pb")))).await.expect("another login has its own");
+}
+
+#[tokio::test]
+async fn peers_are_the_addresses_of_live_connections() {
+    let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
+    let one = Raw::login_from(&hub, "127.0.0.16", "a-1").await;
+    let two = Raw::login_from(&hub, "127.0.0.15", "a-2").await;
+    let _again = Raw::login_from(&hub, "127.0.0.16", "a-3").await;
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert_eq!(hub.mqtt.peers("a"), [ip("127.0.0.15"), ip("127.0.0.16")]);
+    assert!(hub.mqtt.peers("b").is_empty());
+    drop(one);
+    until("a-1 gone", || hub.mqtt.stats().live == 2).await;
+    assert_eq!(hub.mqtt.peers("a"), [ip("127.0.0.15"), ip("127.0.0.16")], "127.0.0.16 still has a-3");
+    drop(two);
+    until("a-2 gone", || hub.mqtt.peers("a") == [ip("127.0.0.16")]).await;
+    hub.mqtt.revoke("a");
+    assert!(hub.mqtt.peers("a").is_empty());
+}
+
+#[tokio::test]
+async fn pair_sessions_answer_qos2_once_and_end_on_huge_packets() {
+    let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
+    let mut desk = Desk::on(&hub);
+    let (mut raw, code) = raw_pair(&hub, "127.0.0.1", "cam-q", 30).await;
+    assert_eq!(code, ConnectReturnCode::Success);
+    let s = desk.opened().await;
+    let mut p = Publish::new("homehub/pair/cam-q/request", QoS::ExactlyOnce, "once");
+    p.pkid = 5;
+    raw.send(Packet::Publish(p.clone())).await;
+    assert_eq!(raw.recv().await, Packet::PubRec(rumqttc::PubRec::new(5)));
+    p.dup = true;
+    raw.send(Packet::Publish(p)).await;
+    assert_eq!(raw.recv().await, Packet::PubRec(rumqttc::PubRec::new(5)), "a resent QoS 2 publish");
+    raw.send(Packet::PubRel(rumqttc::PubRel::new(5))).await;
+    assert_eq!(raw.recv().await, Packet::PubComp(rumqttc::PubComp::new(5)));
+    assert_eq!(desk.message(s.id).await, "once");
+    desk.quiet().await;
+    // A packet far over the pairing payload cap is not even buffered: the session ends.
+    let huge = "h".repeat(pair::PAIR_MAX_PACKET + 1);
+    raw.send(Packet::Publish(Publish::new("homehub/pair/cam-q/request", QoS::AtMostOnce, huge))).await;
+    desk.closed(s.id).await;
+    assert_eq!(raw.try_recv(Duration::from_secs(2)).await, None);
+    assert_eq!(hub.mqtt.stats().malformed_total, 1);
+}
+
+#[tokio::test]
+async fn a_client_id_that_connects_again_takes_over_its_slot_and_fires_the_old_will() {
+    let hub = Hub::start(DEFAULT_MAX_PACKET_BYTES).await;
+    let mut w = will_watcher(&hub).await;
+    let old = with_will(&hub, "cam-a").await;
+    let _other = hub.user("cam-b", "a", "pa").await;
+    // The device comes back (say after a power cut) before its old connection timed out.
+    let mut new = hub.user("cam-a", "a", "pa").await;
+    old.closed().await;
+    assert_eq!(payload(&w.publish().await), "offline", "the old connection's will fires at the takeover");
+    new.subscribe("homehub/dev/a/x", QoS::AtMostOnce).await;
+    new.send("homehub/dev/a/x", QoS::AtMostOnce, false, "back").await;
+    assert_eq!(payload(&new.publish().await), "back");
+    assert_eq!(hub.mqtt.shared.registry.broker_ids_seen(), 2, "cam-a kept its slot, cam-b has the other");
+    let shared = hub.mqtt.shared.clone();
+    until("the old connection is gone", move || shared.counters.snapshot().live == 2).await;
 }

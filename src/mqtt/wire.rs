@@ -127,19 +127,27 @@ pub fn hello(buf: &[u8], max: usize) -> Hello {
     }
 }
 
-/// The client id rumqttd sees for a front-end client: `"{username}:{client_id}"` with `%`,
-/// `:` and the characters rumqttd refuses in a client id (`+ $ # /`, it drops such
-/// logins without a CONNACK) written as `%XX`. The escaping keeps the mapping one-to-one,
-/// so no login can take over another login's session.
+/// The client id rumqttd sees for a persistent front-end session: `"{username}:{client_id}"`
+/// with `%`, `:`, `~` and the characters rumqttd refuses in a client id (`+ $ # /`, it drops
+/// such logins without a CONNACK) written as `%XX`. The escaping keeps the mapping
+/// one-to-one, so no login can take over another login's session, and no escaped client
+/// id starts with `~`, which [`broker_slot_id`] uses.
 pub fn broker_client_id(username: &str, client_id: &str) -> String {
     format!("{}:{}", escape(username), escape(client_id))
+}
+
+/// The client id rumqttd sees for a clean session: `"{username}:~{slot}"` (username
+/// escaped as in [`broker_client_id`]). Slots are reused, so unique client ids leave no
+/// state behind at the broker.
+pub fn broker_slot_id(username: &str, slot: u32) -> String {
+    format!("{}:~{slot}", escape(username))
 }
 
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
-            '%' | ':' | '+' | '$' | '#' | '/' => out.push_str(&format!("%{:02X}", c as u32)),
+            '%' | ':' | '~' | '+' | '$' | '#' | '/' => out.push_str(&format!("%{:02X}", c as u32)),
             c => out.push(c),
         }
     }
@@ -184,5 +192,11 @@ mod tests {
         assert_ne!(broker_client_id("a/b", "c"), broker_client_id("a", "b/c"));
         assert_eq!(broker_client_id("u", "x/+#$%"), "u:x%2F%2B%23%24%25");
         assert!(!broker_client_id("a/$", "#+/").contains(['/', '+', '#', '$']));
+        // Clean-session slots never collide with a client id, nor one user's with another's.
+        assert_eq!(broker_slot_id("cam-1", 0), "cam-1:~0");
+        assert_eq!(broker_client_id("cam-1", "~0"), "cam-1:%7E0");
+        assert_ne!(broker_slot_id("a:~0", 1), broker_slot_id("a", 0));
+        assert_ne!(broker_slot_id("a", 1), broker_client_id("a", "~1"));
+        assert!(!broker_slot_id("a/$#+", 3).contains(['/', '+', '#', '$']));
     }
 }
