@@ -66,6 +66,14 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         timeout: u64,
     },
+    /// The Prometheus scrape token: a new one (printed once, replacing the old), or --revoke.
+    MetricsToken {
+        /// Remove the token instead: only signed-in members and the owner may scrape.
+        #[arg(long)]
+        revoke: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Security and health self-check: exit 0 = all good, 1 = findings.
     Doctor {
         #[arg(long)]
@@ -228,6 +236,10 @@ fn run(args: Args) -> Result<i32, Error> {
         }
         Cmd::Discover { interface, timeout } => {
             cli::discover(&interface, std::time::Duration::from_secs(timeout))?;
+            Ok(0)
+        }
+        Cmd::MetricsToken { revoke, config } => {
+            cli::metrics_token(&load(config)?, revoke)?;
             Ok(0)
         }
         Cmd::Doctor { config } => {

@@ -46,10 +46,10 @@ fn upgrade_status(hub: &Hub, path: &str, extra: &[&str]) -> u16 {
     hub.curl(&args).0
 }
 
-/// `homehub_live_viewers` and `homehub_live_bytes_sent_total` of camera `id` (loopback
-/// reads /metrics without a session).
-fn live_metrics(hub: &Hub, id: i64) -> (u64, u64) {
-    let (st, _, body) = hub.get("/metrics", None);
+/// `homehub_live_viewers` and `homehub_live_bytes_sent_total` of camera `id`, read the
+/// way a Prometheus does: with the scrape token from `homehub metrics-token`.
+fn live_metrics(hub: &Hub, token: &str, id: i64) -> (u64, u64) {
+    let (st, _, body) = hub.curl(&["-H", &format!("authorization: Bearer {token}"), &hub.url("/metrics")]);
     assert_eq!(st, 200);
     let text = String::from_utf8(body).unwrap();
     let value = |name: &str| {
@@ -77,7 +77,10 @@ fn the_live_route_refuses_strangers_and_streams_decodable_fmp4_from_a_keyframe()
     assert_eq!(upgrade_status(&hub, &path, &["-H", &with_cookie, "-H", "Origin: https://evil.example"]), 403);
     assert_eq!(upgrade_status(&hub, &format!("{path}?stream=side"), &["-H", &with_cookie]), 400);
     assert_eq!(upgrade_status(&hub, "/api/cameras/999/live", &["-H", &with_cookie]), 404);
-    assert_eq!(live_metrics(&hub, id).0, 0);
+    let (ok, token, err) = hub.admin(&["metrics-token"]);
+    assert!(ok, "metrics-token: {err}");
+    let token = token.trim().to_string();
+    assert_eq!(live_metrics(&hub, &token, id).0, 0);
 
     let rt = runtime();
     let origin = format!("https://127.0.0.1:{}", hub.port);
@@ -109,13 +112,13 @@ fn the_live_route_refuses_strangers_and_streams_decodable_fmp4_from_a_keyframe()
         fragments += 1;
         file.extend_from_slice(&f);
         if fragments == 5 {
-            viewers_seen = Some(live_metrics(&hub, id));
+            viewers_seen = Some(live_metrics(&hub, &token, id));
         }
     }
     let (viewers, sent_then) = viewers_seen.unwrap();
     assert_eq!(viewers, 1, "homehub_live_viewers while watching");
     assert!(sent_then >= init_segment.len() as u64, "bytes sent {sent_then}");
-    let (_, sent_now) = live_metrics(&hub, id);
+    let (_, sent_now) = live_metrics(&hub, &token, id);
     assert!(sent_now > sent_then, "bytes sent did not grow: {sent_then} → {sent_now}");
 
     let out = tmp.path().join("live.mp4");
@@ -147,7 +150,7 @@ fn the_live_route_refuses_strangers_and_streams_decodable_fmp4_from_a_keyframe()
     assert!(dec.status.success() && dec.stderr.is_empty(), "ffmpeg decode: {}", String::from_utf8_lossy(&dec.stderr));
 
     drop(ws);
-    wait_until("the viewer gone from /metrics", Duration::from_secs(15), || live_metrics(&hub, id).0 == 0);
+    wait_until("the viewer gone from /metrics", Duration::from_secs(15), || live_metrics(&hub, &token, id).0 == 0);
 }
 
 #[test]

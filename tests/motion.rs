@@ -128,7 +128,7 @@ fn two_movements_make_two_events_and_still_or_masked_scenes_make_none() {
     }
     // Mode "events" keeps clips only.
     assert!(segment_files(&hub.dir).is_empty());
-    let (_, _, metrics) = hub.get("/metrics", None);
+    let (_, _, metrics) = hub.get("/metrics", Some(&cookie));
     assert!(String::from_utf8_lossy(&metrics).contains("homehub_events_total 2"));
 
     // The still camera stays without events for two minutes; the masked one too.

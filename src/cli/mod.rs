@@ -1,5 +1,5 @@
 //! The admin subcommands: `user add`, `mqtt-user add|remove`, `device add`, `discover`,
-//! `doctor`, `demo`.
+//! `doctor`, `demo`, `metrics-token`.
 //!
 //! Owns: what each command prints and how it reads its input (passwords from stdin,
 //! never argv). May not touch: SQL or GStreamer directly; it goes through `store`,
@@ -8,10 +8,12 @@
 pub mod cloud;
 mod demo;
 mod doctor;
+mod metrics_token;
 mod mqtt;
 
 pub use demo::{DemoArgs, OWNER_EMAIL, demo};
 pub use doctor::doctor;
+pub use metrics_token::metrics_token;
 pub use mqtt::{device_add, mqtt_user_add, mqtt_user_remove};
 
 use std::io::BufRead;

@@ -126,7 +126,7 @@ async fn serve(
                 listen_tls: Some(cfg.mqtt_listen_tls()),
                 listen_plain: Some(cfg.mqtt_listen_plain()),
                 allow_public_clients: cfg.web.allow_public_clients,
-                // wire: `descriptors: descriptors.clone(),` once edge's Settings has the field.
+                descriptors: descriptors.clone(),
                 ..mqtt::Settings::default()
             },
             Arc::new(devices::auth::HubAuth { store: store.clone(), clock: clock.clone() }),
@@ -274,10 +274,8 @@ async fn serve(
         retention: Retention::from(&cfg.recording),
         allow_public_clients: cfg.web.allow_public_clients,
     });
-    // wire: `web::serve(listener, tls, web::router(state), stop.clone(), descriptors)` once
-    // guard's serve takes the budget (the same `Descriptors` as the MQTT edge's).
-    let _ = &descriptors;
-    let web_task = tokio::spawn(web::serve(listener, tls, web::router(state), stop.clone()));
+    // The same budget as the MQTT edge's: web and MQTT clients share one set of slots.
+    let web_task = tokio::spawn(web::serve(listener, tls, web::router(state), stop.clone(), descriptors));
     tracing::info!(
         hub_id = %hub_id,
         url = %format!("https://{web_addr}"),

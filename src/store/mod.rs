@@ -14,8 +14,8 @@
 //! Files by concern, each with the `impl Db` block that holds its SQL: `engine` (the
 //! thread, batching and savepoints, opening the file, `meta`), `lock` (the data-dir
 //! lock), `schema`, `cameras`, `segments` (and the garbage list and retention), `events`,
-//! `users` (and sessions), `audit`, `devices` (pairing, devices, broker users) and
-//! `cloud` (the upload queue).
+//! `users` (and sessions), `audit` (bounded, with its rollup), `tokens` (the scrape
+//! token), `devices` (pairing, devices, broker users) and `cloud` (the upload queue).
 
 mod audit;
 mod cameras;
@@ -26,11 +26,12 @@ mod events;
 mod lock;
 mod schema;
 mod segments;
+mod tokens;
 mod users;
 
 use engine::db_err;
 
-pub use audit::AuditRow;
+pub use audit::{AuditRow, RollupRow};
 pub use cameras::CameraRow;
 pub use cloud::{CloudEvent, NewUpload, Payload, QueueStatus, Upload, UploadKind};
 pub use devices::DeviceFence;

@@ -1,6 +1,6 @@
 //! `GET /metrics`: one prometheus-client registry, filled at each scrape from what the
 //! hub's parts report (cameras, the database's totals, devices, the broker edge, the
-//! cloud relay) and encoded in the OpenMetrics text format. Nothing here is counted on
+//! cloud relay, sign-in counts) and encoded in the OpenMetrics text format. Nothing here is counted on
 //! a hot path: every value is a snapshot the part keeps anyway.
 
 use std::sync::atomic::AtomicU64;
@@ -190,6 +190,14 @@ impl Scrape {
         self.gauge("cloud_reachable", "1 if the last upload attempt got through.", i64::from(c.reachable));
     }
 
+    pub fn signin(&mut self, s: &super::auth::SigninStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.counter("password_checks", "Sign-in passwords that reached argon2.", s.password_checks.load(Relaxed));
+        self.counter("signin_throttled", "Sign-ins refused by the throttle (429).", s.throttled.load(Relaxed));
+        self.counter("signin_refused", "Sign-ins refused for their size or an unfinished body.", s.refused.load(Relaxed));
+        self.counter("signin_busy", "Sign-ins refused while argon2 was busy (503).", s.busy.load(Relaxed));
+    }
+
     /// The OpenMetrics text (ends with `# EOF`).
     pub fn encode(self) -> Result<String> {
         let mut out = String::new();
@@ -210,6 +218,9 @@ mod tests {
     fn names_values_and_labels_are_what_dashboards_expect() {
         let mut s = Scrape::default();
         s.media(2, 1234);
+        let signin = crate::web::auth::SigninStats::default();
+        crate::web::auth::SigninStats::bump(&signin.password_checks);
+        s.signin(&signin);
         s.live(&[(3, 2, 4096)]);
         s.cloud(&Snapshot {
             store: "file:///x".into(),
@@ -228,6 +239,9 @@ mod tests {
         let text = s.encode().unwrap();
         for line in [
             "homehub_events_total 2",
+            "homehub_password_checks_total 1",
+            "homehub_signin_throttled_total 0",
+            "homehub_signin_refused_total 0",
             "homehub_live_viewers{camera=\"3\"} 2",
             "homehub_live_bytes_sent_total{camera=\"3\"} 4096",
             "homehub_recordings_bytes 1234",

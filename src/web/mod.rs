@@ -1,9 +1,11 @@
 //! The LAN web server: HTTPS only (rustls), sessions, the JSON API and the page.
 //!
-//! Owns: the listener and TLS, authentication and CSRF rules, the wire shapes of the
-//! API (declared here, apart from the store's rows). Default deny: `/healthz` is the
-//! only route that answers without a session; every other path, known or not, gets
-//! 401 first. May not touch: GStreamer, media pipelines; it reads camera state through
+//! Owns: the listener and TLS, the bounds on each connection and request (descriptor
+//! slot, per-address cap, header/body/idle timeouts, body sizes), authentication and
+//! CSRF rules, the wire shapes of the API (declared here, apart from the store's rows).
+//! Default deny: `/healthz` is the only route that answers without a session (and
+//! `/metrics` the only one that takes the scrape token instead); every other path,
+//! known or not, gets 401 first. May not touch: GStreamer, media pipelines; it reads camera state through
 //! [`CameraView`], the other subsystems through the narrow traits of [`ports`], and the
 //! database through the [`Store`].
 
@@ -41,6 +43,22 @@ use crate::store::{Role, Store, UserRow};
 
 const OPENAPI: &str = include_str!("../../web/openapi.json");
 
+/// A sign-in body: the three short fields with room to spare.
+const SESSION_BODY_MAX: usize = 4 * 1024;
+/// Any other JSON body (camera settings and motion zones are the largest).
+const API_BODY_MAX: usize = 64 * 1024;
+/// Argon2 runs at once (19 MiB each), and callers that may wait for one.
+const PASSWORD_CHECKS: usize = 2;
+const PASSWORD_WAITERS: usize = 16;
+/// Connections one client address may hold.
+const CONNECTIONS_PER_ADDRESS: usize = 64;
+/// From a request's first byte to the end of its header.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// From a request's header to the end of its body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A kept-alive connection with no request closes after this.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// What the hub hands the web when it builds it: the database, the clock, and a narrow
 /// view of each subsystem the pages show.
 pub struct Parts {
@@ -72,6 +90,10 @@ pub struct AppState {
     cloud: Option<Arc<dyn ports::CloudStatus>>,
     allow_public_clients: bool,
     throttle: Arc<auth::Throttle>,
+    /// Argon2 runs: 2 at a time, 16 waiting.
+    passwords: Arc<auth::Gate>,
+    signin: Arc<auth::SigninStats>,
+    busy_log: Arc<crate::limits::RateLog>,
     retention: crate::recorder::Retention,
     stills: Arc<stills::Cache>,
 }
@@ -80,7 +102,7 @@ impl AppState {
     pub fn new(p: Parts) -> Self {
         AppState {
             store: p.store,
-            clock: p.clock,
+            clock: p.clock.clone(),
             cameras: p.cameras,
             camera_admin: p.camera_admin,
             devices: p.devices,
@@ -88,7 +110,10 @@ impl AppState {
             discovery: p.discovery,
             cloud: p.cloud,
             allow_public_clients: p.allow_public_clients,
-            throttle: Arc::new(auth::Throttle::new(10, Duration::from_secs(300))),
+            throttle: Arc::new(auth::Throttle::new(p.clock.clone())),
+            passwords: Arc::new(auth::Gate::new(PASSWORD_CHECKS, PASSWORD_WAITERS)),
+            signin: Arc::default(),
+            busy_log: Arc::default(),
             retention: p.retention,
             stills: Arc::new(stills::Cache::default()),
         }
@@ -157,6 +182,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/cloud", get(cloud_status))
         .route("/metrics", get(metrics))
         .fallback(assets::fallback)
+        .layer(axum::extract::DefaultBodyLimit::max(API_BODY_MAX))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(middleware::from_fn(assets::security_headers))
         .with_state(state)
@@ -182,6 +208,17 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
     {
         return (StatusCode::FORBIDDEN, Json(serde_json::json!({ "error": why }))).into_response();
     }
+    // A scraper's token, when one is given, decides alone (a session beside it is ignored).
+    if path == "/metrics" && req.headers().contains_key(header::AUTHORIZATION) {
+        return match scrape_token_ok(&st, req.headers()).await {
+            Ok(true) => {
+                req.extensions_mut().insert(ScrapeToken);
+                next.run(req).await
+            }
+            Ok(false) => err(ErrorKind::Unauthenticated, "wrong scrape token (see homehub metrics-token)").into_response(),
+            Err(e) => e.into_response(),
+        };
+    }
     let session = match session_of(&st, req.headers()).await {
         Ok(s) => s,
         Err(e) => return e.into_response(),
@@ -195,7 +232,6 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
         }
         // Signing in is the one thing to do without a session.
         None if path == "/api/session" && method == Method::POST => next.run(req).await,
-        None if path == "/metrics" && peer.is_some_and(|ip| ip.is_loopback()) => next.run(req).await,
         None if matches!(method, Method::GET | Method::HEAD) && assets::is_page_path(&path) => {
             // Browsers get the app shell, still with 401: it holds no data and shows sign-in.
             assets::shell(StatusCode::UNAUTHORIZED)
@@ -230,6 +266,24 @@ fn cookie_token(h: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// Marks a `/metrics` request that showed the scrape token.
+#[derive(Clone, Copy)]
+struct ScrapeToken;
+
+/// `Authorization: Bearer <token>` against the stored SHA-256 of the scrape token.
+async fn scrape_token_ok(st: &AppState, h: &HeaderMap) -> ApiResult<bool> {
+    let given = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256);
+    let Some(given) = given else { return Ok(false) };
+    let given = auth::token_hash(given);
+    let Some(stored) = st.store.call(|db| db.metrics_token_hash()).await? else { return Ok(false) };
+    Ok(stored.len() == given.len() && stored.iter().zip(&given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
+}
+
 async fn session_of(st: &AppState, h: &HeaderMap) -> ApiResult<Option<Session>> {
     let Some(token) = cookie_token(h) else { return Ok(None) };
     let hash = auth::token_hash(&token);
@@ -247,40 +301,87 @@ struct LoginBody {
     totp: Option<String>,
 }
 
-async fn login(
-    State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: axum::body::Bytes,
-) -> ApiResult<Response> {
-    let body: LoginBody = serde_json::from_slice(&body).map_err(|e| err(ErrorKind::Invalid, &format!("body: {e}")))?;
+/// `POST /api/session`. Every bound is checked before any work: the body's size (from
+/// its header, then as it is read), the fields' lengths, then the address's budget; only
+/// then the database, and an attempt is reserved before argon2 runs.
+async fn login(State(st): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> ApiResult<Response> {
+    let refuse = |status: StatusCode, msg: String| {
+        auth::SigninStats::bump(&st.signin.refused);
+        (status, Json(serde_json::json!({ "error": msg }))).into_response()
+    };
+    let too_big = || format!("sign-in body over {SESSION_BODY_MAX} bytes");
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let mut body = req.into_body();
+    if declared.is_some_and(|n| n > SESSION_BODY_MAX as u64) {
+        discard(body, declared.unwrap_or(0)).await;
+        return Ok(refuse(StatusCode::PAYLOAD_TOO_LARGE, too_big()));
+    }
+    let bytes = match read_capped(&mut body, SESSION_BODY_MAX).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            discard(body, u64::MAX).await;
+            return Ok(refuse(StatusCode::PAYLOAD_TOO_LARGE, too_big()));
+        }
+        Err(BodyError::TimedOut) => return Ok(refuse(StatusCode::REQUEST_TIMEOUT, BodyTimeout.to_string())),
+        Err(BodyError::Read(e)) => return Ok(refuse(StatusCode::BAD_REQUEST, format!("reading the body: {e}"))),
+    };
+    let body: LoginBody = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => return Ok(refuse(StatusCode::BAD_REQUEST, format!("body: {e}"))),
+    };
+    for (field, value, max) in [
+        ("email", Some(&body.email), auth::EMAIL_MAX),
+        ("password", Some(&body.password), auth::PASSWORD_MAX),
+        ("totp", body.totp.as_ref(), auth::TOTP_MAX),
+    ] {
+        if value.is_some_and(|v| v.chars().count() > max) {
+            return Ok(refuse(StatusCode::BAD_REQUEST, format!("{field}: at most {max} characters")));
+        }
+    }
     let _ = body.totp; // two-factor arrives with the users issue; accepted and ignored until then
-    if !st.throttle.allowed(peer.ip()) {
-        return Ok((
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(serde_json::json!({"error": "too many failed sign-ins; wait a few minutes"})),
-        )
-            .into_response());
+    let ip = peer.ip();
+    if let Err(r) = st.throttle.check_address(ip) {
+        return Ok(throttled(&st, r));
     }
     let email = body.email.trim().to_string();
     let user = {
         let e = email.clone();
         st.store.call(move |db| db.user_by_email(&e)).await?
     };
-    let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| auth::dummy_hash().to_string());
-    let password = body.password;
-    let ok =
-        crate::error::blocking("checking a password", move || auth::verify_password(&password, &hash)).await.map_err(ApiError)?;
+    let account = auth::Account::of(user.as_ref().map_or(email.as_str(), |u| u.email.as_str()));
+    let attempt = match st.throttle.reserve(ip, account, user.is_some()) {
+        Ok(a) => a,
+        Err(r) => return Ok(throttled(&st, r)),
+    };
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let (password, stats) = (body.password, st.signin.clone());
+    let checked = st
+        .passwords
+        .run(move || {
+            auth::SigninStats::bump(&stats.password_checks);
+            auth::check_password(&password, hash.as_deref())
+        })
+        .await;
+    let ok = match checked {
+        Ok(ok) => ok,
+        Err(auth::GateError::Busy) => {
+            attempt.cancel();
+            auth::SigninStats::bump(&st.signin.busy);
+            st.busy_log.warn("sign-ins are arriving faster than passwords can be checked; answering 503");
+            return Ok((StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": "busy, try again" }))).into_response());
+        }
+        Err(auth::GateError::Failed(e)) => return Err(ApiError(e)),
+    };
     let Some(user) = user.filter(|_| ok) else {
-        st.throttle.failed(peer.ip());
-        let (ip, e, now) = (peer.ip().to_string(), email.clone(), st.clock.now_ms());
+        let (ip, e, now) = (ip.to_string(), email, st.clock.now_ms());
         st.store.call(move |db| db.audit(&e, "login.failed", &ip, now)).await?;
         return Err(err(ErrorKind::Unauthenticated, "wrong email or password"));
     };
-    st.throttle.succeeded(peer.ip());
+    attempt.succeeded();
     let (token, hash) = auth::new_token();
     let now = st.clock.now_ms();
     let expires = now + auth::SESSION_LIFETIME.as_millis() as i64;
-    let (uid, e, ip) = (user.id, user.email.clone(), peer.ip().to_string());
+    let (uid, e, ip) = (user.id, user.email.clone(), ip.to_string());
     st.store
         .call(move |db| {
             db.delete_expired_sessions(now)?;
@@ -295,6 +396,77 @@ async fn login(
     );
     Ok(([(header::SET_COOKIE, cookie)], Json(serde_json::json!({ "email": user.email, "role": user.role.as_str() })))
         .into_response())
+}
+
+/// 429 with when to come back.
+fn throttled(st: &AppState, r: auth::Refusal) -> Response {
+    auth::SigninStats::bump(&st.signin.throttled);
+    let (whose, after) = match r {
+        auth::Refusal::Address { retry_after } => ("from this address", retry_after),
+        auth::Refusal::Account { retry_after } => ("for this account", retry_after),
+    };
+    let secs = after.as_secs().max(1);
+    let msg = format!("too many failed sign-ins {whose}; try again in {} minute(s)", secs.div_ceil(60));
+    (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], Json(serde_json::json!({ "error": msg })))
+        .into_response()
+}
+
+/// Up to [`DISCARD_MAX`] bytes of a refused body are read and dropped (within the body
+/// timeout), so that the client, still sending, reads the refusal instead of a reset.
+const DISCARD_MAX: u64 = 2 * 1024 * 1024;
+
+async fn discard(mut body: axum::body::Body, declared: u64) {
+    if declared > DISCARD_MAX {
+        return;
+    }
+    let mut seen = 0u64;
+    while let Some(Ok(chunk)) = next_chunk(&mut body).await {
+        seen += chunk.len() as u64;
+        if seen > DISCARD_MAX {
+            return;
+        }
+    }
+}
+
+async fn next_chunk(body: &mut axum::body::Body) -> Option<Result<bytes::Bytes, axum::Error>> {
+    use axum::body::HttpBody;
+    loop {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)).await?;
+        match frame {
+            Ok(f) => {
+                if let Ok(data) = f.into_data() {
+                    return Some(Ok(data));
+                }
+            }
+            Err(e) => return Some(Err(e)),
+        }
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    TimedOut,
+    Read(axum::Error),
+}
+
+/// The whole body, refused as soon as it passes `max` bytes.
+async fn read_capped(body: &mut axum::body::Body, max: usize) -> Result<bytes::Bytes, BodyError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = next_chunk(body).await {
+        let chunk = chunk.map_err(|e| {
+            let inner = e.into_inner();
+            if inner.downcast_ref::<BodyTimeout>().is_some() {
+                BodyError::TimedOut
+            } else {
+                BodyError::Read(axum::Error::new(inner))
+            }
+        })?;
+        if buf.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.into())
 }
 
 async fn logout(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
@@ -435,8 +607,18 @@ async fn serve_file(st: &AppState, rel: &str, mime: &str, req: Request) -> ApiRe
     Ok(resp.into_response())
 }
 
-async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
+/// `GET /metrics`: members and the owner, or a scraper with the token. Viewers may not see
+/// device ids and queue figures that the API keeps from them.
+async fn metrics(
+    State(st): State<AppState>,
+    ext: Option<axum::Extension<Session>>,
+    token: Option<axum::Extension<ScrapeToken>>,
+) -> ApiResult<Response> {
+    if token.is_none() {
+        require(&session(ext)?, Role::Member)?;
+    }
     let mut scrape = metrics::Scrape::default();
+    scrape.signin(&st.signin);
     scrape.cameras(&st.cameras.cameras());
     scrape.live(&live::stats(&st));
     let (bytes, events) = st.store.call(|db| Ok((db.media_bytes_total()?, db.event_count()?))).await?;
@@ -451,9 +633,22 @@ async fn metrics(State(st): State<AppState>) -> ApiResult<Response> {
 
 /// Accepts TLS connections on `listener` until `shutdown`; returns once every connection
 /// it accepted has ended too (each is dropped on `shutdown`).
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Router, shutdown: crate::shutdown::Shutdown) {
+///
+/// Each connection takes one descriptor slot from `descriptors` and one of its address's
+/// [`CONNECTIONS_PER_ADDRESS`] places before anything else, and is closed at once when
+/// either is used up; both are held as long as the socket is (a WebSocket included). A
+/// request's header must arrive within [`HEADER_READ_TIMEOUT`] of its first byte and its
+/// body within [`BODY_READ_TIMEOUT`]; a connection idle for [`IDLE_TIMEOUT`] closes.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    shutdown: crate::shutdown::Shutdown,
+    descriptors: crate::limits::Descriptors,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let connections = tokio_util::task::TaskTracker::new();
+    let per_address = crate::limits::PerAddress::new(CONNECTIONS_PER_ADDRESS, "web");
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -466,6 +661,10 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: R
             },
             _ = shutdown.wait() => break,
         };
+        let Some(slot) = descriptors.slots().take(1, "a web connection") else { continue };
+        let Some(place) = per_address.enter(peer.ip()) else { continue };
+        let activity = Arc::new(conn::Activity::default());
+        let tcp = conn::Watched::new(tcp, activity.clone(), (slot, place));
         let acceptor = acceptor.clone();
         let app = app.clone();
         let shutdown = shutdown.clone();
@@ -479,23 +678,38 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: R
                 }
                 Err(_) => return,
             };
+            activity.await_request();
             let stop = shutdown.clone();
-            let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let seen = activity.clone();
+            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                seen.request_arrived();
+                let mut req = req.map(|b| axum::body::Body::new(conn::TimedBody::new(b, BODY_READ_TIMEOUT)));
                 req.extensions_mut().insert(ConnectInfo(peer));
                 // A WebSocket outlives its HTTP connection: it stops with these, and is waited for.
                 req.extensions_mut().insert(stop.clone());
                 req.extensions_mut().insert(tracker.clone());
-                app.clone().oneshot(req)
+                let answer = app.clone().oneshot(req);
+                let seen = seen.clone();
+                async move {
+                    let r = answer.await;
+                    seen.await_request();
+                    r
+                }
             });
+            // Hyper's header timer runs from the moment it waits for a request, so it is
+            // the idle limit; the header's own limit is counted from its first byte below.
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(20))
+                .header_read_timeout(IDLE_TIMEOUT)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                 .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
                 _ = shutdown.wait() => {}
+                _ = activity.header_overdue(HEADER_READ_TIMEOUT) => {
+                    tracing::debug!(%peer, "request header not received within {} s; closing", HEADER_READ_TIMEOUT.as_secs());
+                }
             }
         });
     }
@@ -503,6 +717,158 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: R
     connections.close();
     connections.wait().await;
 }
+
+/// What `serve` wraps around each connection: the socket (holding its slots, and noting
+/// when a request's first byte comes) and each request's body (with a deadline).
+mod conn {
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use hyper::body::{Body, Frame, Incoming, SizeHint};
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio::time::{Instant, Sleep};
+
+    use crate::limits::{AddressSlot, Slot};
+    use crate::sync::lock;
+
+    /// Where a connection is between requests.
+    #[derive(Default)]
+    pub struct Activity {
+        /// True between requests (after a response, before the next header).
+        awaiting: AtomicBool,
+        /// When the first byte of the awaited request came.
+        first_byte: Mutex<Option<Instant>>,
+    }
+
+    impl Activity {
+        pub fn await_request(&self) {
+            *lock(&self.first_byte) = None;
+            self.awaiting.store(true, Ordering::SeqCst);
+        }
+
+        pub fn request_arrived(&self) {
+            self.awaiting.store(false, Ordering::SeqCst);
+            *lock(&self.first_byte) = None;
+        }
+
+        fn bytes_read(&self) {
+            if self.awaiting.load(Ordering::Relaxed) {
+                lock(&self.first_byte).get_or_insert_with(Instant::now);
+            }
+        }
+
+        /// Resolves once a request's header has been arriving for longer than `limit`.
+        pub async fn header_overdue(&self, limit: Duration) {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if lock(&self.first_byte).is_some_and(|t| t.elapsed() > limit) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The TCP socket, with the slots it holds and a note of reads between requests.
+    pub struct Watched {
+        tcp: tokio::net::TcpStream,
+        activity: std::sync::Arc<Activity>,
+        _held: (Slot, AddressSlot),
+    }
+
+    impl Watched {
+        pub fn new(tcp: tokio::net::TcpStream, activity: std::sync::Arc<Activity>, held: (Slot, AddressSlot)) -> Watched {
+            Watched { tcp, activity, _held: held }
+        }
+    }
+
+    impl AsyncRead for Watched {
+        fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            let before = buf.filled().len();
+            let r = Pin::new(&mut self.tcp).poll_read(cx, buf);
+            if buf.filled().len() > before {
+                self.activity.bytes_read();
+            }
+            r
+        }
+    }
+
+    impl AsyncWrite for Watched {
+        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.tcp).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.tcp).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.tcp).poll_shutdown(cx)
+        }
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+        }
+        fn is_write_vectored(&self) -> bool {
+            self.tcp.is_write_vectored()
+        }
+    }
+
+    /// A request body that fails once its deadline (set when its header arrived) passes.
+    pub struct TimedBody {
+        inner: Incoming,
+        deadline: Instant,
+        sleep: Option<Pin<Box<Sleep>>>,
+    }
+
+    impl TimedBody {
+        pub fn new(inner: Incoming, limit: Duration) -> TimedBody {
+            TimedBody { inner, deadline: Instant::now() + limit, sleep: None }
+        }
+    }
+
+    impl Body for TimedBody {
+        type Data = bytes::Bytes;
+        type Error = axum::BoxError;
+
+        fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+            let this = &mut *self;
+            if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+                return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+            }
+            let deadline = this.deadline;
+            let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            match sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(super::BodyTimeout)))),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.inner.is_end_stream()
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            self.inner.size_hint()
+        }
+    }
+}
+
+/// A request body that did not arrive in time.
+#[derive(Debug)]
+struct BodyTimeout;
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request body not received within {} s", BODY_READ_TIMEOUT.as_secs())
+    }
+}
+
+impl std::error::Error for BodyTimeout {}
 
 #[cfg(test)]
 mod tests {
