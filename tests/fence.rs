@@ -91,7 +91,7 @@ fn camera(hub: &Hub, cookie: &str) -> Option<serde_json::Value> {
 }
 
 fn refusals(hub: &Hub) -> usize {
-    hub.log_text().matches("device config refused").count()
+    hub.log_text().matches("device config refused: no camera started").count()
 }
 
 /// A camsim serving RTSP on 127.0.0.9 (any free port); its port.
