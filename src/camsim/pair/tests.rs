@@ -2,6 +2,8 @@
 //! (rumqttc's own packet codec) to play the hub, so the whole flow runs without the hub,
 //! GStreamer or multicast.
 
+const MODEL: &str = "homehub-camsim";
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
