@@ -279,3 +279,40 @@ fn live_websocket_upgrade_without_a_session_is_401() {
     ]);
     assert_eq!(st, 101, "the upgrade with a session: {head}");
 }
+
+/// Pairing through the page: a camsim asks to pair (its RTSP server on 127.0.0.9, while it
+/// connects to the hub from 127.0.0.1), the owner types a wrong code and then the right one;
+/// the device's config names a host that is not its own address, so its camera is refused
+/// until the owner presses "Allow this address", then it streams.
+#[test]
+fn a_camera_pairs_through_the_page_and_streams_once_its_address_is_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = Hub::start(tmp.path(), "[recording]\nmode = \"continuous\"\nsegment_seconds = 4\n");
+    let cookie = hub.session("owner");
+    let code = "20461735";
+    let child = Command::new(CAMSIM)
+        .args(["--rtsp", "127.0.0.9:0", "--size", "640x360", "--fps", "15", "--bitrate", "500"])
+        .args(["--pair", "--hub", &format!("127.0.0.1:{}", hub.mqtt_tls), "--hub-fp", &hub.fingerprint])
+        .args(["--device-id", "porch-cam", "--setup-code", code, "--name", "Porch", "--model", "Porch Cam 2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("camsim");
+    let _cam = Proc { child, name: "camsim --pair".into() };
+    let s = Setup { hub, cams: Vec::new(), cookie, _tmp: tmp };
+    run(
+        "pairing.mjs",
+        &s,
+        &[
+            ("DEVICE_ID", "porch-cam".into()),
+            ("SETUP_CODE", code.into()),
+            ("WRONG_CODE", "11112222".into()),
+            ("DEVICE_PEER", "127.0.0.1".into()),
+            ("OTHER_HOST", "127.0.0.9".into()),
+        ],
+    );
+    let v = s.hub.get_json("/api/cameras", &s.cookie);
+    let cams = v["items"].as_array().unwrap();
+    assert_eq!(cams.len(), 1, "the paired camera, once: {v}");
+    assert_eq!((cams[0]["source"].as_str(), cams[0]["status"].as_str()), (Some("paired"), Some("streaming")), "{v}");
+}

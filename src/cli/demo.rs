@@ -110,7 +110,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
             for i in 1..=args.cameras {
                 let id = format!("demo-cam-{i}");
                 let code = format!("{:08}", rand::random::<u32>() % 100_000_000);
-                let hub = Hub { addr: ready.mqtt_tls, fp: &ready.fingerprint, id: &ready.hub_id };
+                let hub = Hub { addr: ready.mqtt_tls, fp: &ready.fingerprint };
                 let mut child = start_camsim(&camsim, i, &id, &code, &hub)?;
                 wait_ready(&mut child, i as usize)?;
                 sims.0.push(child);
@@ -186,7 +186,6 @@ fn sibling_binary(name: &str) -> Result<PathBuf> {
 struct Hub<'a> {
     addr: Option<std::net::SocketAddr>,
     fp: &'a str,
-    id: &'a str,
 }
 
 fn start_camsim(bin: &Path, i: u32, id: &str, code: &str, hub: &Hub<'_>) -> Result<Child> {
@@ -197,7 +196,7 @@ fn start_camsim(bin: &Path, i: u32, id: &str, code: &str, hub: &Hub<'_>) -> Resu
         .args(["--size", "1280x720", "--fps", "15", "--bitrate", "1500"])
         .args(["--name", &format!("Demo camera {i}")])
         .args(["--pair", "--device-id", id, "--setup-code", code])
-        .args(["--hub", &addr.to_string(), "--hub-fp", hub.fp, "--hub-id", hub.id])
+        .args(["--hub", &addr.to_string(), "--hub-fp", hub.fp])
         .args(["--motion", "20-30,80-95,200-215"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

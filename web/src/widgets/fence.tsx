@@ -59,10 +59,10 @@ export function DeviceFence({ d, owner, onChange }: { d: Fenced; owner: boolean;
                   type="button"
                   class="link"
                   disabled={busy}
-                  aria-label={`Stop allowing ${h} for ${name}`}
+                  aria-label={`Remove ${h} from the addresses ${name} may use`}
                   onClick={() => void run(() => api("DELETE", `${path}/${encodeURIComponent(h)}`), `${name} may no longer use ${h}.`)}
                 >
-                  remove
+                  Remove
                 </button>
               )}{" "}
             </span>
