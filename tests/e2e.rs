@@ -467,3 +467,51 @@ fn the_hub_tells_systemd_when_it_is_ready_and_stops_on_sigterm() {
     let n = sock.recv(&mut buf).expect("a stopping notification");
     assert_eq!(buf[..n].trim_ascii_end(), b"STOPPING=1");
 }
+
+/// `make demo`'s hub: its simulated cameras pair through the real protocol (the demo plays
+/// the owner and types their codes) and record; Ctrl-C ends it cleanly.
+#[test]
+fn the_demo_pairs_its_simulated_cameras_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("demo");
+    let mut child = Command::new(HUB)
+        .args(["demo", "--cameras", "2", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("homehub demo");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(|l| l.ok()) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !(lines.iter().any(|l: &String| l == "demo: paired demo-cam-1 with its setup code")
+        && lines.iter().any(|l| l == "demo: paired demo-cam-2 with its setup code"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => lines.push(l),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the demo's cameras did not both pair within 90 s:\n{}", lines.join("\n"));
+            }
+        }
+    }
+    assert!(!lines.iter().any(|l| l.contains("pairing") && l.contains("failed")), "{}", lines.join("\n"));
+    // Both paired cameras record into the demo's data dir.
+    let segments = |cam: u32| std::fs::read_dir(data.join("recordings").join(cam.to_string())).map(|d| d.count()).unwrap_or(0);
+    wait_until("both demo cameras writing segments", Duration::from_secs(30), || segments(1) > 0 && segments(2) > 0);
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = poll(Duration::from_secs(30), || child.try_wait().unwrap());
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("the demo did not stop within 30 s of Ctrl-C");
+    };
+    assert!(status.success(), "the demo exits 0 on Ctrl-C: {status}");
+}
