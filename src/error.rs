@@ -16,6 +16,8 @@ pub enum ErrorKind {
     Conflict,
     /// A dependency is missing or broken on this machine (GStreamer element, disk).
     Unavailable,
+    /// Too many attempts: try again later.
+    RateLimited,
     /// A bug or an I/O failure we did not expect.
     Internal,
 }
@@ -65,6 +67,7 @@ impl Error {
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,
             ErrorKind::Unavailable => 503,
+            ErrorKind::RateLimited => 429,
             ErrorKind::Internal => 500,
         }
     }
@@ -76,6 +79,7 @@ impl Error {
             ErrorKind::NotFound => 66,
             ErrorKind::Conflict => 75,
             ErrorKind::Unavailable => 69,
+            ErrorKind::RateLimited => 75,
             ErrorKind::Internal => 70,
         }
     }

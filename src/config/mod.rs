@@ -32,6 +32,10 @@ pub struct Config {
 pub struct Web {
     pub listen: String,
     pub allow_public_clients: bool,
+    /// A browser session unused this long ends.
+    pub session_idle_hours: u32,
+    /// A browser session ends this long after sign-in, used or not.
+    pub session_max_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -155,7 +159,7 @@ impl Default for Config {
 
 impl Default for Web {
     fn default() -> Self {
-        Web { listen: "0.0.0.0:8443".into(), allow_public_clients: false }
+        Web { listen: "0.0.0.0:8443".into(), allow_public_clients: false, session_idle_hours: 168, session_max_days: 30 }
     }
 }
 
@@ -252,6 +256,12 @@ impl Config {
             return Err(bad("data_dir", format!("must be an absolute path, got {:?}", self.data_dir)));
         }
         parse_addr("web.listen", &self.web.listen)?;
+        if !(1..=8760).contains(&self.web.session_idle_hours) {
+            return Err(bad("web.session_idle_hours", format!("must be 1..=8760, got {}", self.web.session_idle_hours)));
+        }
+        if !(1..=365).contains(&self.web.session_max_days) {
+            return Err(bad("web.session_max_days", format!("must be 1..=365, got {}", self.web.session_max_days)));
+        }
         parse_addr("mqtt.listen_tls", &self.mqtt.listen_tls)?;
         parse_addr("mqtt.listen_plain", &self.mqtt.listen_plain)?;
         for (i, name) in self.mdns.interfaces.iter().enumerate() {

@@ -1,6 +1,7 @@
 //! The audit trail: who did what, when. Bounded: actors and details are cut to a length,
 //! and past [`MAX_ROWS`] rows the oldest are folded into `audit_rollup` (per action: how
-//! many, first and last time), so a flood of failures cannot fill the disk.
+//! many, first and last time), so a flood of failures cannot fill the disk; rows older than
+//! [`MAX_AGE_MS`] are folded the same way.
 
 use rusqlite::params;
 
@@ -11,6 +12,8 @@ use crate::error::Result;
 pub const MAX_ROWS: i64 = 20_000;
 /// Rows past the bound before the oldest are folded: one fold per this many inserts.
 const FOLD_EVERY: i64 = 500;
+/// Rows older than this (400 days) are folded too.
+pub const MAX_AGE_MS: i64 = 400 * 86_400_000;
 /// Characters of a detail kept (the cut ends with `…`).
 pub const DETAIL_MAX: usize = 256;
 /// Characters of an actor kept (an email's longest).
@@ -43,15 +46,21 @@ impl Db {
             .map_err(db_err("writing audit"))?;
         let newest = self.conn.last_insert_rowid();
         // Rows are only ever removed oldest first, so the ids in use are one run.
-        let oldest: i64 = self
+        let (oldest, oldest_at): (i64, i64) = self
             .conn
-            .prepare_cached("SELECT min(id) FROM audit")
-            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .prepare_cached("SELECT id, at_ms FROM audit ORDER BY id LIMIT 1")
+            .and_then(|mut st| st.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(db_err("counting audit"))?;
-        if newest - oldest + 1 < max_rows + every {
+        let last_folded = if newest - oldest + 1 >= max_rows + every {
+            newest - max_rows
+        } else if oldest_at < now_ms - MAX_AGE_MS {
+            self.conn
+                .prepare_cached("SELECT COALESCE(max(id), 0) FROM audit WHERE at_ms < ?1 AND id < ?2")
+                .and_then(|mut st| st.query_row(params![now_ms - MAX_AGE_MS, newest], |r| r.get(0)))
+                .map_err(db_err("aging audit"))?
+        } else {
             return Ok(());
-        }
-        let last_folded = newest - max_rows;
+        };
         self.conn
             .execute(
                 "INSERT INTO audit_rollup (action, count, first_ms, last_ms)
@@ -63,6 +72,45 @@ impl Db {
             .map_err(db_err("rolling up audit"))?;
         self.conn.execute("DELETE FROM audit WHERE id <= ?1", params![last_folded]).map_err(db_err("rolling up audit"))?;
         Ok(())
+    }
+
+    /// A page of the trail, newest first: rows before id `before`, whose action starts
+    /// with `action` and whose actor contains `actor` (both optional), at most `limit`.
+    pub fn audit_page(
+        &mut self,
+        action: Option<&str>,
+        actor: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>> {
+        let like = |s: &str| s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let action = action.map(|a| format!("{}%", like(a)));
+        let actor = actor.map(|a| format!("%{}%", like(a)));
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT id, at_ms, actor, action, detail FROM audit
+                 WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR action LIKE ?2 ESCAPE '\\')
+                   AND (?3 IS NULL OR actor LIKE ?3 ESCAPE '\\')
+                 ORDER BY id DESC LIMIT ?4",
+            )
+            .map_err(db_err("listing audit"))?;
+        let rows = st
+            .query_map(params![before, action, actor, limit], |r| {
+                Ok(AuditRow { id: r.get(0)?, at_ms: r.get(1)?, actor: r.get(2)?, action: r.get(3)?, detail: r.get(4)? })
+            })
+            .map_err(db_err("listing audit"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing audit"))
+    }
+
+    /// The actions in the trail and its rollup, for a filter.
+    pub fn audit_actions(&mut self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT action FROM audit UNION SELECT action FROM audit_rollup ORDER BY 1")
+            .map_err(db_err("listing audit actions"))?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(db_err("listing audit actions"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing audit actions"))
     }
 
     pub fn audit_entries(&mut self, limit: u32) -> Result<Vec<AuditRow>> {
@@ -182,5 +230,40 @@ mod tests {
         assert_eq!(rolled.len(), 1);
         assert_eq!(rolled[0].count + len, n);
         assert_eq!((rolled[0].first_ms, rolled[0].last_ms), (0, rolled[0].count - 1));
+    }
+
+    #[test]
+    fn rows_past_the_age_limit_fold_too() {
+        let mut db = Db::open_in_memory_at(LATEST_VERSION);
+        let day = 86_400_000;
+        db.audit("a@example.com", "login", "", 0).unwrap();
+        db.audit("a@example.com", "login", "", day).unwrap();
+        db.audit("a@example.com", "user.added", "", 300 * day).unwrap();
+        // 401 days after the first: the first two are past 400 days, the third is not.
+        db.audit("a@example.com", "login", "", 401 * day + 1).unwrap();
+        let kept: Vec<i64> = db.audit_entries(10).unwrap().iter().map(|r| r.at_ms).collect();
+        assert_eq!(kept, vec![401 * day + 1, 300 * day]);
+        assert_eq!(db.audit_rollup().unwrap()[0].count, 2);
+    }
+
+    #[test]
+    fn pages_filter_by_action_prefix_and_actor() {
+        let mut db = Db::open_in_memory_at(LATEST_VERSION);
+        for i in 0..20i64 {
+            let (who, what) = if i % 2 == 0 { ("owner@example.com", "login") } else { ("x_y@example.com", "login.failed") };
+            db.audit(who, what, "", i).unwrap();
+        }
+        db.audit("owner@example.com", "user.added", "viewer@example.com", 20).unwrap();
+        let page = db.audit_page(None, None, None, 5).unwrap();
+        assert_eq!(page.len(), 5);
+        assert_eq!(page[0].action, "user.added");
+        let next = db.audit_page(None, None, Some(page[4].id), 100).unwrap();
+        assert_eq!(next.len(), 16);
+        assert_eq!(db.audit_page(Some("login"), None, None, 100).unwrap().len(), 20);
+        assert_eq!(db.audit_page(Some("login.f"), None, None, 100).unwrap().len(), 10);
+        // `_` is a letter here, not a wildcard.
+        assert_eq!(db.audit_page(None, Some("x_y"), None, 100).unwrap().len(), 10);
+        assert_eq!(db.audit_page(None, Some("x%y"), None, 100).unwrap().len(), 0);
+        assert_eq!(db.audit_actions().unwrap(), vec!["login", "login.failed", "user.added"]);
     }
 }

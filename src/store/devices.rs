@@ -288,6 +288,30 @@ impl Db {
             .map_err(db_err("reading broker user"))
     }
 
+    /// A paired device's new password digest; false when the device is not paired.
+    pub fn set_device_password(&mut self, device_id: &str, password_hash: &[u8]) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE devices SET password_hash = ?2 WHERE id = ?1 AND password_hash IS NOT NULL",
+                params![device_id, password_hash],
+            )
+            .map_err(db_err("rotating a device password"))?;
+        Ok(n == 1)
+    }
+
+    /// Removes every broker user; returns their names.
+    pub fn delete_all_mqtt_users(&mut self) -> Result<Vec<String>> {
+        let names: Vec<String> = {
+            let mut st =
+                self.conn.prepare("SELECT name FROM mqtt_users ORDER BY name").map_err(db_err("listing broker users"))?;
+            let rows = st.query_map([], |r| r.get(0)).map_err(db_err("listing broker users"))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db_err("listing broker users"))?
+        };
+        self.conn.execute("DELETE FROM mqtt_users", []).map_err(db_err("deleting broker users"))?;
+        Ok(names)
+    }
+
     pub fn delete_mqtt_user(&mut self, name: &str) -> Result<bool> {
         let n =
             self.conn.execute("DELETE FROM mqtt_users WHERE name = ?1", params![name]).map_err(db_err("deleting broker user"))?;

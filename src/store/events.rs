@@ -57,13 +57,14 @@ impl Db {
             .prepare_cached(&format!(
                 "SELECT {EVENT_COLS} FROM events
                  WHERE (?1 IS NULL OR camera_id = ?1) AND (?2 IS NULL OR COALESCE(end_ms, start_ms) >= ?2) AND (?3 IS NULL OR start_ms <= ?3)
-                   AND (?4 IS NULL OR start_ms < ?4 OR (start_ms = ?4 AND id < ?5))
-                 ORDER BY start_ms DESC, id DESC LIMIT ?6"
+                   AND (?4 IS NULL OR start_ms < ?4 OR (start_ms = ?4 AND id < ?5)) AND {}
+                 ORDER BY start_ms DESC, id DESC LIMIT ?6",
+                super::segments::only_clause(7)
             ))
             .map_err(db_err("listing events"))?;
         let rows = st
             .query_map(
-                params![q.camera_id, q.since_ms, q.until_ms, before_start, before_id, q.limit.unwrap_or(i64::MAX)],
+                params![q.camera_id, q.since_ms, q.until_ms, before_start, before_id, q.limit.unwrap_or(i64::MAX), q.only_json()],
                 EventRow::from_row,
             )
             .map_err(db_err("listing events"))?;

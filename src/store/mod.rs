@@ -31,7 +31,7 @@ mod users;
 
 use engine::db_err;
 
-pub use audit::{AuditRow, RollupRow};
+pub use audit::{AuditRow, RollupRow, cut as audit_cut};
 pub use cameras::CameraRow;
 pub use cloud::{CloudEvent, NewUpload, Payload, QueueStatus, Upload, UploadKind};
 pub use devices::DeviceFence;
@@ -41,4 +41,4 @@ pub use events::{EventRow, FinishedEvent};
 pub use lock::{DirLock, prepare_data_dir};
 pub use schema::LATEST_VERSION;
 pub use segments::{CameraBytes, Segment, SegmentQuery, SegmentRow, Span, Written, merge_spans};
-pub use users::{Role, UserRow};
+pub use users::{NewSession, Role, SessionRow, UserRow};

@@ -190,6 +190,45 @@ const STEPS: &[&str] = &[
         PRIMARY KEY (device_id, host)
     ) STRICT;
     ALTER TABLE devices ADD COLUMN config_refused TEXT;",
+    // v8: people. Sessions get a public id (to list and revoke them), the address and
+    // browser they came from and when they were last used (idle expiry); cameras are
+    // shared per user; TOTP second factors (the secret sealed with the hub's key file,
+    // never readable from this file alone) with hashed one-time recovery codes; one-time
+    // setup tokens (hashed) for the first owner; hub settings (`require_totp`) in `meta`.
+    "CREATE TABLE sessions_v8 (
+        token_hash BLOB PRIMARY KEY,
+        public_id TEXT NOT NULL UNIQUE,
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL,
+        address TEXT NOT NULL DEFAULT '',
+        agent TEXT NOT NULL DEFAULT ''
+    ) STRICT;
+    INSERT INTO sessions_v8 (token_hash, public_id, user_id, created_ms, expires_ms, last_seen_ms)
+        SELECT token_hash, lower(hex(randomblob(8))), user_id, created_ms, expires_ms, created_ms FROM sessions;
+    DROP TABLE sessions;
+    ALTER TABLE sessions_v8 RENAME TO sessions;
+    CREATE INDEX sessions_by_user ON sessions (user_id);
+    ALTER TABLE users ADD COLUMN totp_sealed BLOB;
+    ALTER TABLE users ADD COLUMN totp_enabled INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE recovery_codes (
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        code_hash BLOB NOT NULL,
+        used_ms INTEGER,
+        PRIMARY KEY (user_id, code_hash)
+    ) STRICT;
+    CREATE TABLE camera_shares (
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        camera_id INTEGER NOT NULL REFERENCES cameras (id),
+        PRIMARY KEY (user_id, camera_id)
+    ) STRICT;
+    CREATE TABLE setup_tokens (
+        token_hash BLOB PRIMARY KEY,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 pub const LATEST_VERSION: u32 = STEPS.len() as u32;
@@ -319,6 +358,9 @@ mod tests {
             "pairing_nonces",
             "pairing_failures",
             "cloud_queue",
+            "recovery_codes",
+            "camera_shares",
+            "setup_tokens",
         ] {
             assert_eq!(columns(&fresh, table), columns(&old, table), "table {table}");
         }

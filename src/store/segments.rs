@@ -38,16 +38,17 @@ impl Db {
         let (after_start, after_id) = after.unzip();
         let mut st = self
             .conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT id, camera_id, path, start_ms, end_ms, bytes, partial FROM segments
                  WHERE (?1 IS NULL OR camera_id = ?1) AND (?2 IS NULL OR end_ms >= ?2) AND (?3 IS NULL OR start_ms <= ?3)
-                   AND (?4 IS NULL OR start_ms > ?4 OR (start_ms = ?4 AND id > ?5))
+                   AND (?4 IS NULL OR start_ms > ?4 OR (start_ms = ?4 AND id > ?5)) AND {}
                  ORDER BY start_ms, id LIMIT ?6",
-            )
+                only_clause(7)
+            ))
             .map_err(db_err("listing segments"))?;
         let rows = st
             .query_map(
-                params![q.camera_id, q.since_ms, q.until_ms, after_start, after_id, q.limit.unwrap_or(i64::MAX)],
+                params![q.camera_id, q.since_ms, q.until_ms, after_start, after_id, q.limit.unwrap_or(i64::MAX), q.only_json()],
                 SegmentRow::from_row,
             )
             .map_err(db_err("listing segments"))?;
@@ -59,14 +60,16 @@ impl Db {
     pub fn recorded_spans(&mut self, q: &SegmentQuery, max_gap_ms: i64) -> Result<Vec<Span>> {
         let mut st = self
             .conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT camera_id, start_ms, end_ms FROM segments
                  WHERE (?1 IS NULL OR camera_id = ?1) AND (?2 IS NULL OR end_ms >= ?2) AND (?3 IS NULL OR start_ms <= ?3)
+                   AND {}
                  ORDER BY camera_id, start_ms LIMIT ?4",
-            )
+                only_clause(5)
+            ))
             .map_err(db_err("listing recorded spans"))?;
         let rows = st
-            .query_map(params![q.camera_id, q.since_ms, q.until_ms, q.limit.unwrap_or(i64::MAX)], |r| {
+            .query_map(params![q.camera_id, q.since_ms, q.until_ms, q.limit.unwrap_or(i64::MAX), q.only_json()], |r| {
                 Ok(Span { camera_id: r.get(0)?, start_ms: r.get(1)?, end_ms: r.get(2)? })
             })
             .map_err(db_err("listing recorded spans"))?;
@@ -339,6 +342,20 @@ pub struct SegmentQuery {
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
     pub limit: Option<i64>,
+    /// Only these cameras (a member's shares); None: every camera.
+    pub only: Option<Vec<i64>>,
+}
+
+impl SegmentQuery {
+    /// `only` as the JSON array the SQL reads with `json_each`.
+    pub(super) fn only_json(&self) -> Option<String> {
+        self.only.as_ref().map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
+    }
+}
+
+/// The clause that keeps rows of `only`'s cameras (parameter `?N` holds `only_json`).
+pub(super) fn only_clause(n: usize) -> String {
+    format!("(?{n} IS NULL OR camera_id IN (SELECT value FROM json_each(?{n})))")
 }
 
 #[cfg(test)]
