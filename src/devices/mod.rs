@@ -110,6 +110,23 @@ struct Live {
     /// allowed (the device connects from the host it names, or the owner approves it)
     /// without the device having to send it again. One per paired device at most.
     refused: HashMap<String, Refused>,
+    /// Devices sent a new password, waiting to confirm they have it.
+    rotations: HashMap<String, tokio::sync::oneshot::Sender<()>>,
+}
+
+/// How long a device has to confirm its new password (`rotated`) before it counts as
+/// offline and must pair again.
+const ROTATE_WAIT: Duration = Duration::from_secs(10);
+
+/// What "sign out everywhere" did to the devices and broker users.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Rotation {
+    /// Devices that received and confirmed a new password over their live connection.
+    pub devices_rotated: Vec<String>,
+    /// Devices not connected (or not confirming in time): unpaired, they must pair again.
+    pub devices_offline: Vec<String>,
+    /// Broker users removed (integrations get new logins with `homehub mqtt-user add`).
+    pub broker_users: Vec<String>,
 }
 
 /// A config the host check refused, and what it was checked against.
@@ -246,7 +263,7 @@ impl Devices {
 
     fn subscribe_all(&self) {
         // Pairing traffic never reaches the broker: the front end hands it to the desk.
-        for filter in ["homehub/dev/+/config", "homehub/dev/+/availability", "homehub/dev/+/state"] {
+        for filter in ["homehub/dev/+/config", "homehub/dev/+/availability", "homehub/dev/+/state", "homehub/dev/+/rotated"] {
             if let Err(e) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
                 tracing::error!(filter, error = %e, "hub broker client: cannot subscribe");
             }
@@ -320,6 +337,16 @@ impl Devices {
                 let online = crate::pairing::parse_availability(payload)?;
                 tracing::info!(device = %id, online, "device availability");
                 self.seen(id, now, Some(online)).await
+            }
+            "rotated" if payload == crate::pairing::ROTATED => {
+                // The device has its new password: its old connection may go.
+                match self.live().rotations.remove(id) {
+                    Some(tx) => {
+                        let _ = tx.send(());
+                    }
+                    None => tracing::debug!(device = %id, "rotated without a rotation: ignored"),
+                }
+                Ok(())
             }
             "state" => {
                 let state = crate::pairing::parse_state(payload)?;
@@ -496,6 +523,63 @@ impl Devices {
         tracing::info!(device = %device_id, by = %actor, connections_dropped = dropped, "device unpaired");
         self.audit(actor, "device.unpaired", device_id.to_string()).await;
         Ok(())
+    }
+
+    /// Every paired device gets a new password over its current (authenticated)
+    /// connection on `homehub/dev/ID/rotate`; its old one stops working at once. A device
+    /// that confirms on `homehub/dev/ID/rotated` within [`ROTATE_WAIT`] has its old
+    /// connection dropped (it logs in again with the new password); one that is not
+    /// connected, or does not confirm, is unpaired and must pair again. Every broker user
+    /// is removed and disconnected.
+    pub async fn rotate_all(&self, actor: &str) -> Result<Rotation> {
+        let mut out = Rotation::default();
+        let paired: Vec<String> = self.list().await?.into_iter().filter(Device::paired).map(|d| d.id).collect();
+        let mut waiting = Vec::new();
+        for id in paired {
+            if self.mqtt.peers(&id).is_empty() {
+                out.devices_offline.push(id);
+                continue;
+            }
+            let password = crate::pairing::new_password();
+            let hash = auth::digest(password.as_bytes());
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.live().rotations.insert(id.clone(), tx);
+            let i = id.clone();
+            if !self.store.call(move |db| db.set_device_password(&i, &hash)).await? {
+                self.live().rotations.remove(&id);
+                continue; // unpaired meanwhile
+            }
+            self.publish(&crate::pairing::device_topic(&id, "rotate"), false, crate::pairing::rotate_message(&password));
+            waiting.push((id, rx));
+        }
+        let deadline = tokio::time::Instant::now() + ROTATE_WAIT;
+        for (id, rx) in waiting {
+            match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(())) => {
+                    self.mqtt.revoke(&id);
+                    out.devices_rotated.push(id);
+                }
+                _ => {
+                    self.live().rotations.remove(&id);
+                    out.devices_offline.push(id);
+                }
+            }
+        }
+        for id in &out.devices_offline {
+            self.unpair(id, actor).await?;
+        }
+        out.broker_users = self.store.call(|db| db.delete_all_mqtt_users()).await?;
+        for name in &out.broker_users {
+            self.mqtt.revoke(name);
+        }
+        tracing::warn!(
+            by = %actor,
+            rotated = out.devices_rotated.len(),
+            must_pair_again = out.devices_offline.len(),
+            broker_users_removed = out.broker_users.len(),
+            "every device credential rotated"
+        );
+        Ok(out)
     }
 
     pub async fn list(&self) -> Result<Vec<Device>> {

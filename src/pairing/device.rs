@@ -1,5 +1,7 @@
 //! What a paired device publishes under `homehub/dev/DEVICE_ID/`: its retained `config`
-//! (where its streams are), its retained `state` (free-form, small) and `availability`.
+//! (where its streams are), its retained `state` (free-form, small) and `availability`;
+//! and what the hub sends a paired device when it rotates its password (`rotate`), which
+//! the device confirms on `rotated`.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -106,5 +108,40 @@ pub fn parse_availability(bytes: &[u8]) -> Result<bool, Reject> {
             "availability",
             format!("expected online or offline, got '{}'", shown(&String::from_utf8_lossy(&other[..other.len().min(64)]))),
         )),
+    }
+}
+
+/// The `rotate` message: `{"password":"…"}`, the device's new broker password.
+pub fn rotate_message(password: &str) -> Vec<u8> {
+    to_json_bytes(&serde_json::json!({ "password": password }))
+}
+
+/// Reads a `rotate` message (the device side): a password of 16 to 256 printable ASCII
+/// characters and nothing else.
+pub fn parse_rotate(bytes: &[u8]) -> Result<String, Reject> {
+    let mut f = Fields::parse(bytes)?;
+    let password = f.string("password")?;
+    if !(16..=256).contains(&password.len()) || !password.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Reject::new("password", "expected 16 to 256 printable ASCII characters"));
+    }
+    f.finish()?;
+    Ok(password)
+}
+
+/// What the device publishes on `rotated` once it has the new password.
+pub const ROTATED: &[u8] = b"ok";
+
+#[cfg(test)]
+mod rotate_tests {
+    use super::*;
+
+    #[test]
+    fn rotate_messages_round_trip_and_junk_is_refused() {
+        let p = super::super::new_password();
+        assert_eq!(parse_rotate(&rotate_message(&p)).unwrap(), p);
+        assert!(parse_rotate(br#"{"password":"short"}"#).is_err());
+        assert!(parse_rotate(br#"{"password":"aaaaaaaaaaaaaaaaaaaa","x":1}"#).is_err());
+        assert!(parse_rotate(br#"{"password":"aaaaaaaaaa aaaaaaaaaa"}"#).is_err());
+        assert!(parse_rotate(b"not json").is_err());
     }
 }

@@ -28,7 +28,7 @@ mod tests;
 
 use std::fmt;
 
-pub use device::{DeviceConfig, parse_availability, parse_config, parse_state};
+pub use device::{DeviceConfig, ROTATED, parse_availability, parse_config, parse_rotate, parse_state, rotate_message};
 pub use exchange::{Credentials, DeviceExchange, HubExchange, Opened, new_password};
 pub use message::{DeviceMessage, Request, Response, parse_device_message, parse_response};
 
@@ -55,7 +55,8 @@ pub fn response_topic(device_id: &str) -> String {
     format!("homehub/pair/{device_id}/response")
 }
 
-/// `homehub/dev/DEVICE_ID/LEAF`, for the leaves `config`, `state`, `availability`, `cmd`.
+/// `homehub/dev/DEVICE_ID/LEAF`, for the leaves `config`, `state`, `availability`, `cmd`,
+/// `rotate` (hub → device: a new password) and `rotated` (device → hub: received).
 pub fn device_topic(device_id: &str, leaf: &str) -> String {
     format!("homehub/dev/{device_id}/{leaf}")
 }

@@ -421,6 +421,7 @@ async fn serve(
     let (client, mut events) = AsyncClient::new(opts, 16);
     let config = device_config(device, hub).to_json();
     let cmd_topic = device_topic(id, "cmd");
+    let rotate_topic = device_topic(id, "rotate");
     let side = tokio::spawn(report(client.clone(), device.clone(), stop.clone()));
     let mut backoff = MIN_BACKOFF;
     let end = loop {
@@ -433,6 +434,19 @@ async fn serve(
                     let _ = client.try_publish(device_topic(id, leaf), QoS::AtLeastOnce, true, payload);
                 }
                 let _ = client.try_subscribe(cmd_topic.as_str(), QoS::AtLeastOnce);
+                let _ = client.try_subscribe(rotate_topic.as_str(), QoS::AtLeastOnce);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == rotate_topic => {
+                match crate::pairing::parse_rotate(&p.payload) {
+                    // The next login uses the new password; the hub drops this connection once
+                    // it hears `rotated`, and the event loop logs in again.
+                    Ok(password) => {
+                        events.mqtt_options.set_credentials(creds.username.clone(), password);
+                        let _ = client.try_publish(device_topic(id, "rotated"), QoS::AtLeastOnce, false, crate::pairing::ROTATED);
+                        say(&format!("camsim {id}: the hub rotated our password"));
+                    }
+                    Err(e) => warn!("ignoring a rotate message we cannot read: {e}"),
+                }
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == cmd_topic => {
                 let shown: String = String::from_utf8_lossy(&p.payload).chars().take(200).collect();
