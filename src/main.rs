@@ -74,6 +74,11 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The one-time link that creates the hub's first owner (only while it has no users).
+    SetupLink {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Security and health self-check: exit 0 = all good, 1 = findings.
     Doctor {
         #[arg(long)]
@@ -88,6 +93,24 @@ enum UserCmd {
         email: String,
         #[arg(long)]
         role: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Remove a user (their sessions end at once).
+    Remove {
+        email: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Change a user's role: owner, member or viewer.
+    SetRole {
+        email: String,
+        role: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// List the users.
+    List {
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -206,6 +229,22 @@ fn run(args: Args) -> Result<i32, Error> {
         Cmd::User { cmd: UserCmd::Add { email, role, config } } => {
             let cfg = load(config)?;
             cli::user_add(&cfg, &email, &role)?;
+            Ok(0)
+        }
+        Cmd::User { cmd: UserCmd::Remove { email, config } } => {
+            cli::user_remove(&load(config)?, &email)?;
+            Ok(0)
+        }
+        Cmd::User { cmd: UserCmd::SetRole { email, role, config } } => {
+            cli::user_set_role(&load(config)?, &email, &role)?;
+            Ok(0)
+        }
+        Cmd::User { cmd: UserCmd::List { config } } => {
+            cli::user_list(&load(config)?)?;
+            Ok(0)
+        }
+        Cmd::SetupLink { config } => {
+            cli::setup_link(&load(config)?)?;
             Ok(0)
         }
         Cmd::MqttUser { cmd: MqttUserCmd::Add { name, read_only, config } } => {

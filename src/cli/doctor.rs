@@ -11,36 +11,83 @@ use crate::config::Config;
 use crate::store::{DB_FILE, DirLock};
 use crate::web::tls;
 
-pub fn doctor(cfg: &Config) -> Vec<String> {
+/// One thing doctor found wrong, and how to put it right.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    pub message: String,
+    pub fix: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.fix.is_empty() { write!(f, "{}", self.message) } else { write!(f, "{} (fix: {})", self.message, self.fix) }
+    }
+}
+
+fn finding(message: impl Into<String>, fix: impl Into<String>) -> Finding {
+    Finding { message: message.into(), fix: fix.into() }
+}
+
+thread_local! {
+    /// Set while the running hub checks itself for its Security page: no notes on stderr.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The findings alone, for the hub's own Security page (run on a blocking thread).
+pub fn findings(cfg: &Config) -> Vec<Finding> {
+    QUIET.with(|q| q.set(true));
+    let f = doctor(cfg);
+    QUIET.with(|q| q.set(false));
+    f
+}
+
+pub fn doctor(cfg: &Config) -> Vec<Finding> {
     let mut f = Vec::new();
     let dd = &cfg.data_dir;
-    check_mode(&mut f, dd, 0o700, true);
-    for suffix in ["", "-wal", "-shm"] {
-        let p = dd.join(format!("{DB_FILE}{suffix}"));
-        if suffix.is_empty() || p.exists() {
-            check_mode(&mut f, &p, 0o600, false);
-        }
-    }
     let t = tls::paths(dd);
-    check_mode(&mut f, &t.dir, 0o700, true);
-    check_mode(&mut f, &t.key, 0o600, false);
+    let db_files: Vec<_> = ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| dd.join(format!("{DB_FILE}{suffix}")))
+        .enumerate()
+        .filter(|(i, p)| *i == 0 || p.exists())
+        .map(|(_, p)| p)
+        .collect();
+    let totp_key = dd.join(crate::web::totp::KEY_FILE);
+    let mut checks: Vec<(&Path, u32, bool)> = vec![(dd.as_path(), 0o700, true)];
+    checks.extend(db_files.iter().map(|p| (p.as_path(), 0o600, false)));
+    checks.extend([(t.dir.as_path(), 0o700, true), (t.key.as_path(), 0o600, false)]);
+    if totp_key.exists() {
+        checks.push((totp_key.as_path(), 0o600, false));
+    }
+    check_modes(&mut f, &checks);
     if t.cert.exists() {
         match tls::seconds_left(&t.cert) {
-            Ok(s) if s <= 0 => f.push(format!("{}: certificate has expired", t.cert.display())),
-            Ok(s) if s < 30 * 86_400 => f.push(format!("{}: certificate expires in {} days", t.cert.display(), s / 86_400)),
+            Ok(s) if s <= 0 => f.push(finding(format!("{}: certificate has expired", t.cert.display()), RENEW)),
+            Ok(s) if s < 30 * 86_400 => {
+                f.push(finding(format!("{}: certificate expires in {} days", t.cert.display(), s / 86_400), RENEW))
+            }
             Ok(s) => note(&format!("certificate valid for {} more days", s / 86_400)),
-            Err(e) => f.push(e.to_string()),
+            Err(e) => f.push(finding(e.to_string(), RENEW)),
         }
     } else {
-        f.push(format!("{}: no TLS certificate (the hub makes one on first start)", t.cert.display()));
+        f.push(finding(
+            format!("{}: no TLS certificate (the hub makes one on first start)", t.cert.display()),
+            "start the hub once",
+        ));
     }
     if cfg.web.allow_public_clients {
-        f.push("web.allow_public_clients = true: the hub answers clients from outside the LAN".into());
+        f.push(finding(
+            "web.allow_public_clients = true: the hub answers clients from outside the LAN",
+            "set web.allow_public_clients = false in the config and restart the hub; to watch clips away from home use the encrypted cloud instead",
+        ));
     }
     f.extend(listener_findings(cfg));
     for (i, c) in cfg.camera.iter().enumerate() {
         if c.url.starts_with("rtsp://") && c.url.contains('@') && !is_private_host(&c.url) {
-            f.push(format!("camera[{i}].url: credentials sent in plaintext RTSP to a non-LAN host"));
+            f.push(finding(
+                format!("camera[{i}].url: credentials sent in plaintext RTSP to a non-LAN host"),
+                "use a camera on the home network, or rtsps:// if the camera offers it",
+            ));
         }
     }
     match camera::init() {
@@ -54,9 +101,9 @@ pub fn doctor(cfg: &Config) -> Vec<String> {
                     note(&format!("cameras would decode with {d} ({kind})"));
                 }
             }
-            None => f.push("no H.264 decoder element on this machine: install gstreamer1.0-libav".into()),
+            None => f.push(finding("no H.264 decoder element on this machine", "install gstreamer1.0-libav")),
         },
-        Err(e) => f.push(e.to_string()),
+        Err(e) => f.push(finding(e.to_string(), "install GStreamer (the package's dependencies)")),
     }
     let hub = DirLock::holder(dd);
     let (what, limits) = match hub {
@@ -69,14 +116,16 @@ pub fn doctor(cfg: &Config) -> Vec<String> {
             note(&format!("{what}: descriptor limit soft {soft}, hard {hard}"));
             f.extend(descriptor_findings(&what, soft, hard, hub.is_some()));
         }
-        None => f.push(format!("{what}: cannot read the descriptor limit")),
+        None => f.push(finding(format!("{what}: cannot read the descriptor limit"), "run doctor as root or as the hub's user")),
     }
     match hub {
         Some(pid) => check_listeners(&mut f, cfg, pid),
-        None => f.push(format!("no hub is running on data dir {}", dd.display())),
+        None => f.push(finding(format!("no hub is running on data dir {}", dd.display()), "sudo systemctl start homehub")),
     }
     f
 }
+
+const RENEW: &str = "stop the hub, move tls/ in the data dir aside and start it again (a new certificate; devices pair again)";
 
 /// The fewest descriptors a hub should have: cameras, the database and a house of
 /// clients (see `crate::limits`); the unit sets `LimitNOFILE=8192`.
@@ -84,12 +133,12 @@ const MIN_NOFILE: u64 = 4096;
 
 /// A finding when the soft descriptor limit is below [`MIN_NOFILE`] even after the hub
 /// raises it to the hard limit (which it does at start; a running hub has done so).
-fn descriptor_findings(what: &str, soft: u64, hard: u64, running: bool) -> Option<String> {
+fn descriptor_findings(what: &str, soft: u64, hard: u64, running: bool) -> Option<Finding> {
     let reachable = if running { soft } else { soft.max(hard.min(crate::limits::RAISE_TO)) };
     (reachable < MIN_NOFILE).then(|| {
-        format!(
-            "{what}: descriptor limit {reachable} (soft {soft}, hard {hard}) is below {MIN_NOFILE}: \
-             set LimitNOFILE=8192 in the unit (packaging/homehub.service) or raise the hard limit"
+        finding(
+            format!("{what}: descriptor limit {reachable} (soft {soft}, hard {hard}) is below {MIN_NOFILE}"),
+            "set LimitNOFILE=8192 in the unit (packaging/homehub.service) or raise the hard limit",
         )
     })
 }
@@ -110,7 +159,7 @@ fn parse_nofile(limits: &str) -> Option<(u64, u64)> {
 /// their own (unless public clients are allowed, which is a finding of its own), and
 /// plaintext MQTT anywhere but loopback. An unspecified address (0.0.0.0, ::) is fine:
 /// the hub refuses clients from beyond the LAN itself.
-fn listener_findings(cfg: &Config) -> Vec<String> {
+fn listener_findings(cfg: &Config) -> Vec<Finding> {
     let mut f = Vec::new();
     let addr = |s: &str| s.parse::<std::net::SocketAddr>().ok();
     for (key, value) in [("web.listen", &cfg.web.listen), ("mqtt.listen_tls", &cfg.mqtt.listen_tls)] {
@@ -119,19 +168,27 @@ fn listener_findings(cfg: &Config) -> Vec<String> {
             && !a.ip().is_unspecified()
             && !crate::lan::is_lan(a.ip())
         {
-            f.push(format!("{key} = {a}: bound to a public address, beyond the LAN"));
+            f.push(finding(
+                format!("{key} = {a}: bound to a public address, beyond the LAN"),
+                format!("set {key} to a home-network address (or 0.0.0.0:{}) and restart the hub", a.port()),
+            ));
         }
     }
     if let Some(a) = addr(&cfg.mqtt.listen_plain)
         && !a.ip().is_loopback()
     {
-        f.push(format!("mqtt.listen_plain = {a}: plaintext MQTT reachable beyond this machine"));
+        f.push(finding(
+            format!("mqtt.listen_plain = {a}: plaintext MQTT reachable beyond this machine"),
+            format!("set mqtt.listen_plain = \"127.0.0.1:{}\"; devices use MQTT over TLS", a.port()),
+        ));
     }
     f
 }
 
 fn note(s: &str) {
-    eprintln!("ok: {s}");
+    if !QUIET.with(|q| q.get()) {
+        eprintln!("ok: {s}");
+    }
 }
 
 fn check_mode(f: &mut Vec<String>, p: &Path, want: u32, dir: bool) {
@@ -147,6 +204,17 @@ fn check_mode(f: &mut Vec<String>, p: &Path, want: u32, dir: bool) {
     }
 }
 
+/// [`check_mode`]'s findings, with the command that fixes them.
+fn check_modes(f: &mut Vec<Finding>, checks: &[(&Path, u32, bool)]) {
+    for &(p, want, dir) in checks {
+        let mut found = Vec::new();
+        check_mode(&mut found, p, want, dir);
+        for m in found {
+            f.push(finding(m, format!("sudo chmod {want:04o} {} (and chown it to the hub's user)", p.display())));
+        }
+    }
+}
+
 fn is_private_host(url: &str) -> bool {
     let host = url.split("://").nth(1).unwrap_or("").split('/').next().unwrap_or("");
     let host = host.rsplit('@').next().unwrap_or("");
@@ -155,10 +223,10 @@ fn is_private_host(url: &str) -> bool {
 }
 
 /// Every socket the hub process listens on must be one SPEC allows, or loopback-only.
-fn check_listeners(f: &mut Vec<String>, cfg: &Config, pid: u32) {
+fn check_listeners(f: &mut Vec<Finding>, cfg: &Config, pid: u32) {
     let inodes = socket_inodes(pid);
     if inodes.is_empty() {
-        f.push(format!("cannot read the sockets of hub pid {pid} (run doctor as root or as the hub's user)"));
+        f.push(finding(format!("cannot read the sockets of hub pid {pid}"), "run doctor as root or as the hub's user"));
         return;
     }
     let port = |s: &str| s.parse::<std::net::SocketAddr>().map(|a| a.port()).unwrap_or(0);
@@ -183,7 +251,10 @@ fn check_listeners(f: &mut Vec<String>, cfg: &Config, pid: u32) {
                 // listen on 127.0.0.1 only; the broker also wants an in-memory secret.
                 note(&format!("hub has an internal socket on 127.0.0.1 port {p} ({proto}, loopback only)"));
             } else {
-                f.push(format!("hub listens on {proto} port {p}, which SPEC does not allow"));
+                f.push(finding(
+                    format!("hub listens on {proto} port {p}, which SPEC does not allow"),
+                    "report this: the hub should listen only on its web, MQTT and mDNS ports",
+                ));
             }
         }
     }
@@ -212,10 +283,10 @@ mod tests {
         assert_eq!(descriptor_findings("hub", 8192, 8192, true), None);
         assert_eq!(descriptor_findings("shell", 1024, 524_288, false), None);
         // A running hub still at 1024, or a hard limit too low to raise to 4096: findings.
-        let f = descriptor_findings("hub pid 7", 1024, 524_288, true).unwrap();
+        let f = descriptor_findings("hub pid 7", 1024, 524_288, true).unwrap().to_string();
         assert!(f.starts_with("hub pid 7: descriptor limit 1024 (soft 1024, hard 524288) is below 4096"), "{f}");
         assert!(f.contains("LimitNOFILE=8192"), "{f}");
-        assert!(descriptor_findings("shell", 1024, 2048, false).unwrap().contains("limit 2048"));
+        assert!(descriptor_findings("shell", 1024, 2048, false).unwrap().message.contains("limit 2048"));
     }
 
     #[test]
@@ -245,7 +316,10 @@ mod tests {
         assert!(listener_findings(&Config::default()).is_empty(), "the defaults are fine");
         assert!(listener_findings(&cfg("192.168.1.5:8443", "[fd00::5]:8883", "127.0.0.1:1883", false)).is_empty());
         assert!(listener_findings(&cfg("[::]:8443", "0.0.0.0:8883", "[::1]:1883", false)).is_empty());
-        let f = listener_findings(&cfg("203.0.113.5:8443", "203.0.113.5:8883", "192.168.1.5:1883", false));
+        let f: Vec<String> = listener_findings(&cfg("203.0.113.5:8443", "203.0.113.5:8883", "192.168.1.5:1883", false))
+            .iter()
+            .map(|f| f.message.clone())
+            .collect();
         assert_eq!(f.len(), 3, "{f:?}");
         assert!(f[0].starts_with("web.listen = 203.0.113.5:8443: bound to a public address"), "{f:?}");
         assert!(f[1].starts_with("mqtt.listen_tls = 203.0.113.5:8883"), "{f:?}");

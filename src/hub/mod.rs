@@ -272,6 +272,7 @@ async fn serve(
         None
     };
 
+    let totp_key = Arc::new(web::totp::SealKey::load_or_create(&data_dir)?);
     let state = web::AppState::new(web::Parts {
         store: store.clone(),
         clock: clock.clone(),
@@ -283,7 +284,21 @@ async fn serve(
         cloud: cloud.as_ref().map(|(r, _)| r.clone() as Arc<dyn web::ports::CloudStatus>),
         retention: Retention::from(&cfg.recording),
         allow_public_clients: cfg.web.allow_public_clients,
+        sessions: web::SessionPolicy::from_config(&cfg.web),
+        totp_key,
+        self_check: Arc::new(web::ports::Doctor(cfg.clone())),
     });
+    state.load_settings().await?;
+    // First run: no users yet. The one-time link that creates the owner is logged once
+    // (`homehub setup-link` makes another).
+    if store.call(|db| db.user_count()).await? == 0 {
+        let now = clock.now_ms();
+        let token = store.call(move |db| web::people_mint_setup_token(db, now)).await?;
+        tracing::warn!(
+            "this hub has no users yet: open {} to create its owner (valid 24 hours; `sudo homehub setup-link` makes another)",
+            web::setup_url(web_addr, &token)
+        );
+    }
     let web_task = tokio::spawn(web::serve(listener, tls, web::router(state), stop.clone(), descriptors.clone()));
     tracing::info!(
         hub_id = %hub_id,

@@ -19,7 +19,6 @@ use crate::error::{Error, Result};
 use crate::sync::lock;
 
 pub const COOKIE: &str = "homehub_session";
-pub const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const MIN_PASSWORD_LEN: usize = 12;
 
 pub fn hash_password(password: &str) -> Result<String> {
@@ -82,6 +81,19 @@ fn with_blocks<R>(n: usize, f: impl FnOnce(&mut [argon2::Block]) -> R) -> R {
         }
         f(&mut blocks[..n])
     })
+}
+
+/// An email as the hub keeps it: trimmed, with an `@`, no blanks, at most [`EMAIL_MAX`].
+pub fn check_email(email: &str) -> Result<String> {
+    let email = email.trim();
+    if !email.contains('@')
+        || email.chars().count() > EMAIL_MAX
+        || email.contains(char::is_whitespace)
+        || email.chars().any(char::is_control)
+    {
+        return Err(Error::invalid(format!("email: not an email address: {:?}", crate::store::audit_cut(email, 64))));
+    }
+    Ok(email.to_string())
 }
 
 pub fn check_new_password(password: &str) -> Result<()> {

@@ -143,8 +143,16 @@ pub(super) async fn list_cameras(
     State(st): State<AppState>,
     ext: Option<Extension<Session>>,
 ) -> ApiResult<Json<Items<CameraInfo>>> {
-    session(ext)?;
-    Ok(Json(Items { items: camera_infos(&st).await? }))
+    let s = session(ext)?;
+    let mut items = camera_infos(&st).await?;
+    items.retain(|c| s.sees(c.id));
+    if s.user.role != Role::Owner {
+        // Where a camera is (its address) is the owner's business.
+        for c in &mut items {
+            c.url.clear();
+        }
+    }
+    Ok(Json(Items { items }))
 }
 
 /// A JSON body of at most [`MAX_BODY`] bytes; errors name the field.
@@ -400,7 +408,8 @@ pub(super) async fn get_motion(
     ext: Option<Extension<Session>>,
     UrlPath(id): UrlPath<i64>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    session(ext)?;
+    let s = session(ext)?;
+    super::camera_access(&s, id, Role::Owner)?;
     let json = st.store.call(move |db| db.camera_motion(id)).await?.ok_or_else(|| err(ErrorKind::NotFound, "no such camera"))?;
     let cfg: DetectorConfig = serde_json::from_str(&json).unwrap_or_default();
     Ok(Json(serde_json::to_value(cfg).map_err(|e| ApiError(Error::internal(format!("encoding motion settings: {e}"))))?))

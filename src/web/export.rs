@@ -47,15 +47,21 @@ pub(super) async fn export(
     UrlPath(id): UrlPath<i64>,
     q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    session(ext)?;
+    let s = session(ext)?;
+    super::camera_access(&s, id, crate::store::Role::Member)?;
     let Query(q) = q.map_err(|e| err(ErrorKind::Invalid, &e.body_text()))?;
     let start = parse_time("start", &q.start)?.ok_or_else(|| err(ErrorKind::Invalid, "start: required (an RFC 3339 time)"))?;
     let end = parse_time("end", &q.end)?.ok_or_else(|| err(ErrorKind::Invalid, "end: required (an RFC 3339 time)"))?;
     let download = flag("download", q.download.as_deref())?;
     check_range(start, end)?;
 
-    let query =
-        SegmentQuery { camera_id: Some(id), since_ms: Some(start - LOOK_BEHIND_MS), until_ms: Some(end), limit: Some(100_000) };
+    let query = SegmentQuery {
+        camera_id: Some(id),
+        since_ms: Some(start - LOOK_BEHIND_MS),
+        until_ms: Some(end),
+        limit: Some(100_000),
+        only: None,
+    };
     let rows = st.store.call(move |db| db.segments(&query)).await?;
     let nothing = || err(ErrorKind::NotFound, &format!("nothing recorded between {} and {}", rfc3339(start), rfc3339(end)));
     if rows.is_empty() {

@@ -108,7 +108,8 @@ pub(super) async fn live(
     tracker: Option<axum::Extension<tokio_util::task::TaskTracker>>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
-    session(ext)?;
+    let s = session(ext)?;
+    super::camera_access(&s, id, crate::store::Role::Viewer)?;
     if !same_origin(&headers) {
         return Err(err(ErrorKind::Forbidden, "live view from another origin"));
     }

@@ -16,10 +16,12 @@ mod devices;
 mod export;
 mod live;
 pub mod metrics;
+mod people;
 pub mod ports;
 mod stills;
 mod timeline;
 pub mod tls;
+pub mod totp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +42,8 @@ use crate::camera::CameraView;
 use crate::clock::{Clock, rfc3339};
 use crate::error::{Error, ErrorKind};
 use crate::store::{Role, Store, UserRow};
+
+pub use people::{mint_setup_token as people_mint_setup_token, setup_url};
 
 const OPENAPI: &str = include_str!("../../web/openapi.json");
 
@@ -76,6 +80,32 @@ pub struct Parts {
     /// What `/api/storage` forecasts with.
     pub retention: crate::recorder::Retention,
     pub allow_public_clients: bool,
+    /// How long browser sessions last.
+    pub sessions: SessionPolicy,
+    /// Seals TOTP secrets at rest.
+    pub totp_key: Arc<totp::SealKey>,
+    /// `homehub doctor` on the running hub, for the Security page.
+    pub self_check: Arc<dyn ports::SelfCheck>,
+}
+
+/// How long a browser session lasts: unused, and at most.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionPolicy {
+    pub idle: Duration,
+    pub max: Duration,
+}
+
+impl SessionPolicy {
+    pub fn from_config(w: &crate::config::Web) -> SessionPolicy {
+        SessionPolicy {
+            idle: Duration::from_secs(u64::from(w.session_idle_hours) * 3600),
+            max: Duration::from_secs(u64::from(w.session_max_days) * 86_400),
+        }
+    }
+
+    fn idle_ms(&self) -> i64 {
+        self.idle.as_millis() as i64
+    }
 }
 
 #[derive(Clone)]
@@ -96,6 +126,11 @@ pub struct AppState {
     busy_log: Arc<crate::limits::RateLog>,
     retention: crate::recorder::Retention,
     stills: Arc<stills::Cache>,
+    sessions: SessionPolicy,
+    totp_key: Arc<totp::SealKey>,
+    self_check: Arc<dyn ports::SelfCheck>,
+    /// The owner's "require two-factor for everyone" (mirrors the stored setting).
+    require_totp: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -116,7 +151,18 @@ impl AppState {
             busy_log: Arc::default(),
             retention: p.retention,
             stills: Arc::new(stills::Cache::default()),
+            sessions: p.sessions,
+            totp_key: p.totp_key,
+            self_check: p.self_check,
+            require_totp: Arc::default(),
         }
+    }
+
+    /// Reads the stored settings the guard needs on every request.
+    pub async fn load_settings(&self) -> crate::error::Result<()> {
+        let on = self.store.call(|db| db.setting(people::REQUIRE_TOTP)).await?.as_deref() == Some("true");
+        self.require_totp.store(on, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 }
 
@@ -149,6 +195,37 @@ fn err(kind: ErrorKind, msg: &str) -> ApiError {
 #[derive(Clone)]
 pub struct Session {
     pub user: UserRow,
+    /// The session's public id (what `/api/sessions` lists).
+    pub id: String,
+    pub token_hash: Vec<u8>,
+    /// The cameras this user may see: None for an owner (every camera), else the ones
+    /// shared with them.
+    pub shares: Option<std::collections::HashSet<i64>>,
+}
+
+impl Session {
+    /// Whether the camera exists for this user at all (unshared ones leave no trace).
+    pub fn sees(&self, camera_id: i64) -> bool {
+        self.shares.as_ref().is_none_or(|s| s.contains(&camera_id))
+    }
+
+    /// The cameras a list may show (None: all), for `SegmentQuery::only`.
+    pub fn only(&self) -> Option<Vec<i64>> {
+        self.shares.as_ref().map(|s| {
+            let mut v: Vec<i64> = s.iter().copied().collect();
+            v.sort_unstable();
+            v
+        })
+    }
+}
+
+/// A camera route: 404 when the camera is not shared with the user (as if it did not
+/// exist), then 403 when their role is below `min`.
+fn camera_access(s: &Session, camera_id: i64, min: Role) -> ApiResult<()> {
+    if !s.sees(camera_id) {
+        return Err(err(ErrorKind::NotFound, &format!("no camera {camera_id}")));
+    }
+    require(s, min)
 }
 
 pub fn router(state: AppState) -> Router {
@@ -156,7 +233,21 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/assets/{*file}", get(assets::asset))
         .route("/api/session", post(login).delete(logout))
-        .route("/api/me", get(me))
+        .route("/api/me", get(people::me))
+        .route("/api/me/password", post(people::change_password))
+        .route("/api/me/totp", post(people::totp_start))
+        .route("/api/me/totp/confirm", post(people::totp_confirm))
+        .route("/api/me/totp/disable", post(people::totp_disable))
+        .route("/api/sessions", get(people::list_sessions))
+        .route("/api/sessions/{id}", axum::routing::delete(people::revoke_session))
+        .route("/api/setup", get(people::setup_status).post(people::setup))
+        .route("/api/users", get(people::list_users).post(people::add_user))
+        .route("/api/users/{id}", axum::routing::patch(people::patch_user).delete(people::delete_user))
+        .route("/api/users/{id}/cameras", axum::routing::put(people::put_user_cameras))
+        .route("/api/users/{id}/sessions", axum::routing::delete(people::revoke_user_sessions))
+        .route("/api/settings", get(people::get_settings).patch(people::patch_settings))
+        .route("/api/doctor", get(people::doctor))
+        .route("/api/signout-everywhere", post(people::signout_everywhere))
         .route("/api/cameras", get(cameras::list_cameras).post(cameras::add))
         .route("/api/cameras/probe", post(cameras::probe))
         .route("/api/cameras/{id}", axum::routing::patch(cameras::patch).delete(cameras::remove))
@@ -178,7 +269,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/pairing", get(devices::list_pairing))
         .route("/api/pairing/{device_id}", post(devices::confirm))
         .route("/api/discovery", get(devices::discovery))
-        .route("/api/audit", get(devices::audit))
+        .route("/api/audit", get(people::audit_page))
         .route("/api/cloud", get(cloud_status))
         .route("/metrics", get(metrics))
         .fallback(assets::fallback)
@@ -225,6 +316,13 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
     };
     match session {
         Some(s) => {
+            if st.require_totp.load(std::sync::atomic::Ordering::SeqCst)
+                && !s.user.totp_enabled
+                && !people::allowed_before_enrolment(&method, &path)
+            {
+                let msg = "the owner requires two-factor sign-in: turn it on in Account first";
+                return (StatusCode::FORBIDDEN, Json(serde_json::json!({ "error": msg, "must_enrol": true }))).into_response();
+            }
             req.extensions_mut().insert(s);
             let mut resp = next.run(req).await;
             resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -232,6 +330,8 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
         }
         // Signing in is the one thing to do without a session.
         None if path == "/api/session" && method == Method::POST => next.run(req).await,
+        // A hub with no users yet: its one-time setup (the token decides).
+        None if path == "/api/setup" && matches!(method, Method::GET | Method::POST) => next.run(req).await,
         None if matches!(method, Method::GET | Method::HEAD) && assets::is_page_path(&path) => {
             // Browsers get the app shell, still with 401: it holds no data and shows sign-in.
             assets::shell(StatusCode::UNAUTHORIZED)
@@ -288,8 +388,17 @@ async fn session_of(st: &AppState, h: &HeaderMap) -> ApiResult<Option<Session>> 
     let Some(token) = cookie_token(h) else { return Ok(None) };
     let hash = auth::token_hash(&token);
     let now = st.clock.now_ms();
-    let user = st.store.call(move |db| db.session_user(&hash, now)).await?;
-    Ok(user.map(|user| Session { user }))
+    let idle = st.sessions.idle_ms();
+    let key = hash.clone();
+    let found = st
+        .store
+        .call(move |db| {
+            let Some((s, user)) = db.session_user(&key, now, idle)? else { return Ok(None) };
+            let shares = if user.role == Role::Owner { None } else { Some(db.shares_of(user.id)?.into_iter().collect()) };
+            Ok(Some((s, user, shares)))
+        })
+        .await?;
+    Ok(found.map(|(s, user, shares)| Session { user, id: s.public_id, token_hash: hash, shares }))
 }
 
 #[derive(Deserialize)]
@@ -310,6 +419,7 @@ async fn login(State(st): State<AppState>, ConnectInfo(peer): ConnectInfo<Socket
         (status, Json(serde_json::json!({ "error": msg }))).into_response()
     };
     let too_big = || format!("sign-in body over {SESSION_BODY_MAX} bytes");
+    let agent = people::agent_of(req.headers());
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let mut body = req.into_body();
     if declared.is_some_and(|n| n > SESSION_BODY_MAX as u64) {
@@ -338,7 +448,6 @@ async fn login(State(st): State<AppState>, ConnectInfo(peer): ConnectInfo<Socket
             return Ok(refuse(StatusCode::BAD_REQUEST, format!("{field}: at most {max} characters")));
         }
     }
-    let _ = body.totp; // two-factor arrives with the users issue; accepted and ignored until then
     let ip = peer.ip();
     if let Err(r) = st.throttle.check_address(ip) {
         return Ok(throttled(&st, r));
@@ -377,23 +486,20 @@ async fn login(State(st): State<AppState>, ConnectInfo(peer): ConnectInfo<Socket
         st.store.call(move |db| db.audit(&e, "login.failed", &ip, now)).await?;
         return Err(err(ErrorKind::Unauthenticated, "wrong email or password"));
     };
+    // The second factor: the attempt stays counted until it is given and right.
+    if user.totp_enabled {
+        let given = body.totp.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        let Some(code) = given else {
+            return Ok(people::totp_needed("enter the 6-digit code from your authenticator app"));
+        };
+        if !people::second_factor_ok(&st, &user, code).await? {
+            let (ip, e, now) = (ip.to_string(), user.email.clone(), st.clock.now_ms());
+            st.store.call(move |db| db.audit(&e, "login.failed", &format!("{ip}: wrong authentication code"), now)).await?;
+            return Ok(people::totp_needed("wrong authentication code"));
+        }
+    }
     attempt.succeeded();
-    let (token, hash) = auth::new_token();
-    let now = st.clock.now_ms();
-    let expires = now + auth::SESSION_LIFETIME.as_millis() as i64;
-    let (uid, e, ip) = (user.id, user.email.clone(), ip.to_string());
-    st.store
-        .call(move |db| {
-            db.delete_expired_sessions(now)?;
-            db.add_session(&hash, uid, now, expires)?;
-            db.audit(&e, "login", &ip, now)
-        })
-        .await?;
-    let cookie = format!(
-        "{}={token}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Strict",
-        auth::COOKIE,
-        auth::SESSION_LIFETIME.as_secs()
-    );
+    let cookie = people::start_session(&st, &user, ip, &agent, "login").await?;
     Ok(([(header::SET_COOKIE, cookie)], Json(serde_json::json!({ "email": user.email, "role": user.role.as_str() })))
         .into_response())
 }
@@ -495,11 +601,6 @@ fn require(s: &Session, min: Role) -> ApiResult<()> {
     Ok(())
 }
 
-async fn me(ext: Option<axum::Extension<Session>>) -> ApiResult<Json<serde_json::Value>> {
-    let s = session(ext)?;
-    Ok(Json(serde_json::json!({ "email": s.user.email, "role": s.user.role.as_str() })))
-}
-
 #[derive(Serialize)]
 struct Items<T> {
     items: Vec<T>,
@@ -521,8 +622,12 @@ async fn recording_media(
     UrlPath(id): UrlPath<i64>,
     req: Request,
 ) -> ApiResult<Response> {
-    session(ext)?;
+    let s = session(ext)?;
     let row = st.store.call(move |db| db.segment(id)).await?.ok_or_else(|| err(ErrorKind::NotFound, "no such recording"))?;
+    if !s.sees(row.segment.camera_id) {
+        return Err(err(ErrorKind::NotFound, "no such recording"));
+    }
+    require(&s, Role::Member)?;
     serve_file(&st, &row.segment.path, "video/mp4", req).await
 }
 
@@ -533,8 +638,11 @@ async fn event_media(
     UrlPath((id, media)): UrlPath<(i64, String)>,
     req: Request,
 ) -> ApiResult<Response> {
-    session(ext)?;
+    let s = session(ext)?;
     let row = st.store.call(move |db| db.event(id)).await?;
+    let Some(row) = row.filter(|e| s.sees(e.camera_id)) else { return Err(err(ErrorKind::NotFound, "no such event")) };
+    require(&s, Role::Member)?;
+    let row = Some(row);
     let (path, mime) = match media.as_str() {
         "clip" => (row.and_then(|e| e.clip_path), "video/mp4"),
         "thumbnail" => (row.and_then(|e| e.thumb_path), "image/jpeg"),
@@ -608,23 +716,36 @@ async fn serve_file(st: &AppState, rel: &str, mime: &str, req: Request) -> ApiRe
 }
 
 /// `GET /metrics`: members and the owner, or a scraper with the token. Viewers may not see
-/// device ids and queue figures that the API keeps from them.
+/// device ids and queue figures that the API keeps from them; members see only the cameras
+/// shared with them, and no devices or broker.
 async fn metrics(
     State(st): State<AppState>,
     ext: Option<axum::Extension<Session>>,
     token: Option<axum::Extension<ScrapeToken>>,
 ) -> ApiResult<Response> {
-    if token.is_none() {
-        require(&session(ext)?, Role::Member)?;
-    }
+    // The scraper sees all; a member only the cameras shared with them, and no devices.
+    let who = match token {
+        Some(_) => None,
+        None => {
+            let s = session(ext)?;
+            require(&s, Role::Member)?;
+            Some(s)
+        }
+    };
+    let sees = |id: i64| who.as_ref().is_none_or(|s| s.sees(id));
+    let everything = who.as_ref().is_none_or(|s| s.user.role == Role::Owner);
     let mut scrape = metrics::Scrape::default();
     scrape.signin(&st.signin);
-    scrape.cameras(&st.cameras.cameras());
-    scrape.live(&live::stats(&st));
+    let cams: Vec<_> = st.cameras.cameras().into_iter().filter(|c| sees(c.id)).collect();
+    scrape.cameras(&cams);
+    let live: Vec<_> = live::stats(&st).into_iter().filter(|(id, _, _)| sees(*id)).collect();
+    scrape.live(&live);
     let (bytes, events) = st.store.call(|db| Ok((db.media_bytes_total()?, db.event_count()?))).await?;
     scrape.media(events, bytes);
-    scrape.devices(&st.devices.devices().await?, st.devices.counts());
-    scrape.broker(&st.broker.broker_stats());
+    if everything {
+        scrape.devices(&st.devices.devices().await?, st.devices.counts());
+        scrape.broker(&st.broker.broker_stats());
+    }
     if let Some(cloud) = &st.cloud {
         scrape.cloud(&cloud.snapshot().await?);
     }

@@ -54,6 +54,9 @@ pub trait DeviceAdmin: Send + Sync {
     fn approve_host<'a>(&'a self, device_id: &'a str, host: &'a str, actor: &'a str) -> PortFuture<'a, String>;
     /// Withdraws such an approval.
     fn remove_host<'a>(&'a self, device_id: &'a str, host: &'a str, actor: &'a str) -> PortFuture<'a, String>;
+    /// New passwords for every paired device (delivered over their live connections),
+    /// and every broker user removed.
+    fn rotate_all<'a>(&'a self, actor: &'a str) -> PortFuture<'a, crate::devices::Rotation>;
 }
 
 /// The broker edge's counters.
@@ -104,6 +107,9 @@ impl DeviceAdmin for Devices {
     }
     fn remove_host<'a>(&'a self, device_id: &'a str, host: &'a str, actor: &'a str) -> PortFuture<'a, String> {
         Box::pin(Devices::remove_host(self, device_id, host, actor))
+    }
+    fn rotate_all<'a>(&'a self, actor: &'a str) -> PortFuture<'a, crate::devices::Rotation> {
+        Box::pin(Devices::rotate_all(self, actor))
     }
 }
 
@@ -165,5 +171,26 @@ impl CameraAdmin for Arc<Fleet> {
     }
     fn default_recording_mode(&self) -> RecordingMode {
         self.default_mode()
+    }
+}
+
+/// One thing the hub's self-check found, and how to fix it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckFinding {
+    pub message: String,
+    pub fix: String,
+}
+
+/// `homehub doctor`, run by the hub on itself (blocking: call it off the async threads).
+pub trait SelfCheck: Send + Sync {
+    fn run(&self) -> Vec<CheckFinding>;
+}
+
+/// The hub's `homehub doctor`, with the config the hub runs with.
+pub struct Doctor(pub crate::config::Config);
+
+impl SelfCheck for Doctor {
+    fn run(&self) -> Vec<CheckFinding> {
+        crate::cli::doctor_findings(&self.0).into_iter().map(|f| CheckFinding { message: f.message, fix: f.fix }).collect()
     }
 }

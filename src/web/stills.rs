@@ -82,7 +82,8 @@ pub async fn snapshot(
     UrlPath(id): UrlPath<i64>,
     q: Result<Query<SnapshotQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    session(ext)?;
+    let s = session(ext)?;
+    super::camera_access(&s, id, crate::store::Role::Viewer)?;
     let Query(q) = q.map_err(|e| err(ErrorKind::Invalid, &e.body_text()))?;
     let width = q.width.unwrap_or(DEFAULT_WIDTH).clamp(MIN_WIDTH, MAX_WIDTH);
     if !st.cameras.cameras().iter().any(|c| c.id == id) {

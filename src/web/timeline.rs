@@ -15,7 +15,7 @@ use super::{ApiError, ApiResult, AppState, Items, Session, err, parse_time, sess
 use crate::clock::rfc3339;
 use crate::error::{Error, ErrorKind};
 use crate::recorder::Retention;
-use crate::store::{CameraBytes, EventRow, SegmentQuery, SegmentRow, Written};
+use crate::store::{CameraBytes, EventRow, Role, SegmentQuery, SegmentRow, Written};
 
 pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 1000;
@@ -48,9 +48,19 @@ pub struct Page<T> {
     next: Option<String>,
 }
 
+/// Recordings and events are for members and the owner, and a camera not shared with the
+/// user does not exist for them.
+fn visible(s: &Session, camera: Option<i64>) -> ApiResult<()> {
+    match camera {
+        Some(id) => super::camera_access(s, id, Role::Member),
+        None => super::require(s, Role::Member),
+    }
+}
+
 /// The store query of a page, and the position its cursor names.
-fn page_query(q: PageParams, kind: char) -> ApiResult<(SegmentQuery, Option<(i64, i64)>)> {
+fn page_query(s: &Session, q: PageParams, kind: char) -> ApiResult<(SegmentQuery, Option<(i64, i64)>)> {
     let Query(q) = q.map_err(|e| err(ErrorKind::Invalid, &e.body_text()))?;
+    visible(s, q.camera)?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(err(ErrorKind::Invalid, &format!("limit: between 1 and {MAX_LIMIT}, got {limit}")));
@@ -61,6 +71,7 @@ fn page_query(q: PageParams, kind: char) -> ApiResult<(SegmentQuery, Option<(i64
         since_ms: parse_time("since", &q.since)?,
         until_ms: parse_time("until", &q.until)?,
         limit: Some(limit + 1),
+        only: s.only(),
     };
     Ok((query, at))
 }
@@ -112,8 +123,8 @@ pub async fn list_recordings(
     ext: Option<axum::Extension<Session>>,
     q: PageParams,
 ) -> ApiResult<Json<Page<RecordingInfo>>> {
-    session(ext)?;
-    let (query, after) = page_query(q, 'r')?;
+    let s = session(ext)?;
+    let (query, after) = page_query(&s, q, 'r')?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT + 1) - 1;
     let rows = st.store.call(move |db| db.segments_page(&query, after)).await?;
     let (rows, next) = paged(rows, limit, |r| (r.segment.start_ms, r.id), 'r');
@@ -154,8 +165,8 @@ pub async fn list_events(
     ext: Option<axum::Extension<Session>>,
     q: PageParams,
 ) -> ApiResult<Json<Page<EventInfo>>> {
-    session(ext)?;
-    let (query, before) = page_query(q, 'e')?;
+    let s = session(ext)?;
+    let (query, before) = page_query(&s, q, 'e')?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT + 1) - 1;
     let rows = st.store.call(move |db| db.events_page(&query, before)).await?;
     let (rows, next) = paged(rows, limit, |e| (e.start_ms, e.id), 'e');
@@ -199,8 +210,9 @@ pub async fn spans(
     ext: Option<axum::Extension<Session>>,
     q: Result<Query<SpanQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Items<SpanInfo>>> {
-    session(ext)?;
+    let s = session(ext)?;
     let Query(q) = q.map_err(|e| err(ErrorKind::Invalid, &e.body_text()))?;
+    visible(&s, q.camera)?;
     let until = parse_time("until", &q.until)?.unwrap_or_else(|| st.clock.now_ms());
     let since = parse_time("since", &q.since)?.unwrap_or(until - 86_400_000);
     if since > until {
@@ -209,8 +221,13 @@ pub async fn spans(
     if until - since > MAX_SPAN_RANGE_MS {
         return Err(err(ErrorKind::Invalid, "until: at most 31 days after since"));
     }
-    let query =
-        SegmentQuery { camera_id: q.camera, since_ms: Some(since), until_ms: Some(until), limit: Some(MAX_SPAN_SEGMENTS) };
+    let query = SegmentQuery {
+        camera_id: q.camera,
+        since_ms: Some(since),
+        until_ms: Some(until),
+        limit: Some(MAX_SPAN_SEGMENTS),
+        only: s.only(),
+    };
     let spans = st.store.call(move |db| db.recorded_spans(&query, SPAN_GAP_MS)).await?;
     let items = spans
         .into_iter()
@@ -275,7 +292,8 @@ fn forecast(total: u64, free: u64, used: u64, per_day: f64, r: &Retention) -> (O
 
 /// `GET /api/storage`.
 pub async fn storage(State(st): State<AppState>, ext: Option<axum::Extension<Session>>) -> ApiResult<Json<StorageInfo>> {
-    session(ext)?;
+    let s = session(ext)?;
+    super::require(&s, Role::Member)?;
     let now = st.clock.now_ms();
     let (by_camera, used, written) = st
         .store
@@ -289,6 +307,7 @@ pub async fn storage(State(st): State<AppState>, ext: Option<axum::Extension<Ses
     let (forecast_days, limited_by) = if enough { forecast(total, free, used, per_day, &st.retention) } else { (None, None) };
     let cameras = by_camera
         .into_iter()
+        .filter(|c| s.sees(c.camera_id))
         .map(|c: CameraBytes| CameraStorage {
             camera_id: c.camera_id,
             name: c.name,
