@@ -1,12 +1,23 @@
-// The hub's JSON API (api11.md), typed. Every call goes through `api()`, which turns
-// an error answer into an `ApiError` whose message is the server's own words.
+// The hub's JSON API (api11.md, api13.md for people, 2FA, sessions, audit), typed. Every
+// call goes through `api()`, which turns an error answer into an `ApiError` whose message
+// is the server's own words.
 
 export type Role = "viewer" | "member" | "owner";
 export type RecordingMode = "continuous" | "events" | "off";
 
+/** A user's id as the hub gives it (compare with `sameId`). */
+export type UserId = number | string;
+
 export interface Me {
+  id: UserId;
   email: string;
   role: Role;
+  /** This user has two-factor authentication on. */
+  totp: boolean;
+  /** The owner requires two-factor authentication for everyone. */
+  require_totp: boolean;
+  /** Two-factor is required and this user has none: only the Account page's enrolment works. */
+  must_enrol: boolean;
 }
 
 export interface Camera {
@@ -125,6 +136,8 @@ export class ApiError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    /** The error answer's JSON object (`error` and any flags such as `totp_required`). */
+    readonly body: Record<string, unknown> = {},
   ) {
     super(message);
   }
@@ -134,6 +147,12 @@ export class ApiError extends Error {
 let onUnauthenticated: () => void = () => {};
 export function setUnauthenticatedHandler(f: () => void): void {
   onUnauthenticated = f;
+}
+
+/** Called when a request answers 403 with `must_enrol`: the owner now requires 2FA of this user. */
+let onMustEnrol: () => void = () => {};
+export function setMustEnrolHandler(f: () => void): void {
+  onMustEnrol = f;
 }
 
 const TIMEOUT_MS = 20_000;
@@ -172,8 +191,10 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
         : res.status === 404
           ? "this hub does not offer that yet (404)"
           : `the hub answered ${res.status}`;
+    const obj = json && typeof json === "object" && !Array.isArray(json) ? (json as Record<string, unknown>) : {};
     if (res.status === 401 && path !== "/api/session") onUnauthenticated();
-    throw new ApiError(res.status, msg);
+    if (res.status === 403 && obj.must_enrol === true) onMustEnrol();
+    throw new ApiError(res.status, msg, obj);
   }
   return json as T;
 }
@@ -188,8 +209,179 @@ export function qs(params: Record<string, string | number | undefined | null>): 
   return s ? `?${s}` : "";
 }
 
+/** The answer was a 401 of sign-in asking for the authentication code (or a wrong one). */
+export function isTotpRequired(e: unknown): boolean {
+  return e instanceof ApiError && e.body.totp_required === true;
+}
+
 export function errorText(e: unknown): string {
   if (e instanceof ApiError) return e.message;
   if (e instanceof Error) return e.message;
   return String(e);
 }
+
+/** The same user id, whether the hub sent a number or a string. */
+export function sameId(a: UserId | null | undefined, b: UserId | null | undefined): boolean {
+  return a !== null && a !== undefined && b !== null && b !== undefined && String(a) === String(b);
+}
+
+const enc = (id: UserId) => encodeURIComponent(String(id));
+
+// ---- First run (no session needed) ----
+
+export const getSetup = () => get<{ needed: boolean }>("/api/setup");
+
+/** Creates the first owner with the setup token; the hub signs them in (sets the cookie). */
+export const createOwner = (token: string, email: string, password: string) =>
+  api<{ email: string; role: "owner" }>("POST", "/api/setup", { token, email, password });
+
+// ---- Me, sign-in, two-factor ----
+
+export const getMe = () => get<Me>("/api/me");
+
+/** Signs in; without `totp` on an account with 2FA it fails with `isTotpRequired`. */
+export function signIn(email: string, password: string, totp?: string): Promise<unknown> {
+  return api("POST", "/api/session", totp === undefined ? { email, password } : { email, password, totp });
+}
+
+export const signOut = () => api<void>("DELETE", "/api/session");
+
+/** Changes the password; the user's other sessions are signed out. */
+export const changePassword = (current: string, next: string) => api<{ revoked: number }>("POST", "/api/me/password", { current, new: next });
+
+export interface TotpEnrolment {
+  /** BASE32, for typing into the app by hand. */
+  secret: string;
+  /** otpauth://totp/… */
+  uri: string;
+  /** The QR code of `uri` as SVG markup made by the hub. */
+  qr_svg: string;
+}
+
+/** Starts enrolment (2FA is not on until `confirmTotp`). */
+export const startTotp = () => api<TotpEnrolment>("POST", "/api/me/totp");
+
+/** Turns 2FA on with a code from the app; the recovery codes are shown once. */
+export const confirmTotp = (code: string) => api<{ recovery_codes: string[] }>("POST", "/api/me/totp/confirm", { code });
+
+export const disableTotp = (password: string) => api<void>("POST", "/api/me/totp/disable", { password });
+
+// ---- Sessions (the signed-in user's own) ----
+
+export interface SessionInfo {
+  id: string;
+  /** The session of this browser. */
+  current: boolean;
+  created: string;
+  last_seen: string;
+  address: string;
+  agent: string;
+  expires: string;
+}
+
+export const getSessions = () => get<{ items: SessionInfo[] }>("/api/sessions");
+
+/** Revokes one of the user's sessions (the current one signs this browser out). */
+export const revokeSession = (id: string) => api<void>("DELETE", `/api/sessions/${encodeURIComponent(id)}`);
+
+// ---- People (owner only) ----
+
+export interface User {
+  id: UserId;
+  email: string;
+  role: Role;
+  totp: boolean;
+  created: string;
+  /** How many sessions the user has. */
+  sessions: number;
+  /** The camera ids shared with the user (`[]` for owners, who see every camera). */
+  cameras: number[];
+}
+
+export const getUsers = () => get<{ items: User[] }>("/api/users");
+
+export const addUser = (email: string, role: Role, password: string) => api<User>("POST", "/api/users", { email, role, password });
+
+/** Changes the role and/or sets a new password (which signs the user out everywhere). */
+export const updateUser = (id: UserId, patch: { role?: Role; password?: string }) => api<User>("PATCH", `/api/users/${enc(id)}`, patch);
+
+/** Replaces the list of cameras shared with the user. */
+export const shareCameras = (id: UserId, cameras: number[]) => api<User>("PUT", `/api/users/${enc(id)}/cameras`, { cameras });
+
+export const removeUser = (id: UserId) => api<void>("DELETE", `/api/users/${enc(id)}`);
+
+/** Signs the user out everywhere. */
+export const revokeUserSessions = (id: UserId) => api<{ revoked: number }>("DELETE", `/api/users/${enc(id)}/sessions`);
+
+// ---- Hub settings (owner only) ----
+
+export interface Settings {
+  require_totp: boolean;
+}
+
+export const getSettings = () => get<Settings>("/api/settings");
+
+/** Refused (409) while the owner themselves has no 2FA. */
+export const updateSettings = (patch: Partial<Settings>) => api<Settings>("PATCH", "/api/settings", patch);
+
+// ---- Audit (owner only) ----
+
+export type AuditId = number | string;
+
+export interface AuditEntry {
+  id: AuditId;
+  at: string;
+  actor: string;
+  action: string;
+  detail: unknown;
+}
+
+export interface AuditRollup {
+  action: string;
+  count: number;
+  first: string;
+  last: string;
+}
+
+export interface AuditPage {
+  /** Newest first. */
+  items: AuditEntry[];
+  /** Goes into `before` for the next (older) page; null on the last. */
+  next: AuditId | null;
+  rolled_up: AuditRollup[];
+  /** The distinct actions present, for the filter. */
+  actions: string[];
+}
+
+export interface AuditQuery {
+  /** An action prefix: "login" matches "login" and "login.failed". */
+  action?: string;
+  actor?: string;
+  before?: AuditId | null;
+  /** At most 200; 50 by default. */
+  limit?: number;
+}
+
+export const getAudit = (q: AuditQuery) => get<AuditPage>(`/api/audit${qs({ action: q.action, actor: q.actor, before: q.before, limit: q.limit })}`);
+
+// ---- Security (owner only) ----
+
+export interface Finding {
+  severity: "warning" | "error";
+  check: string;
+  message: string;
+  fix: string;
+}
+
+/** The findings of `homehub doctor`; none means all good. */
+export const getDoctor = () => get<{ findings: Finding[]; checks: number }>("/api/doctor");
+
+export interface SignoutEverywhere {
+  sessions: number;
+  devices_rotated: string[];
+  devices_offline: string[];
+  broker_users: number;
+}
+
+/** Ends every browser session (the caller's too) and rotates the devices' credentials. */
+export const signOutEverywhere = () => api<SignoutEverywhere>("POST", "/api/signout-everywhere", { confirm: "sign out everywhere" });

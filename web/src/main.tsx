@@ -1,28 +1,70 @@
-// The app: sign-in, then one screen per route under a shared navigation bar.
+// The app: sign-in (or first-run setup), then one screen per route under a shared
+// navigation bar that shows what the user's role may use. A user the owner requires to
+// turn on two-factor sees only the Account page until they have.
 import { render } from "preact";
 import { useEffect } from "preact/hooks";
 import "./app.css";
-import { type Me, api, get, setUnauthenticatedHandler } from "./api";
+import { type Me, type Role, api, get, setMustEnrolHandler, setUnauthenticatedHandler } from "./api";
+import { Account } from "./pages/Account";
+import { Audit } from "./pages/Audit";
 import { CameraView } from "./pages/CameraView";
 import { Cameras } from "./pages/Cameras";
 import { Devices } from "./pages/Devices";
 import { Live } from "./pages/Live";
+import { People } from "./pages/People";
+import { Security } from "./pages/Security";
+import { Setup } from "./pages/Setup";
 import { SignIn } from "./pages/SignIn";
 import { StoragePage } from "./pages/Storage";
 import { Timeline } from "./pages/Timeline";
 import { linkClick, navigate, useLocation } from "./router";
-import { setMe, useStore } from "./store";
-import { CamerasIcon, DevicesIcon, HomeIcon, LiveIcon, StorageIcon, TimelineIcon } from "./widgets/icons";
+import { refreshMe, setMe, useStore } from "./store";
+import {
+  AccountIcon,
+  AuditIcon,
+  CamerasIcon,
+  DevicesIcon,
+  HomeIcon,
+  LiveIcon,
+  PeopleIcon,
+  SecurityIcon,
+  StorageIcon,
+  TimelineIcon,
+} from "./widgets/icons";
 
+const ALL: Role[] = ["owner", "member", "viewer"];
+const MEMBERS: Role[] = ["owner", "member"];
+const OWNER: Role[] = ["owner"];
+
+// Who sees which link (api13.md): owner all; member Live, Timeline, Storage, Account;
+// viewer Live, Account.
 const NAV = [
-  { href: "/", label: "Live", icon: LiveIcon, match: (p: string) => p === "/" || p.startsWith("/camera/") },
-  { href: "/timeline", label: "Timeline", icon: TimelineIcon, match: (p: string) => p.startsWith("/timeline") },
-  { href: "/cameras", label: "Cameras", icon: CamerasIcon, match: (p: string) => p.startsWith("/cameras") },
-  { href: "/devices", label: "Devices", icon: DevicesIcon, match: (p: string) => p.startsWith("/devices") },
-  { href: "/storage", label: "Storage", icon: StorageIcon, match: (p: string) => p.startsWith("/storage") },
+  { href: "/", label: "Live", icon: LiveIcon, roles: ALL, match: (p: string) => p === "/" || p.startsWith("/camera/") },
+  { href: "/timeline", label: "Timeline", icon: TimelineIcon, roles: MEMBERS, match: (p: string) => p.startsWith("/timeline") },
+  { href: "/cameras", label: "Cameras", icon: CamerasIcon, roles: OWNER, match: (p: string) => p.startsWith("/cameras") },
+  { href: "/devices", label: "Devices", icon: DevicesIcon, roles: OWNER, match: (p: string) => p.startsWith("/devices") },
+  { href: "/storage", label: "Storage", icon: StorageIcon, roles: MEMBERS, match: (p: string) => p.startsWith("/storage") },
+  { href: "/people", label: "People", icon: PeopleIcon, roles: OWNER, match: (p: string) => p.startsWith("/people") },
+  { href: "/audit", label: "Audit", icon: AuditIcon, roles: OWNER, match: (p: string) => p.startsWith("/audit") },
+  { href: "/security", label: "Security", icon: SecurityIcon, roles: OWNER, match: (p: string) => p.startsWith("/security") },
+  { href: "/account", label: "Account", icon: AccountIcon, roles: ALL, match: (p: string) => p.startsWith("/account") },
 ];
 
-function Screen({ path }: { path: string }) {
+function OwnerOnly({ title }: { title: string }) {
+  return (
+    <section class="page" aria-labelledby="owner-only-title">
+      <h1 id="owner-only-title">{title}</h1>
+      <p>
+        Only the owner of this hub can see this page. <a href="/" onClick={linkClick}>Go to the live view</a>.
+      </p>
+    </section>
+  );
+}
+
+function Screen({ path, me }: { path: string; me: Me }) {
+  // Until they have two-factor, the hub refuses everything else to this user.
+  if (me.must_enrol) return <Account />;
+  const owner = me.role === "owner";
   const cam = /^\/camera\/(\d+)$/.exec(path);
   if (path === "/") return <Live />;
   if (cam) return <CameraView id={Number(cam[1])} />;
@@ -30,6 +72,11 @@ function Screen({ path }: { path: string }) {
   if (path === "/cameras") return <Cameras />;
   if (path === "/devices") return <Devices />;
   if (path === "/storage") return <StoragePage />;
+  if (path === "/account") return <Account />;
+  if (path === "/setup") return <Setup />;
+  if (path === "/people") return owner ? <People /> : <OwnerOnly title="People" />;
+  if (path === "/audit") return owner ? <Audit /> : <OwnerOnly title="Audit log" />;
+  if (path === "/security") return owner ? <Security /> : <OwnerOnly title="Security" />;
   return (
     <section class="page">
       <h1>Not found</h1>
@@ -55,6 +102,11 @@ function Shell({ me }: { me: Me }) {
     const main = document.getElementById("main");
     main?.focus({ preventScroll: true });
   }, [loc.path]);
+  // Every path is the Account page while two-factor must be turned on: say so in the address.
+  useEffect(() => {
+    if (me.must_enrol && loc.path !== "/account") navigate("/account", true);
+  }, [me.must_enrol, loc.path]);
+  const nav = me.must_enrol ? NAV.filter((n) => n.href === "/account") : NAV.filter((n) => n.roles.includes(me.role));
   return (
     <>
       <a class="skip" href="#main">
@@ -67,7 +119,7 @@ function Shell({ me }: { me: Me }) {
         </span>
         <nav aria-label="Main">
           <ul>
-            {NAV.map((n) => (
+            {nav.map((n) => (
               <li key={n.href}>
                 <a href={n.href} onClick={linkClick} aria-current={n.match(loc.path) ? "page" : undefined}>
                   <n.icon />
@@ -82,7 +134,7 @@ function Shell({ me }: { me: Me }) {
         </nav>
       </header>
       <main id="main" tabIndex={-1}>
-        <Screen path={loc.path} />
+        <Screen path={loc.path} me={me} />
       </main>
     </>
   );
@@ -90,14 +142,18 @@ function Shell({ me }: { me: Me }) {
 
 function App() {
   const { me } = useStore();
+  const loc = useLocation();
   useEffect(() => {
     setUnauthenticatedHandler(() => setMe(null));
+    // The owner turned on "require two-factor" meanwhile: /api/me says must_enrol now.
+    setMustEnrolHandler(() => void refreshMe());
     get<Me>("/api/me")
       .then(setMe)
       .catch(() => setMe(null));
   }, []);
   if (me === undefined) return <p class="loading" role="status">Loading…</p>;
-  if (me === null) return <SignIn onSignedIn={setMe} />;
+  // First run: the setup page works without a session (and welcomes the new owner in the shell).
+  if (me === null) return loc.path === "/setup" ? <Setup /> : <SignIn onSignedIn={setMe} />;
   return <Shell me={me} />;
 }
 

@@ -1,15 +1,18 @@
-// The one store of what the API returned and the screens share: the signed-in user
-// and the camera list (polled while someone looks). Screens read it through hooks.
+// The one store of what the API returned and the screens share: the signed-in user,
+// the camera list (polled while someone looks) and a message for the sign-in screen.
+// Screens read it through hooks.
 import { useEffect, useState } from "preact/hooks";
-import { type Camera, type Me, errorText, get } from "./api";
+import { type Camera, type Me, errorText, get, getMe } from "./api";
 
 interface State {
   me: Me | null | undefined; // undefined: not asked yet; null: not signed in
   cameras: Camera[] | undefined;
   camerasError: string | null;
+  /** Shown on sign-in after the session ended on purpose (e.g. "sign out everywhere"). */
+  notice: string | null;
 }
 
-let state: State = { me: undefined, cameras: undefined, camerasError: null };
+let state: State = { me: undefined, cameras: undefined, camerasError: null, notice: null };
 const listeners = new Set<() => void>();
 
 function set(patch: Partial<State>): void {
@@ -30,7 +33,21 @@ export function useStore(): State {
 }
 
 export function setMe(me: Me | null): void {
-  set(me ? { me } : { me: null, cameras: undefined, camerasError: null });
+  set(me ? { me, notice: null } : { me: null, cameras: undefined, camerasError: null });
+}
+
+/** Signs this browser out locally with a message for the sign-in screen. */
+export function signedOutWith(notice: string): void {
+  set({ me: null, cameras: undefined, camerasError: null, notice });
+}
+
+/** Asks the hub who is signed in again (after 2FA or a role changed). */
+export async function refreshMe(): Promise<void> {
+  try {
+    set({ me: await getMe() });
+  } catch {
+    // a 401 has already signed the browser out (the unauthenticated handler)
+  }
 }
 
 export async function refreshCameras(): Promise<void> {
