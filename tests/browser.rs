@@ -316,3 +316,30 @@ fn a_camera_pairs_through_the_page_and_streams_once_its_address_is_allowed() {
     assert_eq!(cams.len(), 1, "the paired camera, once: {v}");
     assert_eq!((cams[0]["source"].as_str(), cams[0]["status"].as_str()), (Some("paired"), Some("streaming")), "{v}");
 }
+
+#[test]
+fn two_factor_sharing_audit_and_sign_out_everywhere_through_the_page() {
+    let s = setup(&[&[], &[]], "");
+    run("people.mjs", &s, &[]);
+    // The viewer the page added, the share and the big button are in the database as the
+    // page said: the viewer has one camera, and no session survived but the owner's new one.
+    let shares: i64 = s.hub.db().query_row("SELECT COUNT(*) FROM camera_shares", [], |r| r.get(0)).unwrap();
+    assert_eq!(shares, 1);
+    let sessions: i64 = s.hub.db().query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get(0)).unwrap();
+    assert!(sessions <= 2, "{sessions} sessions after sign out everywhere (the owner's new one, and the test's own)");
+}
+
+#[test]
+fn a_new_hub_greets_its_first_visitor_and_the_setup_link_creates_the_owner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = Hub::start(tmp.path(), "");
+    let (ok, link, err) = hub.admin(&["setup-link"]);
+    assert!(ok, "setup-link: {err}");
+    let path = link.trim().split_once(&format!(":{}", hub.port)).map(|(_, p)| p.to_string()).expect("a link to this hub");
+    let s = Setup { hub, cams: Vec::new(), cookie: String::new(), _tmp: tmp };
+    run("setup.mjs", &s, &[("SETUP_PATH", path)]);
+    let owners: i64 = s.hub.db().query_row("SELECT COUNT(*) FROM users WHERE role = 'owner'", [], |r| r.get(0)).unwrap();
+    assert_eq!(owners, 1);
+    let (ok, _, err) = s.hub.admin(&["setup-link"]);
+    assert!(!ok && err.contains("owner already"), "{err}");
+}
