@@ -366,15 +366,15 @@ export const getAudit = (q: AuditQuery) => get<AuditPage>(`/api/audit${qs({ acti
 
 // ---- Security (owner only) ----
 
+/** One finding of the hub's self-check (`homehub doctor`), and how to fix it. */
 export interface Finding {
-  severity: "warning" | "error";
-  check: string;
+  severity?: "warning" | "error";
   message: string;
   fix: string;
 }
 
 /** The findings of `homehub doctor`; none means all good. */
-export const getDoctor = () => get<{ findings: Finding[]; checks: number }>("/api/doctor");
+export const getDoctor = () => get<{ findings: Finding[] }>("/api/doctor");
 
 export interface SignoutEverywhere {
   sessions: number;

@@ -79,16 +79,15 @@ function Doctor() {
       {findings && findings.length > 0 && (
         <>
           <p>
-            {plural(findings.length, "finding", "findings")} from {plural(checks, "check", "checks")}:
+            {plural(findings.length, "finding", "findings")}:
           </p>
           <ul class="plain" data-testid="findings">
             {sorted.map((f, i) => (
-              <li key={`${f.check}-${i}`} class={`card finding finding-${f.severity}`} data-testid="finding" data-check={f.check}>
+              <li key={`${f.message}-${i}`} class={`card finding finding-${f.severity ?? "warning"}`} data-testid="finding">
                 <p class="finding-head">
-                  <span class={`badge severity-${f.severity}`}>{f.severity === "error" ? "Error" : "Warning"}</span> <strong>{f.message}</strong>
+                  <span class={`badge severity-${f.severity ?? "warning"}`}>{f.severity === "error" ? "Error" : "Warning"}</span> <strong>{f.message}</strong>
                 </p>
                 {f.fix && <p>Fix: {f.fix}</p>}
-                <p class="small">Check: {f.check}</p>
               </li>
             ))}
           </ul>
