@@ -205,7 +205,7 @@ fn a_camera_that_goes_away_shows_an_error_and_records_again_soon_after_it_return
     let port = cam.port;
     let hub =
         Hub::start(tmp.path(), &format!("[recording]\nmode = \"continuous\"\nsegment_seconds = 10\n{}", cameras_toml(&[port])));
-    hub.add_user(EMAIL, "viewer", PASSWORD);
+    hub.add_user(EMAIL, "owner", PASSWORD);
     let (_, cookie) = hub.login(EMAIL, PASSWORD);
     let cookie = cookie.unwrap().0;
     wait_until("streaming", Duration::from_secs(20), || camera_status(&hub, &cookie, 1)["status"] == "streaming");
@@ -254,7 +254,7 @@ fn retention_with_a_tiny_disk_budget_removes_the_oldest_segments_and_rows() {
         tmp.path(),
         &format!("[recording]\nmode = \"continuous\"\nsegment_seconds = 3\nmax_disk_gb = 0.0005\n{}", cameras_toml(&[cam.port])),
     );
-    let cookie = hub.session("viewer");
+    let cookie = hub.session("owner");
     let mut seen: Vec<(String, i64)> = Vec::new();
     let _ = poll(Duration::from_secs(60), || {
         for r in hub.segments(&cookie) {
@@ -379,8 +379,15 @@ fn a_stalled_stream_is_restarted_and_a_malformed_one_is_an_error_on_that_camera_
             cameras_toml(&[port])
         ),
     );
-    hub.add_user(EMAIL, "member", PASSWORD);
-    let cookie = hub.login(EMAIL, PASSWORD).1.unwrap().0;
+    // A member, with the four cameras shared: they read, the owner changes.
+    let owner = hub.session("owner");
+    let body = serde_json::json!({ "email": "member@example.com", "role": "member", "password": PASSWORD });
+    let (st, u) = hub.send_json("POST", "/api/users", &owner, &body);
+    assert_eq!(st, 201, "{u}");
+    let (st, u) =
+        hub.send_json("PUT", &format!("/api/users/{}/cameras", u["id"]), &owner, &serde_json::json!({ "cameras": [1, 2, 3, 4] }));
+    assert_eq!(st, 200, "{u}");
+    let cookie = hub.login("member@example.com", PASSWORD).1.unwrap().0;
     wait_until("the good camera streaming", Duration::from_secs(20), || camera_status(&hub, &cookie, 1)["status"] == "streaming");
     let broken = camera_status(&hub, &cookie, 2);
     assert_eq!(broken["status"], "error", "{broken}");

@@ -24,7 +24,7 @@ fn a_range_across_segment_boundaries_is_one_playable_mp4() {
         tmp.path(),
         &format!("[recording]\nmode = \"continuous\"\nsegment_seconds = 4\n{}", cameras_toml(&[cam.port])),
     );
-    let cookie = hub.session("viewer");
+    let cookie = hub.session("owner");
     let segs = poll(Duration::from_secs(60), || {
         let s = hub.segments(&cookie);
         (s.len() >= 4).then_some(s)

@@ -67,7 +67,7 @@ fn the_live_route_refuses_strangers_and_streams_decodable_fmp4_from_a_keyframe()
     let tmp = tempfile::tempdir().unwrap();
     let cam = camsim(&["--gop", "15"]);
     let hub = Hub::start(tmp.path(), &cameras_toml(&[cam.port]));
-    let cookie = hub.session("viewer");
+    let cookie = hub.viewer_of(&[1]);
     let id = streaming_camera(&hub, &cookie);
     let path = format!("/api/cameras/{id}/live");
 
@@ -172,7 +172,7 @@ fn the_substream_is_served_and_a_new_viewer_starts_at_the_cached_keyframe_at_onc
     let sub_url = ready.split_whitespace().nth(3).expect("sub URL").to_string();
     let toml = format!("[[camera]]\nname = \"Porch\"\nurl = \"{main_url}\"\nsubstream_url = \"{sub_url}\"\n");
     let hub = Hub::start(tmp.path(), &toml);
-    let cookie = hub.session("viewer");
+    let cookie = hub.viewer_of(&[1]);
     let id = streaming_camera(&hub, &cookie);
     let rt = runtime();
     for (stream, size) in [("sub", (640, 360)), ("main", (1280, 720))] {

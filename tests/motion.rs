@@ -151,7 +151,7 @@ fn an_event_cut_by_sigkill_gets_an_end_and_a_playable_clip() {
         tmp.path(),
         &format!("[recording]\nmode = \"events\"\n{}substream_url = \"rtsp://127.0.0.1:{port}/sub\"\n", cameras_toml(&[port])),
     );
-    let cookie = hub.session("viewer");
+    let cookie = hub.session("owner");
     wait_until("an event to start", Duration::from_secs(30), || !hub.events(&cookie).is_empty());
     // Pacing: the kill comes 6 s into the event.
     std::thread::sleep(Duration::from_secs(6));

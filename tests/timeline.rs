@@ -80,7 +80,7 @@ fn snapshots_thumbnails_spans_paging_and_storage() {
              [[camera]]\nname = \"Porch\"\nurl = \"rtsp://127.0.0.1:{port}/main\"\nsubstream_url = \"rtsp://127.0.0.1:{port}/sub\"\n"
         ),
     );
-    let cookie = hub.session("viewer");
+    let cookie = hub.session("owner");
 
     // Snapshots: 503 until the stream delivers a keyframe, then a colour JPEG of the asked width.
     let (st, _, body) = hub.get("/api/cameras/1/snapshot.jpg", None);

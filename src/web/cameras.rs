@@ -409,7 +409,7 @@ pub(super) async fn get_motion(
     UrlPath(id): UrlPath<i64>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let s = session(ext)?;
-    super::camera_access(&s, id, Role::Owner)?;
+    super::camera_access(&s, id, Role::Member)?;
     let json = st.store.call(move |db| db.camera_motion(id)).await?.ok_or_else(|| err(ErrorKind::NotFound, "no such camera"))?;
     let cfg: DetectorConfig = serde_json::from_str(&json).unwrap_or_default();
     Ok(Json(serde_json::to_value(cfg).map_err(|e| ApiError(Error::internal(format!("encoding motion settings: {e}"))))?))

@@ -471,6 +471,19 @@ impl Hub {
         evs
     }
 
+    /// An owner (EMAIL) shares `cameras` with a viewer, who signs in; returns the viewer's
+    /// session cookie.
+    pub fn viewer_of(&self, cameras: &[i64]) -> String {
+        let owner = self.session("owner");
+        let body = serde_json::json!({ "email": "viewer@example.com", "role": "viewer", "password": PASSWORD });
+        let (st, u) = self.send_json("POST", "/api/users", &owner, &body);
+        assert_eq!(st, 201, "{u}");
+        let (st, u) =
+            self.send_json("PUT", &format!("/api/users/{}/cameras", u["id"]), &owner, &serde_json::json!({ "cameras": cameras }));
+        assert_eq!(st, 200, "{u}");
+        self.login("viewer@example.com", PASSWORD).1.expect("viewer session").0
+    }
+
     /// Adds a user with `role` and signs in; returns the session cookie.
     pub fn session(&self, role: &str) -> String {
         self.add_user(EMAIL, role, PASSWORD);
