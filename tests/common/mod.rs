@@ -366,15 +366,24 @@ pub fn ffprobe_duration(path: &Path) -> Option<f64> {
 
 /// Decodes the whole file with ffmpeg; true if it plays without errors.
 pub fn plays(path: &Path) -> bool {
-    Command::new("ffmpeg")
-        .args(["-v", "error", "-xerror", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    let out = Command::new("ffmpeg").args(["-v", "error", "-xerror", "-i"]).arg(path).args(["-f", "null", "-"]).output();
+    let Ok(out) = out else { return false };
+    if !out.status.success() {
+        // What ffmpeg found, and a copy of the file to look at (the test's temp dir goes).
+        let keep = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("unplayable");
+        let _ = std::fs::create_dir_all(&keep);
+        let name =
+            format!("{}-{}", std::process::id(), path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
+        let _ = std::fs::copy(path, keep.join(&name));
+        let err = String::from_utf8_lossy(&out.stderr);
+        eprintln!(
+            "ffmpeg cannot play {} (kept as {}): {}",
+            path.display(),
+            keep.join(&name).display(),
+            err.lines().take(8).collect::<Vec<_>>().join(" | ")
+        );
+    }
+    out.status.success()
 }
 
 /// Reads `child`'s stdout on a thread: the first line containing `needle` comes out of the
