@@ -742,7 +742,12 @@ fn main_size(pipeline: &gst::Pipeline) -> Option<(u32, u32)> {
 /// The pipeline description, without URLs (those are set as properties, so no quoting
 /// of passwords is needed).
 fn describe(spec: &Spec, transport: Transport) -> String {
-    let rtsp = format!("protocols={} latency=200 tcp-timeout=5000000 timeout=5000000 drop-on-latency=true", transport.as_str());
+    // The jitterbuffer holds each packet for `latency`; with drop-on-latency it also drops
+    // the oldest whenever it holds more, so any hiccup of its output thread (a busy CPU, a
+    // slow write downstream) cut frames out of the middle of a GOP: clips and segments that
+    // do not decode (seen under load: 400–600 ms of frames missing). Recording keeps every
+    // packet; a stall shows up as delay, not as lost footage.
+    let rtsp = format!("protocols={} latency=200 tcp-timeout=5000000 timeout=5000000 drop-on-latency=false", transport.as_str());
     let decode = spec.decoder.as_ref().map(|dec| {
         format!(
             "queue leaky=downstream max-size-buffers=60 max-size-bytes=0 max-size-time=0 ! {dec} ! \
