@@ -10,6 +10,8 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Setup tokens kept at once (each `homehub setup-link` adds one; the oldest go).
 const SETUP_TOKENS_KEPT: i64 = 5;
+/// Sessions one user may hold; a new one past that ends their least recently used.
+pub const SESSIONS_PER_USER: i64 = 50;
 
 const USER_COLS: &str = "u.id, u.email, u.role, u.password_hash, u.totp_enabled, u.created_ms";
 
@@ -144,6 +146,13 @@ impl Db {
                 params![s.token_hash, public_id, s.user_id, s.now_ms, s.expires_ms, s.address, s.agent],
             )
             .map_err(db_err("adding session"))?;
+        self.conn
+            .execute(
+                "DELETE FROM sessions WHERE user_id = ?1 AND token_hash NOT IN
+                 (SELECT token_hash FROM sessions WHERE user_id = ?1 ORDER BY last_seen_ms DESC, created_ms DESC LIMIT ?2)",
+                params![s.user_id, SESSIONS_PER_USER],
+            )
+            .map_err(db_err("capping sessions"))?;
         Ok(public_id)
     }
 
@@ -496,6 +505,20 @@ mod tests {
         assert!(db.session_user(b"a3", 10, 1_000).unwrap().is_some());
         assert!(db.session_user(b"a2", 10, 1_000).unwrap().is_none());
         assert_eq!(db.delete_all_sessions().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_user_holds_a_bounded_number_of_sessions_and_the_least_used_goes() {
+        let mut db = Db::open_in_memory_at(LATEST_VERSION);
+        let u = db.add_user("a@example.com", Role::Owner, "h", 0).unwrap();
+        for i in 0..(SESSIONS_PER_USER + 10) {
+            let hash = i.to_be_bytes();
+            db.add_session(&session(&hash, u, 1_000 + i, 1_000_000)).unwrap();
+        }
+        assert_eq!(db.sessions_of(u, 2_000, 1_000_000).unwrap().len() as i64, SESSIONS_PER_USER);
+        assert!(db.session_user(&0i64.to_be_bytes(), 2_000, 1_000_000).unwrap().is_none(), "the oldest went");
+        let newest = (SESSIONS_PER_USER + 9).to_be_bytes();
+        assert!(db.session_user(&newest, 2_000, 1_000_000).unwrap().is_some());
     }
 
     #[test]
