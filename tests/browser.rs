@@ -346,3 +346,30 @@ fn a_new_hub_greets_its_first_visitor_and_the_setup_link_creates_the_owner() {
     let (ok, _, err) = s.hub.admin(&["setup-link"]);
     assert!(!ok && err.contains("owner already"), "{err}");
 }
+
+#[test]
+fn what_leaves_this_house_counts_the_buckets_objects_and_insight_draws_the_hubs_figures() {
+    let s3 = common::s3::S3::start();
+    s3.create_bucket("homehub-cloud");
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("owner.key");
+    let out = Command::new(HUB).args(["keys", "new"]).output().unwrap();
+    std::fs::write(&key, &out.stdout).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let recipient = text.lines().find_map(|l| l.strip_prefix("# public key: ")).unwrap().trim().to_string();
+    let cloud = format!(
+        "[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = 1\npost_roll_seconds = 1\n\
+         [cloud]\nstore = \"s3://homehub-cloud/home\"\nendpoint = \"{}\"\nrecipients = [\"{recipient}\"]\n\
+         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+        s3.endpoint(),
+        common::s3::ACCESS_KEY,
+        common::s3::SECRET_KEY
+    );
+    let s = setup(&[&["--motion", "4-8"]], &cloud);
+    wait_until("a clip in the bucket", Duration::from_secs(60), || {
+        let c = s.hub.get_json("/api/cloud", &s.cookie);
+        c["uploaded"].as_u64() >= Some(2) && c["queue_length"] == 0
+    });
+    let objects = s3.list("homehub-cloud").iter().filter(|(k, _)| k.starts_with(&format!("home/{}/", s.hub.hub_id))).count();
+    run("leaves.mjs", &s, &[("EXPECT_OBJECTS", objects.to_string()), ("RECIPIENT", recipient), ("HUB_ID", s.hub.hub_id.clone())]);
+}

@@ -490,3 +490,50 @@ fn big_objects_go_up_in_parts_and_come_back_whole() {
     let e = rt.block_on(remote.put_bytes(&at, vec![1, 2, 3])).unwrap_err();
     assert!(e.to_string().contains(&format!("s3://{BUCKET}/{PREFIX}")), "{e}");
 }
+
+#[test]
+fn what_leaves_this_house_is_read_from_the_bucket_itself() {
+    let rig = Rig::new("6-10");
+    let hub = rig.hub(1);
+    let cookie = hub.session("owner");
+    wait_until("a clip uploaded", Duration::from_secs(60), || {
+        let s = status(&hub, &cookie);
+        s["uploaded"].as_u64() >= Some(2) && s["queue_length"] == 0
+    });
+    let e = hub.get_json("/api/cloud/exposure", &cookie);
+    let mine: Vec<(String, u64)> =
+        rig.s3.list(BUCKET).into_iter().filter(|(k, _)| k.starts_with(&format!("{PREFIX}/{}/", hub.hub_id))).collect();
+    assert_eq!(e["enabled"], true);
+    assert_eq!(e["objects"].as_u64(), Some(mine.len() as u64), "the page counts what the bucket holds: {e}");
+    let recent: Vec<(String, u64)> = e["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["name"].as_str().unwrap().to_string(), o["bytes"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(recent.len(), mine.len().min(50));
+    for o in &recent {
+        assert!(mine.contains(o), "{o:?} is not what the bucket lists: {mine:?}");
+    }
+    assert_eq!(e["bytes"].as_u64(), Some(mine.iter().map(|o| o.1).sum::<u64>()));
+    assert_eq!(e["hub_id"], hub.hub_id.as_str());
+    assert_eq!(e["recipients"], serde_json::json!([rig.recipient]));
+    assert!(e["error"].is_null(), "{e}");
+    // Nothing that names anything: the store's credentials are not in it either.
+    let text = e.to_string();
+    assert!(!text.contains("Cam 0") && !text.contains(s3::SECRET_KEY), "{text}");
+    // The hub's own figures, for the owner only.
+    let insight = hub.get_json("/api/insight?days=3", &cookie);
+    assert_eq!(insight["days"].as_array().unwrap().len(), 3);
+    let today: i64 = insight["motion"][0]["per_day"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).sum();
+    assert!(today >= 1, "the event is counted: {insight}");
+    assert_eq!(hub.get("/api/insight?days=61", Some(&cookie)).0, 400);
+}
+
+#[test]
+fn with_no_cloud_the_owner_is_told_nothing_leaves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = Hub::start(tmp.path(), "");
+    let cookie = hub.session("owner");
+    assert_eq!(hub.get_json("/api/cloud/exposure", &cookie), serde_json::json!({ "enabled": false }));
+}

@@ -69,6 +69,29 @@ pub struct Snapshot {
     pub reachable: bool,
 }
 
+/// Objects listed for the "what leaves" page at most, and the newest shown.
+pub const EXPOSURE_LIST_MAX: usize = 100_000;
+pub const EXPOSURE_RECENT: usize = 50;
+
+/// What the storage provider can see of this hub, from the bucket's own listing.
+#[derive(Debug, Clone)]
+pub struct Exposure {
+    pub store: String,
+    pub endpoint: String,
+    pub region: String,
+    pub hub_id: String,
+    pub recipients: Vec<String>,
+    pub listed_at_ms: i64,
+    /// None when the bucket could not be listed (`error` says why).
+    pub objects: Option<u64>,
+    pub bytes: Option<u64>,
+    pub truncated: bool,
+    /// Newest first: name, bytes, uploaded (ms).
+    pub recent: Vec<(String, u64, i64)>,
+    pub error: Option<String>,
+    pub snapshot: Snapshot,
+}
+
 pub struct Relay {
     store: Store,
     remote: Remote,
@@ -77,6 +100,9 @@ pub struct Relay {
     data_dir: PathBuf,
     notify: Notify,
     max_upload_kbps: u64,
+    /// For the owner's "what leaves" page: the endpoint ("" = AWS) and region.
+    endpoint: String,
+    region: String,
     stats: Mutex<Stats>,
     /// Stamps queue rows and decides when a failed one is due again.
     clock: Clock,
@@ -119,6 +145,8 @@ impl Relay {
             data_dir,
             notify: Notify::new(),
             max_upload_kbps: cfg.max_upload_kbps,
+            endpoint: cfg.endpoint.clone(),
+            region: cfg.region.clone(),
             stats: Mutex::new(Stats { reachable: true, ..Default::default() }),
             clock,
         });
@@ -144,6 +172,41 @@ impl Relay {
             reachable: s.reachable,
             queue,
         })
+    }
+
+    /// What the provider sees, read from the bucket itself now: this hub's objects (their
+    /// random names, padded sizes and upload times), with where they are and who can open
+    /// them. At most [`EXPOSURE_LIST_MAX`] objects are listed.
+    pub async fn exposure(&self) -> Result<Exposure> {
+        let snap = self.snapshot().await?;
+        let listed = self.remote.list_hub(&self.hub_id, EXPOSURE_LIST_MAX).await;
+        let now = self.clock.now_ms();
+        let mut e = Exposure {
+            store: self.remote.describe.clone(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            hub_id: self.hub_id.clone(),
+            recipients: self.recipients.iter().map(|r| r.to_string()).collect(),
+            listed_at_ms: now,
+            objects: None,
+            bytes: None,
+            truncated: false,
+            recent: Vec::new(),
+            error: None,
+            snapshot: snap,
+        };
+        match listed {
+            Ok((mut objects, truncated)) => {
+                e.objects = Some(objects.len() as u64);
+                e.bytes = Some(objects.iter().map(|o| o.1).sum());
+                e.truncated = truncated;
+                objects.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+                objects.truncate(EXPOSURE_RECENT);
+                e.recent = objects;
+            }
+            Err(err) => e.error = Some(err.to_string()),
+        }
+        Ok(e)
     }
 
     /// One index line; `span` is (start, end) in ms, `event` the event id and a piece's place in it.
@@ -529,6 +592,8 @@ mod tests {
             data_dir: data.clone(),
             notify: Notify::new(),
             max_upload_kbps: 0,
+            endpoint: String::new(),
+            region: String::new(),
             stats: Mutex::new(Stats { reachable: true, ..Default::default() }),
             clock: tc.clock(),
         };

@@ -139,6 +139,22 @@ impl Remote {
         Ok(out)
     }
 
+    /// The objects of one hub as the provider lists them — name (under the prefix), size,
+    /// last modified (ms) — at most `max` (true when there were more).
+    pub async fn list_hub(&self, hub_id: &str, max: usize) -> Result<(Vec<(String, u64, i64)>, bool)> {
+        let base = ObjPath::from(self.join(hub_id));
+        let mut s = self.store.list(Some(&base));
+        let mut out = Vec::new();
+        while let Some(m) = s.next().await {
+            let m = m.map_err(|e| self.err("listing", e))?;
+            if out.len() == max {
+                return Ok((out, true));
+            }
+            out.push((m.location.to_string(), m.size, m.last_modified.timestamp_millis()));
+        }
+        Ok((out, false))
+    }
+
     pub async fn put_bytes(&self, at: &ObjPath, body: Vec<u8>) -> Result<()> {
         self.store.put(at, PutPayload::from(Bytes::from(body))).await.map_err(|e| self.err("upload", e))?;
         Ok(())

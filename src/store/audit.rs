@@ -103,6 +103,19 @@ impl Db {
         rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing audit"))
     }
 
+    /// Rows of `action` per UTC day (days since the epoch) since `since_ms`.
+    pub fn audit_per_day(&mut self, action: &str, since_ms: i64) -> Result<Vec<(i64, i64)>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT at_ms / 86400000 AS day, COUNT(*) FROM audit WHERE action = ?1 AND at_ms >= ?2 GROUP BY day ORDER BY day",
+            )
+            .map_err(db_err("counting audit per day"))?;
+        let rows =
+            st.query_map(params![action, since_ms], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err("counting audit per day"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("counting audit per day"))
+    }
+
     /// The actions in the trail and its rollup, for a filter.
     pub fn audit_actions(&mut self) -> Result<Vec<String>> {
         let mut st = self

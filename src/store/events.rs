@@ -48,6 +48,21 @@ impl Db {
         rows.collect::<std::result::Result<_, _>>().map_err(db_err("listing events"))
     }
 
+    /// Events started per camera per UTC day (days since the epoch) since `since_ms`.
+    pub fn events_per_day(&mut self, since_ms: i64) -> Result<Vec<(i64, i64, i64)>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT camera_id, start_ms / 86400000 AS day, COUNT(*) FROM events WHERE start_ms >= ?1
+                 GROUP BY camera_id, day ORDER BY camera_id, day",
+            )
+            .map_err(db_err("counting events per day"))?;
+        let rows = st
+            .query_map(params![since_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(db_err("counting events per day"))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(db_err("counting events per day"))
+    }
+
     /// One page of events, newest first: those before `before` (the start and id of the
     /// previous page's last row), at most `q.limit`.
     pub fn events_page(&mut self, q: &SegmentQuery, before: Option<(i64, i64)>) -> Result<Vec<EventRow>> {

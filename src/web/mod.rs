@@ -14,6 +14,7 @@ pub mod auth;
 pub mod cameras;
 mod devices;
 mod export;
+mod insight;
 mod live;
 pub mod metrics;
 mod people;
@@ -271,6 +272,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/discovery", get(devices::discovery))
         .route("/api/audit", get(people::audit_page))
         .route("/api/cloud", get(cloud_status))
+        .route("/api/cloud/exposure", get(insight::exposure))
+        .route("/api/insight", get(insight::insight))
         .route("/metrics", get(metrics))
         .fallback(assets::fallback)
         .layer(axum::extract::DefaultBodyLimit::max(API_BODY_MAX))

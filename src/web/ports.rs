@@ -72,6 +72,8 @@ pub trait Discovery: Send + Sync {
 /// The cloud relay's queue and figures.
 pub trait CloudStatus: Send + Sync {
     fn snapshot(&self) -> PortFuture<'_, Snapshot>;
+    /// What the storage provider sees, from the bucket's own listing.
+    fn exposure(&self) -> PortFuture<'_, crate::cloud::relay::Exposure>;
 }
 
 impl DeviceAdmin for Devices {
@@ -128,6 +130,9 @@ impl Discovery for Mdns {
 impl CloudStatus for Relay {
     fn snapshot(&self) -> PortFuture<'_, Snapshot> {
         Box::pin(Relay::snapshot(self))
+    }
+    fn exposure(&self) -> PortFuture<'_, crate::cloud::relay::Exposure> {
+        Box::pin(Relay::exposure(self))
     }
 }
 

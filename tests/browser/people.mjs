@@ -136,6 +136,16 @@ await scenario('people', async (s) => {
   await vpage.screenshot({ path: `${env.out}/viewer-grid-laptop.png`, fullPage: true });
   log(`viewer: one tile (${cams[0].name}); nav ${links.join(', ')}`);
 
+  // --- what leaves (no cloud here) and insight ---
+  await s.goto('/cloud', { status: 200 });
+  await page.locator('[data-testid=nothing-leaves]').waitFor();
+  await s.axe('what leaves, no cloud');
+  await s.screenshot('nothing-leaves');
+  await s.goto('/insight', { status: 200 });
+  await page.locator('main h1').waitFor();
+  await s.axe('insight');
+  await s.screenshot('insight');
+
   // --- audit and security ---
   await s.goto('/audit', { status: 200 });
   await page.locator('[data-testid=audit-row]').first().waitFor();

@@ -1,4 +1,5 @@
-// The hub's JSON API (api11.md, api13.md for people, 2FA, sessions, audit), typed. Every
+// The hub's JSON API (api11.md, api13.md for people, 2FA, sessions, audit, api13b.md for
+// what leaves the house and the local insight), typed. Every
 // call goes through `api()`, which turns an error answer into an `ApiError` whose message
 // is the server's own words.
 
@@ -385,3 +386,62 @@ export interface SignoutEverywhere {
 
 /** Ends every browser session (the caller's too) and rotates the devices' credentials. */
 export const signOutEverywhere = () => api<SignoutEverywhere>("POST", "/api/signout-everywhere", { confirm: "sign out everywhere" });
+
+// ---- What leaves this house (owner only) ----
+
+/** One object in the bucket, as the storage provider lists it. */
+export interface ExposedObject {
+  /** `<hub id>/<32 random hex>`: says nothing about the camera or the clip. */
+  name: string;
+  /** As stored: padded ciphertext, so only roughly the clip's size. */
+  bytes: number;
+  uploaded: string;
+}
+
+/** The cloud is set up. With `error` (the bucket could not be listed) the other fields may be absent. */
+export interface CloudExposure {
+  enabled: true;
+  /** `s3://bucket/prefix` (no credentials). */
+  store?: string;
+  /** "" = Amazon S3. */
+  endpoint?: string;
+  region?: string;
+  /** The only name the provider sees: random. */
+  hub_id?: string;
+  /** The age public keys every object is encrypted to. */
+  recipients?: string[];
+  /** Objects under this hub's prefix, counted from the bucket at `listed_at`. */
+  objects?: number;
+  bytes?: number;
+  listed_at?: string;
+  /** The listing stopped at 100 000 objects: there are more. */
+  truncated?: boolean;
+  /** The newest 50 objects. */
+  recent?: ExposedObject[];
+  uploads_since_start?: number;
+  bytes_sent_since_start?: number;
+  queue_length?: number;
+  last_success?: string | null;
+  error?: string | null;
+}
+
+export type Exposure = { enabled: false } | CloudExposure;
+
+export const getExposure = () => get<Exposure>("/api/cloud/exposure");
+
+// ---- Insight (owner only): figures from the hub's own database ----
+
+export interface Insight {
+  /** UTC dates (YYYY-MM-DD), oldest first; every `per_day` has one number per day. */
+  days: string[];
+  /** Motion events started each day, per camera. */
+  motion: { camera_id: number; name: string; per_day: number[] }[];
+  /** Media kept now, per camera. */
+  storage: { camera_id: number; name: string; bytes: number }[];
+  devices: { id: string; connections: number; failed_connections: number; paired: boolean }[];
+  /** From the audit trail. */
+  sign_ins: { per_day: number[]; failed_per_day: number[] };
+}
+
+/** At most 60 days. */
+export const getInsight = (days: number) => get<Insight>(`/api/insight${qs({ days })}`);

@@ -61,3 +61,16 @@ export function kbps(v: number | null | undefined): string {
   if (v === null || v === undefined) return "—";
   return v >= 1000 ? `${(v / 1000).toFixed(1)} Mbit/s` : `${Math.round(v)} kbit/s`;
 }
+
+export function plural(n: number, one: string, many: string): string {
+  return `${n.toLocaleString()} ${n === 1 ? one : many}`;
+}
+
+/** A UTC date (YYYY-MM-DD) as a short day ("3 Dec", by locale; `long`: "Wed, 3 Dec 2026"); the text itself when it is not one. */
+export function utcDay(s: string, long = false): string {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(s);
+  if (!m) return s;
+  const d = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
+  if (Number.isNaN(d.getTime())) return s;
+  return d.toLocaleDateString([], long ? { weekday: "short", day: "numeric", month: "short", year: "numeric", timeZone: "UTC" } : { day: "numeric", month: "short", timeZone: "UTC" });
+}

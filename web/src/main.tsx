@@ -10,6 +10,8 @@ import { Audit } from "./pages/Audit";
 import { CameraView } from "./pages/CameraView";
 import { Cameras } from "./pages/Cameras";
 import { Devices } from "./pages/Devices";
+import { ExposurePage } from "./pages/Exposure";
+import { InsightPage } from "./pages/Insight";
 import { Live } from "./pages/Live";
 import { People } from "./pages/People";
 import { Security } from "./pages/Security";
@@ -23,8 +25,10 @@ import {
   AccountIcon,
   AuditIcon,
   CamerasIcon,
+  CloudIcon,
   DevicesIcon,
   HomeIcon,
+  InsightIcon,
   LiveIcon,
   PeopleIcon,
   SecurityIcon,
@@ -36,8 +40,8 @@ const ALL: Role[] = ["owner", "member", "viewer"];
 const MEMBERS: Role[] = ["owner", "member"];
 const OWNER: Role[] = ["owner"];
 
-// Who sees which link (api13.md): owner all; member Live, Timeline, Storage, Account;
-// viewer Live, Account.
+// Who sees which link (api13.md, api13b.md): owner all; member Live, Timeline, Storage,
+// Account; viewer Live, Account.
 const NAV = [
   { href: "/", label: "Live", icon: LiveIcon, roles: ALL, match: (p: string) => p === "/" || p.startsWith("/camera/") },
   { href: "/timeline", label: "Timeline", icon: TimelineIcon, roles: MEMBERS, match: (p: string) => p.startsWith("/timeline") },
@@ -47,6 +51,8 @@ const NAV = [
   { href: "/people", label: "People", icon: PeopleIcon, roles: OWNER, match: (p: string) => p.startsWith("/people") },
   { href: "/audit", label: "Audit", icon: AuditIcon, roles: OWNER, match: (p: string) => p.startsWith("/audit") },
   { href: "/security", label: "Security", icon: SecurityIcon, roles: OWNER, match: (p: string) => p.startsWith("/security") },
+  { href: "/cloud", label: "What leaves", icon: CloudIcon, roles: OWNER, match: (p: string) => p.startsWith("/cloud") },
+  { href: "/insight", label: "Insight", icon: InsightIcon, roles: OWNER, match: (p: string) => p.startsWith("/insight") },
   { href: "/account", label: "Account", icon: AccountIcon, roles: ALL, match: (p: string) => p.startsWith("/account") },
 ];
 
@@ -77,6 +83,8 @@ function Screen({ path, me }: { path: string; me: Me }) {
   if (path === "/people") return owner ? <People /> : <OwnerOnly title="People" />;
   if (path === "/audit") return owner ? <Audit /> : <OwnerOnly title="Audit log" />;
   if (path === "/security") return owner ? <Security /> : <OwnerOnly title="Security" />;
+  if (path === "/cloud") return owner ? <ExposurePage /> : <OwnerOnly title="What leaves this house" />;
+  if (path === "/insight") return owner ? <InsightPage /> : <OwnerOnly title="Insight" />;
   return (
     <section class="page">
       <h1>Not found</h1>
@@ -118,7 +126,8 @@ function Shell({ me }: { me: Me }) {
           homehub
         </span>
         <nav aria-label="Main">
-          <ul>
+          {/* The owner's many links go in rows of four on a phone (app.css). */}
+          <ul class={nav.length > 9 ? "many" : undefined}>
             {nav.map((n) => (
               <li key={n.href}>
                 <a href={n.href} onClick={linkClick} aria-current={n.match(loc.path) ? "page" : undefined}>

@@ -74,3 +74,15 @@ export const AccountIcon = () => (
     <path d="M6.5 18.5c1.2-2 3.2-3 5.5-3s4.3 1 5.5 3" />
   </Icon>
 );
+export const CloudIcon = () => (
+  <Icon>
+    <path d="M7 18a4.5 4.5 0 0 1-.7-8.95A6 6 0 0 1 17.7 9 4.5 4.5 0 0 1 17 18" />
+    <path d="M12 21v-8M9 16l3-3 3 3" />
+  </Icon>
+);
+export const InsightIcon = () => (
+  <Icon>
+    <path d="M4 4v16h16" />
+    <path d="M8 16v-3M12 16V8M16 16v-5" />
+  </Icon>
+);

@@ -1,0 +1,167 @@
+//! Two owner pages that answer "what does anyone outside learn, and what happens here":
+//! `GET /api/cloud/exposure` — what the storage provider can see, read from the bucket's
+//! own listing — and `GET /api/insight` — the hub's own figures (motion per camera per day,
+//! storage, device connections, sign-ins), which never leave the LAN.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiResult, AppState, Session, err, require, session};
+use crate::clock::rfc3339;
+use crate::error::ErrorKind;
+use crate::store::Role;
+
+const DAY_MS: i64 = 86_400_000;
+
+#[derive(Serialize)]
+pub struct ExposedObject {
+    name: String,
+    bytes: u64,
+    uploaded: String,
+}
+
+/// `GET /api/cloud/exposure`.
+pub async fn exposure(State(st): State<AppState>, ext: Option<axum::Extension<Session>>) -> ApiResult<Json<serde_json::Value>> {
+    let s = session(ext)?;
+    require(&s, Role::Owner)?;
+    let Some(cloud) = &st.cloud else { return Ok(Json(serde_json::json!({ "enabled": false }))) };
+    let e = cloud.exposure().await?;
+    let recent: Vec<ExposedObject> =
+        e.recent.into_iter().map(|(name, bytes, at)| ExposedObject { name, bytes, uploaded: rfc3339(at) }).collect();
+    Ok(Json(serde_json::json!({
+        "enabled": true,
+        "store": e.store,
+        "endpoint": e.endpoint,
+        "region": e.region,
+        "hub_id": e.hub_id,
+        "recipients": e.recipients,
+        "objects": e.objects,
+        "bytes": e.bytes,
+        "truncated": e.truncated,
+        "listed_at": rfc3339(e.listed_at_ms),
+        "recent": recent,
+        "uploads_since_start": e.snapshot.uploads,
+        "bytes_sent_since_start": e.snapshot.bytes_sent,
+        "queue_length": e.snapshot.queue.pending,
+        "last_success": e.snapshot.last_success_ms.map(rfc3339),
+        "error": e.error,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InsightQuery {
+    days: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub struct CameraSeries {
+    camera_id: i64,
+    name: String,
+    per_day: Vec<i64>,
+}
+
+#[derive(Serialize)]
+pub struct CameraBytes {
+    camera_id: i64,
+    name: String,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+pub struct DeviceFigures {
+    id: String,
+    connections: i64,
+    failed_connections: i64,
+    paired: bool,
+}
+
+/// Counts per day (days since the epoch) laid out over `first..first + n`.
+fn spread(counts: impl IntoIterator<Item = (i64, i64)>, first: i64, n: i64) -> Vec<i64> {
+    let mut out = vec![0; n as usize];
+    for (day, c) in counts {
+        if (first..first + n).contains(&day) {
+            out[(day - first) as usize] += c;
+        }
+    }
+    out
+}
+
+/// `GET /api/insight?days=N` (1..=60, default 14): the last N UTC days, today included.
+pub async fn insight(
+    State(st): State<AppState>,
+    ext: Option<axum::Extension<Session>>,
+    q: Result<Query<InsightQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let s = session(ext)?;
+    require(&s, Role::Owner)?;
+    let Query(q) = q.map_err(|e| err(ErrorKind::Invalid, &e.body_text()))?;
+    let n = q.days.unwrap_or(14);
+    if !(1..=60).contains(&n) {
+        return Err(err(ErrorKind::Invalid, "days: 1..=60"));
+    }
+    let today = st.clock.now_ms().div_euclid(DAY_MS);
+    let first = today - n + 1;
+    let since = first * DAY_MS;
+    let (events, cams, live, bytes, devices, logins, failed) = st
+        .store
+        .call(move |db| {
+            Ok((
+                db.events_per_day(since)?,
+                db.cameras()?,
+                db.live_cameras()?.into_iter().map(|c| c.id).collect::<Vec<i64>>(),
+                db.media_bytes_by_camera()?,
+                db.devices()?,
+                db.audit_per_day("login", since)?,
+                db.audit_per_day("login.failed", since)?,
+            ))
+        })
+        .await?;
+    let name = |id: i64| cams.iter().find(|c| c.id == id).map_or_else(|| format!("camera {id}"), |c| c.name.clone());
+    // Every camera running now, and any other that had events in the window.
+    let mut ids: Vec<i64> = live.clone();
+    ids.extend(events.iter().map(|e| e.0));
+    ids.sort_unstable();
+    ids.dedup();
+    let motion: Vec<CameraSeries> = ids
+        .into_iter()
+        .map(|id| CameraSeries {
+            camera_id: id,
+            name: name(id),
+            per_day: spread(events.iter().filter(|e| e.0 == id).map(|e| (e.1, e.2)), first, n),
+        })
+        .collect();
+    let storage: Vec<CameraBytes> = bytes
+        .into_iter()
+        .filter(|b| b.recordings_bytes + b.clips_bytes > 0 || live.contains(&b.camera_id))
+        .map(|b| CameraBytes { camera_id: b.camera_id, name: name(b.camera_id), bytes: b.recordings_bytes + b.clips_bytes })
+        .collect();
+    let devices: Vec<DeviceFigures> = devices
+        .into_iter()
+        .map(|d| DeviceFigures {
+            paired: d.unpaired_ms.is_none(),
+            id: d.id,
+            connections: d.connections,
+            failed_connections: d.failed_connections,
+        })
+        .collect();
+    let days: Vec<String> = (first..=today).map(|d| rfc3339(d * DAY_MS)[..10].to_string()).collect();
+    Ok(Json(serde_json::json!({
+        "days": days,
+        "motion": motion,
+        "storage": storage,
+        "devices": devices,
+        "sign_ins": { "per_day": spread(logins, first, n), "failed_per_day": spread(failed, first, n) },
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_land_on_their_day_and_others_are_dropped() {
+        assert_eq!(spread([(10, 2), (12, 1), (12, 3), (9, 7), (13, 1)], 10, 3), vec![2, 0, 4]);
+    }
+}
