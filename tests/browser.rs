@@ -366,9 +366,11 @@ fn what_leaves_this_house_counts_the_buckets_objects_and_insight_draws_the_hubs_
         common::s3::SECRET_KEY
     );
     let s = setup(&[&["--motion", "4-8"]], &cloud);
-    wait_until("a clip in the bucket", Duration::from_secs(60), || {
+    // The event over, its clip and index sent: nothing more goes up while the page is read.
+    wait_until("the event's clip in the bucket", Duration::from_secs(60), || {
+        let ended = s.hub.events(&s.cookie).iter().any(|e| !e["end"].is_null() && e["clip_url"].is_string());
         let c = s.hub.get_json("/api/cloud", &s.cookie);
-        c["uploaded"].as_u64() >= Some(2) && c["queue_length"] == 0
+        ended && c["queue_length"] == 0 && c["uploaded"].as_u64() >= Some(2)
     });
     let objects = s3.list("homehub-cloud").iter().filter(|(k, _)| k.starts_with(&format!("home/{}/", s.hub.hub_id))).count();
     run("leaves.mjs", &s, &[("EXPECT_OBJECTS", objects.to_string()), ("RECIPIENT", recipient), ("HUB_ID", s.hub.hub_id.clone())]);

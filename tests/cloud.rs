@@ -496,9 +496,10 @@ fn what_leaves_this_house_is_read_from_the_bucket_itself() {
     let rig = Rig::new("6-10");
     let hub = rig.hub(1);
     let cookie = hub.session("owner");
-    wait_until("a clip uploaded", Duration::from_secs(60), || {
+    wait_until("the event's clip uploaded", Duration::from_secs(60), || {
+        let ended = hub.events(&cookie).iter().any(|e| !e["end"].is_null() && e["clip_url"].is_string());
         let s = status(&hub, &cookie);
-        s["uploaded"].as_u64() >= Some(2) && s["queue_length"] == 0
+        ended && s["uploaded"].as_u64() >= Some(2) && s["queue_length"] == 0
     });
     let e = hub.get_json("/api/cloud/exposure", &cookie);
     let mine: Vec<(String, u64)> =
