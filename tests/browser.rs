@@ -375,3 +375,62 @@ fn what_leaves_this_house_counts_the_buckets_objects_and_insight_draws_the_hubs_
     let objects = s3.list("homehub-cloud").iter().filter(|(k, _)| k.starts_with(&format!("home/{}/", s.hub.hub_id))).count();
     run("leaves.mjs", &s, &[("EXPECT_OBJECTS", objects.to_string()), ("RECIPIENT", recipient), ("HUB_ID", s.hub.hub_id.clone())]);
 }
+
+#[test]
+fn a_key_made_in_the_browser_opens_the_next_clip_and_the_store_test_tells_up_from_down() {
+    let s3 = common::s3::S3::start();
+    s3.create_bucket("homehub-cloud");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(HUB).args(["keys", "new"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let first = text.lines().find_map(|l| l.strip_prefix("# public key: ")).unwrap().trim().to_string();
+    let cloud = format!(
+        "[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = 1\npost_roll_seconds = 1\n\
+         [cloud]\nstore = \"s3://homehub-cloud/home\"\nendpoint = \"{}\"\nrecipients = [\"{first}\"]\n\
+         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+        s3.endpoint(),
+        common::s3::ACCESS_KEY,
+        common::s3::SECRET_KEY
+    );
+    // The movement comes after the page has added its key (the scenario takes a few seconds).
+    let s = setup(&[&["--motion", "40-44"]], &cloud);
+    let lines = run("recipients.mjs", &s, &[]);
+    let get = |k: &str| lines.iter().find_map(|l| l.strip_prefix(k)).map(str::to_string).unwrap_or_else(|| panic!("no {k} line"));
+    let (key, recipient) = (PathBuf::from(get("key file=")), get("recipient="));
+    let changed_at = now_ms();
+    let r = s.hub.get_json("/api/cloud/recipients", &s.cookie);
+    assert_eq!(r["recipients"], serde_json::json!([first, recipient]), "{r}");
+    // The secret is in the downloaded file and nowhere on the hub: not its log, not its files.
+    let secret = std::fs::read_to_string(&key).unwrap().lines().find(|l| l.starts_with("AGE-SECRET-KEY-1")).unwrap().to_string();
+    assert!(!s.hub.log_text().contains(&secret));
+    let grep = Command::new("grep").args(["-rqF", &secret]).arg(&s.hub.dir).status().unwrap();
+    assert!(!grep.success(), "the secret key is in the hub's data dir");
+    // The next clip opens with Debian's age and the browser's key.
+    let ev = poll(Duration::from_secs(90), || {
+        s.hub.events(&s.cookie).into_iter().find(|e| !e["end"].is_null() && e["clip_url"].is_string())
+    })
+    .expect("an event after the key was added");
+    assert!(api_ms(&ev["start"]) > changed_at, "the movement came after the page added its key");
+    wait_until("its clip uploaded", Duration::from_secs(30), || {
+        let c = s.hub.get_json("/api/cloud", &s.cookie);
+        c["queue_length"] == 0 && c["uploaded"].as_u64() >= Some(2)
+    });
+    let mut opened = 0;
+    for (k, _) in s3.list("homehub-cloud") {
+        let raw = s3.get("homehub-cloud", &k);
+        let f = tmp.path().join("clip.age");
+        std::fs::write(&f, &raw).unwrap();
+        let plain = tmp.path().join("clip.mp4");
+        let st = Command::new("age").args(["-d", "-i"]).arg(&key).arg("-o").arg(&plain).arg(&f).status().unwrap();
+        assert!(st.success(), "{k} does not open with the browser's key");
+        if std::fs::read(&plain).unwrap().get(4..8) == Some(b"ftyp") {
+            assert!(plays(&plain), "{k} opens but does not play");
+            opened += 1;
+        }
+    }
+    assert!(opened >= 1, "no clip opened with the browser's key");
+    // The store down: the test button says so.
+    s3.refuse(true);
+    run("recipients.mjs", &s, &[("STORE_DOWN", "1".into()), ("OUT_NAME", "recipients-down".into())]);
+    s3.refuse(false);
+}

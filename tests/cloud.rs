@@ -538,3 +538,95 @@ fn with_no_cloud_the_owner_is_told_nothing_leaves() {
     let cookie = hub.session("owner");
     assert_eq!(hub.get_json("/api/cloud/exposure", &cookie), serde_json::json!({ "enabled": false }));
 }
+
+/// Whether Debian's age opens `data` with the identity in `key`.
+fn age_opens(key: &Path, data: &[u8]) -> bool {
+    use std::io::Write;
+    let mut child = Command::new("age")
+        .args(["-d", "-i"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("age");
+    let _ = child.stdin.take().unwrap().write_all(data);
+    child.wait().unwrap().success()
+}
+
+#[test]
+fn the_owner_changes_who_can_open_new_clips_and_tests_the_store() {
+    // One movement before the change of recipients, one after.
+    let rig = Rig::new("6-10,34-38");
+    let mut hub = rig.hub(1);
+    let cookie = hub.session("owner");
+    let r = hub.get_json("/api/cloud/recipients", &cookie);
+    assert_eq!((r["recipients"].clone(), r["from"].as_str()), (serde_json::json!([rig.recipient]), Some("config")), "{r}");
+
+    // The store test writes and deletes one probe; nothing stays behind.
+    let before = rig.s3.list(BUCKET).len();
+    let (st, t) = hub.send_json("POST", "/api/cloud/test", &cookie, &serde_json::json!({}));
+    assert_eq!((st, t["ok"].as_bool()), (200, Some(true)), "{t}");
+    assert_eq!(rig.s3.list(BUCKET).len(), before, "the probe was deleted");
+
+    // Public keys only, at least one.
+    let new_dir = rig.tmp.path().join("new");
+    std::fs::create_dir_all(&new_dir).unwrap();
+    let (new_key, new_recipient) = owner_key(&new_dir);
+    let secret =
+        std::fs::read_to_string(&new_key).unwrap().lines().find(|l| l.starts_with("AGE-SECRET-KEY-")).unwrap().to_string();
+    for (bad, why) in [
+        (serde_json::json!([secret]), "secret key"),
+        (serde_json::json!([]), "at least one"),
+        (serde_json::json!(["age1nope"]), "recipient"),
+    ] {
+        let (st, b) = hub.send_json("PUT", "/api/cloud/recipients", &cookie, &serde_json::json!({ "recipients": bad }));
+        assert_eq!(st, 400, "{b}");
+        assert!(b["error"].as_str().unwrap().contains(why), "{b}");
+    }
+    let first = poll(Duration::from_secs(30), || {
+        hub.events(&cookie).into_iter().find(|e| !e["end"].is_null() && e["clip_url"].is_string())
+    })
+    .expect("the first event's clip");
+    // Sealing happens at upload: the first event's objects go up before the change.
+    wait_until("the first clip uploaded", Duration::from_secs(30), || {
+        let s = status(&hub, &cookie);
+        s["queue_length"] == 0 && s["uploaded"].as_u64() >= Some(2)
+    });
+    let (st, r) = hub.send_json("PUT", "/api/cloud/recipients", &cookie, &serde_json::json!({ "recipients": [new_recipient] }));
+    assert_eq!((st, r["from"].as_str()), (200, Some("hub")), "{r}");
+    let changed_at = now_ms();
+
+    // The clip of the movement after the change opens with the new key only.
+    let second = poll(Duration::from_secs(60), || {
+        hub.events(&cookie).into_iter().find(|e| e["id"] != first["id"] && !e["end"].is_null() && e["clip_url"].is_string())
+    })
+    .expect("the second event's clip");
+    assert!(api_ms(&second["start"]) > changed_at, "the second movement came after the change");
+    wait_until("the second clip uploaded", Duration::from_secs(30), || status(&hub, &cookie)["queue_length"] == 0);
+    let objects: Vec<Vec<u8>> = rig.s3.list(BUCKET).into_iter().map(|(k, _)| rig.s3.get(BUCKET, &k)).collect();
+    let (old_ones, new_ones) =
+        (objects.iter().filter(|o| age_opens(&rig.key, o)).count(), objects.iter().filter(|o| age_opens(&new_key, o)).count());
+    assert!(old_ones >= 2 && new_ones >= 2, "old key opens {old_ones}, new key {new_ones} of {}", objects.len());
+    assert_eq!(old_ones + new_ones, objects.len(), "every object opens with exactly one of the two keys");
+    // The list outlives a restart; the audit names both changes.
+    hub.proc.as_mut().unwrap().term();
+    hub.restart();
+    let cookie = hub.login(EMAIL, PASSWORD).1.unwrap().0;
+    let r = hub.get_json("/api/cloud/recipients", &cookie);
+    assert_eq!((r["recipients"].clone(), r["from"].as_str()), (serde_json::json!([new_recipient]), Some("hub")), "{r}");
+    let actions: Vec<String> = hub.get_json("/api/audit?action=cloud", &cookie)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_string())
+        .collect();
+    assert!(actions.contains(&"cloud.recipients_changed".into()) && actions.contains(&"cloud.tested".into()), "{actions:?}");
+
+    // With the store refusing, the test says so.
+    rig.s3.refuse(true);
+    let (st, t) = hub.send_json("POST", "/api/cloud/test", &cookie, &serde_json::json!({}));
+    assert_eq!(st, 502, "{t}");
+    assert!(!t["error"].as_str().unwrap().is_empty());
+    rig.s3.refuse(false);
+}

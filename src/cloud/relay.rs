@@ -69,6 +69,10 @@ pub struct Snapshot {
     pub reachable: bool,
 }
 
+/// The `meta` setting holding the owner's recipients (JSON), and how many may be set.
+pub const RECIPIENTS_SETTING: &str = "cloud.recipients";
+const MAX_RECIPIENTS: usize = 32;
+
 /// Objects listed for the "what leaves" page at most, and the newest shown.
 pub const EXPOSURE_LIST_MAX: usize = 100_000;
 pub const EXPOSURE_RECENT: usize = 50;
@@ -95,7 +99,10 @@ pub struct Exposure {
 pub struct Relay {
     store: Store,
     remote: Remote,
-    recipients: Vec<Recipient>,
+    /// Who clips are sealed to; the owner may change it from the browser.
+    recipients: Mutex<Vec<Recipient>>,
+    /// True once the list comes from the hub's database rather than the config.
+    recipients_from_hub: std::sync::atomic::AtomicBool,
     hub_id: String,
     data_dir: PathBuf,
     notify: Notify,
@@ -117,8 +124,11 @@ impl Relay {
         hub_id: String,
         clock: Clock,
         stop: Shutdown,
+        stored_recipients: Option<Vec<String>>,
     ) -> Result<(Arc<Relay>, tokio::task::JoinHandle<()>)> {
-        let recipients = super::keys::parse_recipients(&cfg.recipients)?;
+        // The owner's list from the browser, when there is one, wins over the config's.
+        let from_hub = stored_recipients.is_some();
+        let recipients = super::keys::parse_recipients(stored_recipients.as_deref().unwrap_or(&cfg.recipients))?;
         if recipients.is_empty() {
             return Err(Error::invalid("cloud.recipients: at least one recipient is needed to send anything"));
         }
@@ -140,7 +150,8 @@ impl Relay {
         let relay = Arc::new(Relay {
             store,
             remote,
-            recipients,
+            recipients: Mutex::new(recipients),
+            recipients_from_hub: std::sync::atomic::AtomicBool::new(from_hub),
             hub_id,
             data_dir,
             notify: Notify::new(),
@@ -150,7 +161,7 @@ impl Relay {
             stats: Mutex::new(Stats { reachable: true, ..Default::default() }),
             clock,
         });
-        tracing::info!(store = %relay.remote.describe, recipients = relay.recipients.len(), "cloud relay on");
+        tracing::info!(store = %relay.remote.describe, recipients = relay.recipients().len(), "cloud relay on");
         let task = tokio::spawn(relay.clone().run(stop));
         Ok((relay, task))
     }
@@ -161,7 +172,7 @@ impl Relay {
         let s = crate::sync::lock(&self.stats).clone();
         Ok(Snapshot {
             store: self.remote.describe.clone(),
-            recipients: self.recipients.len(),
+            recipients: self.recipients().len(),
             max_upload_kbps: self.max_upload_kbps,
             uploads: s.uploads,
             failures: s.failures,
@@ -172,6 +183,55 @@ impl Relay {
             reachable: s.reachable,
             queue,
         })
+    }
+
+    /// Who clips are sealed to now.
+    fn recipients(&self) -> Vec<Recipient> {
+        crate::sync::lock(&self.recipients).clone()
+    }
+
+    /// The recipients (`age1…`) and whether they were set on the hub (else: the config's).
+    pub fn recipient_list(&self) -> (Vec<String>, bool) {
+        let list = self.recipients().iter().map(|r| r.to_string()).collect();
+        (list, self.recipients_from_hub.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Replaces who clips are sealed to, from now on (what is in the bucket stays as it
+    /// was); the list is kept in the database and wins over the config's from then on.
+    pub async fn set_recipients(&self, list: &[String], actor: &str) -> Result<Vec<String>> {
+        if list.is_empty() {
+            return Err(Error::invalid("recipients: at least one is needed, or nobody could open the clips"));
+        }
+        if list.len() > MAX_RECIPIENTS {
+            return Err(Error::invalid(format!("recipients: at most {MAX_RECIPIENTS}")));
+        }
+        let parsed = super::keys::parse_recipients(list)
+            .map_err(|e| Error::invalid(e.message().replace("cloud.recipients", "recipients")))?;
+        let texts: Vec<String> = parsed.iter().map(|r| r.to_string()).collect();
+        let (json, actor, now) = (serde_json::to_string(&texts).unwrap_or_default(), actor.to_string(), self.clock.now_ms());
+        let n = texts.len();
+        self.store
+            .call(move |db| {
+                db.set_setting(RECIPIENTS_SETTING, &json)?;
+                db.audit(&actor, "cloud.recipients_changed", &format!("{n} recipient(s)"), now)
+            })
+            .await?;
+        *crate::sync::lock(&self.recipients) = parsed;
+        self.recipients_from_hub.store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::info!(recipients = n, "cloud recipients changed");
+        Ok(texts)
+    }
+
+    /// Writes one sealed probe (an empty index, so a probe left behind by a failed delete
+    /// lists as nothing) and deletes it; the time it took.
+    pub async fn probe(&self) -> Result<std::time::Duration> {
+        let started = std::time::Instant::now();
+        let recipients = self.recipients();
+        let sealed = blocking("sealing a probe", move || seal_index(&recipients, b"")).await??;
+        let at = self.remote.object(&self.hub_id, &super::index::new_object_name());
+        self.remote.put_bytes(&at, sealed).await?;
+        self.remote.delete(&at).await?;
+        Ok(started.elapsed())
     }
 
     /// What the provider sees, read from the bucket itself now: this hub's objects (their
@@ -186,7 +246,7 @@ impl Relay {
             endpoint: self.endpoint.clone(),
             region: self.region.clone(),
             hub_id: self.hub_id.clone(),
-            recipients: self.recipients.iter().map(|r| r.to_string()).collect(),
+            recipients: self.recipients().iter().map(|r| r.to_string()).collect(),
             listed_at_ms: now,
             objects: None,
             bytes: None,
@@ -369,7 +429,7 @@ impl Relay {
         match &job.payload {
             Payload::Index { body } => {
                 let body = body.clone();
-                let recipients = self.recipients.clone();
+                let recipients = self.recipients();
                 let sealed =
                     blocking("sealing an index entry", move || seal_index(&recipients, body.trim_end().as_bytes())).await??;
                 let n = sealed.len() as u64;
@@ -381,7 +441,7 @@ impl Relay {
                 if !src.exists() {
                     return Err(Error::not_found(format!("{} was deleted before it was uploaded", src.display())));
                 }
-                let (recipients, s2) = (self.recipients.clone(), src.clone());
+                let (recipients, s2) = (self.recipients(), src.clone());
                 if std::fs::metadata(&src).map(|m| m.len()).unwrap_or(u64::MAX) <= IN_MEMORY_MAX {
                     // Small (pieces, short clips): sealed in memory, sparing the SD card a write.
                     let sealed = blocking("sealing a clip", move || {
@@ -587,7 +647,8 @@ mod tests {
         let relay = Relay {
             store: store.clone(),
             remote: Remote::open(&Target { store: format!("file://{}", bucket.display()), ..Default::default() }).unwrap(),
-            recipients: super::super::keys::parse_recipients(&[public]).unwrap(),
+            recipients: Mutex::new(super::super::keys::parse_recipients(&[public]).unwrap()),
+            recipients_from_hub: std::sync::atomic::AtomicBool::new(false),
             hub_id: "hub".into(),
             data_dir: data.clone(),
             notify: Notify::new(),

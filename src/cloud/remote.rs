@@ -155,6 +155,10 @@ impl Remote {
         Ok((out, false))
     }
 
+    pub async fn delete(&self, at: &ObjPath) -> Result<()> {
+        self.store.delete(at).await.map_err(|e| self.err("delete", e))
+    }
+
     pub async fn put_bytes(&self, at: &ObjPath, body: Vec<u8>) -> Result<()> {
         self.store.put(at, PutPayload::from(Bytes::from(body))).await.map_err(|e| self.err("upload", e))?;
         Ok(())

@@ -182,7 +182,13 @@ async fn serve(
     let cloud = if cfg.cloud.store.is_empty() {
         None
     } else {
-        Some(cloud::relay::Relay::start(&cfg.cloud, store.clone(), hub_id.clone(), clock.clone(), stop.clone())?)
+        let stored = store.call(|db| db.setting(cloud::relay::RECIPIENTS_SETTING)).await?;
+        let stored: Option<Vec<String>> = match stored.map(|s| serde_json::from_str(&s)) {
+            Some(Ok(list)) => Some(list),
+            Some(Err(e)) => return Err(Error::internal(format!("database: the stored cloud recipients are not a list: {e}"))),
+            None => None,
+        };
+        Some(cloud::relay::Relay::start(&cfg.cloud, store.clone(), hub_id.clone(), clock.clone(), stop.clone(), stored)?)
     };
     let motion = Arc::new(MotionState::default());
     // Stills (snapshots, colour thumbnails) are decoded even when motion detection is off.

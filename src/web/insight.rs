@@ -49,6 +49,76 @@ pub async fn exposure(State(st): State<AppState>, ext: Option<axum::Extension<Se
     })))
 }
 
+fn no_cloud() -> super::ApiError {
+    err(ErrorKind::Conflict, "no cloud store is set up: set [cloud] store (and its credentials) in the config first")
+}
+
+fn recipients_body(list: Vec<String>, from_hub: bool) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "recipients": list, "from": if from_hub { "hub" } else { "config" } }))
+}
+
+/// `GET /api/cloud/recipients`.
+pub async fn get_recipients(
+    State(st): State<AppState>,
+    ext: Option<axum::Extension<Session>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let s = session(ext)?;
+    require(&s, Role::Owner)?;
+    let cloud = st.cloud.as_ref().ok_or_else(no_cloud)?;
+    let (list, from_hub) = cloud.recipients();
+    Ok(recipients_body(list, from_hub))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecipientsBody {
+    recipients: Vec<String>,
+}
+
+/// `PUT /api/cloud/recipients`: who new clips are sealed to (public keys only).
+pub async fn put_recipients(
+    State(st): State<AppState>,
+    ext: Option<axum::Extension<Session>>,
+    bytes: axum::body::Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let s = session(ext)?;
+    require(&s, Role::Owner)?;
+    let cloud = st.cloud.as_ref().ok_or_else(no_cloud)?;
+    let b: RecipientsBody = serde_json::from_slice(&bytes).map_err(|e| err(ErrorKind::Invalid, &format!("body: {e}")))?;
+    let list = cloud.set_recipients(&b.recipients, &s.user.email).await?;
+    Ok(recipients_body(list, true))
+}
+
+/// `POST /api/cloud/test`: one sealed probe written and deleted; 502 with why not.
+pub async fn test_store(
+    State(st): State<AppState>,
+    ext: Option<axum::Extension<Session>>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let s = session(ext)?;
+    require(&s, Role::Owner)?;
+    let cloud = st.cloud.as_ref().ok_or_else(no_cloud)?;
+    let (now, actor) = (st.clock.now_ms(), s.user.email.clone());
+    let (answer, detail) = match cloud.probe().await {
+        Ok(took) => {
+            let ms = took.as_millis() as u64;
+            (
+                (axum::http::StatusCode::OK, Json(serde_json::json!({ "ok": true, "ms": ms }))).into_response(),
+                format!("ok in {ms} ms"),
+            )
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            (
+                (axum::http::StatusCode::BAD_GATEWAY, Json(serde_json::json!({ "error": msg }))).into_response(),
+                format!("failed: {msg}"),
+            )
+        }
+    };
+    st.store.call(move |db| db.audit(&actor, "cloud.tested", &detail, now)).await?;
+    Ok(answer)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InsightQuery {

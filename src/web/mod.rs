@@ -273,6 +273,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/audit", get(people::audit_page))
         .route("/api/cloud", get(cloud_status))
         .route("/api/cloud/exposure", get(insight::exposure))
+        .route("/api/cloud/recipients", get(insight::get_recipients).put(insight::put_recipients))
+        .route("/api/cloud/test", post(insight::test_store))
         .route("/api/insight", get(insight::insight))
         .route("/metrics", get(metrics))
         .fallback(assets::fallback)

@@ -74,6 +74,12 @@ pub trait CloudStatus: Send + Sync {
     fn snapshot(&self) -> PortFuture<'_, Snapshot>;
     /// What the storage provider sees, from the bucket's own listing.
     fn exposure(&self) -> PortFuture<'_, crate::cloud::relay::Exposure>;
+    /// Who clips are sealed to, and whether the owner set it on the hub.
+    fn recipients(&self) -> (Vec<String>, bool);
+    /// New recipients, from now on.
+    fn set_recipients<'a>(&'a self, list: &'a [String], actor: &'a str) -> PortFuture<'a, Vec<String>>;
+    /// Writes and deletes one sealed probe object.
+    fn probe(&self) -> PortFuture<'_, Duration>;
 }
 
 impl DeviceAdmin for Devices {
@@ -133,6 +139,15 @@ impl CloudStatus for Relay {
     }
     fn exposure(&self) -> PortFuture<'_, crate::cloud::relay::Exposure> {
         Box::pin(Relay::exposure(self))
+    }
+    fn recipients(&self) -> (Vec<String>, bool) {
+        self.recipient_list()
+    }
+    fn set_recipients<'a>(&'a self, list: &'a [String], actor: &'a str) -> PortFuture<'a, Vec<String>> {
+        Box::pin(Relay::set_recipients(self, list, actor))
+    }
+    fn probe(&self) -> PortFuture<'_, Duration> {
+        Box::pin(Relay::probe(self))
     }
 }
 

@@ -1,5 +1,6 @@
 // The hub's JSON API (api11.md, api13.md for people, 2FA, sessions, audit, api13b.md for
-// what leaves the house and the local insight), typed. Every
+// what leaves the house and the local insight, api13c.md for the cloud's recipients and the
+// store's test), typed. Every
 // call goes through `api()`, which turns an error answer into an `ApiError` whose message
 // is the server's own words.
 
@@ -428,6 +429,22 @@ export interface CloudExposure {
 export type Exposure = { enabled: false } | CloudExposure;
 
 export const getExposure = () => get<Exposure>("/api/cloud/exposure");
+
+/** Who can open the clips: the age X25519 recipients (`age1…`) new objects are encrypted to. */
+export interface CloudRecipients {
+  recipients: string[];
+  /** `hub`: set from the browser, overriding the config's `[cloud] recipients`. */
+  from: "config" | "hub";
+}
+
+/** 409 when no cloud store is configured. */
+export const getCloudRecipients = () => get<CloudRecipients>("/api/cloud/recipients");
+
+/** At least one; a secret key is refused (400). New clips and pieces use the new list at once; what is in the bucket stays as it was. */
+export const setCloudRecipients = (recipients: string[]) => api<CloudRecipients>("PUT", "/api/cloud/recipients", { recipients });
+
+/** Writes one encrypted probe object to the bucket and deletes it; 502 with the reason when the store cannot be reached or refuses. */
+export const testCloudStore = () => api<{ ok: true; ms: number }>("POST", "/api/cloud/test", {});
 
 // ---- Insight (owner only): figures from the hub's own database ----
 

@@ -1,10 +1,25 @@
 // What leaves this house (owner only): with the cloud off, that nothing does; with it on,
 // where the clips go, what the storage provider can see of them (counted from the bucket
 // itself) and what it cannot, who can open them, the newest uploads as the provider lists
-// them, and the uploads since the hub started.
-import { useEffect, useState } from "preact/hooks";
-import { type CloudExposure, type Exposure, errorText, getExposure } from "../api";
+// them, and the uploads since the hub started. The owner manages who can open the clips
+// here (the list the hub encrypts new clips to; a key can be made in this browser, whose
+// secret never goes to the hub) and tests the store; the store itself stays in the config.
+import * as age from "age-encryption";
+import { useEffect, useRef, useState } from "preact/hooks";
+import {
+  type CloudExposure,
+  type CloudRecipients,
+  type Exposure,
+  errorText,
+  getCloudRecipients,
+  getExposure,
+  setCloudRecipients,
+  testCloudStore,
+} from "../api";
 import { bytes, dateTime, plural } from "../format";
+
+/** The file a key made in this browser is saved as. */
+const KEY_FILE = "homehub-cloud-key.txt";
 
 /** The config that turns the cloud on (README "Cloud relay"). */
 const CONFIG_EXAMPLE = `[cloud]
@@ -110,6 +125,11 @@ function Cloud({ x, busy, again }: { x: CloudExposure; busy: boolean; again: () 
             <dd>{x.region || "—"}</dd>
           </div>
         </dl>
+        <p class="small">
+          The store, its endpoint and its access key are set in the hub's config file (the <code>[cloud]</code> section) for now. Who can open the clips is set
+          below.
+        </p>
+        <StoreTest />
       </section>
 
       <section aria-labelledby="can-see-title">
@@ -158,25 +178,7 @@ function Cloud({ x, busy, again }: { x: CloudExposure; busy: boolean; again: () 
         </ul>
       </section>
 
-      <section aria-labelledby="recipients-title">
-        <h2 id="recipients-title">Who can open the clips</h2>
-        <p>
-          Every object is encrypted (age) to these public keys. Only whoever holds a matching private key can open a clip; the storage provider holds none of them.
-        </p>
-        {x.recipients === undefined ? (
-          <p>Not known just now.</p>
-        ) : x.recipients.length === 0 ? (
-          <p>No recipients are set.</p>
-        ) : (
-          <ul class="plain recipients" data-testid="recipients">
-            {x.recipients.map((r) => (
-              <li key={r}>
-                <code class="key">{r}</code>
-              </li>
-            ))}
-          </ul>
-        )}
-      </section>
+      <Recipients fallback={x.recipients} />
 
       <section aria-labelledby="recent-title">
         <h2 id="recent-title">The last 50 uploads, as the provider sees them</h2>
@@ -238,6 +240,319 @@ function Cloud({ x, busy, again }: { x: CloudExposure; busy: boolean; again: () 
         </dl>
       </section>
     </>
+  );
+}
+
+/** Writes one encrypted probe object to the bucket and deletes it, and says how it went. */
+function StoreTest() {
+  const [busy, setBusy] = useState(false);
+  const [ms, setMs] = useState<number | null>(null);
+  const [error, setError] = useState<string | null>(null);
+
+  async function run() {
+    setBusy(true);
+    setMs(null);
+    setError(null);
+    try {
+      const r = await testCloudStore();
+      setMs(Math.round(r.ms));
+    } catch (e) {
+      setError(errorText(e));
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <div class="store-test">
+      <div class="buttons">
+        <button type="button" onClick={() => void run()} disabled={busy}>
+          {busy ? "Testing the store…" : "Test the store"}
+        </button>
+      </div>
+      {error && (
+        <p role="alert" class="error" data-testid="store-test-result">
+          The store does not work: {error}
+        </p>
+      )}
+      <p role="status" class="ok" data-testid={ms === null ? undefined : "store-test-result"}>
+        {ms === null ? null : `The store works: an encrypted probe was written and deleted in ${ms} ms.`}
+      </p>
+    </div>
+  );
+}
+
+/** `age1…` and the last 8 characters: enough to tell the recipients apart. */
+function short(r: string): string {
+  return `age1…${r.slice(-8)}`;
+}
+
+/** A key made in this browser, not yet added. The secret is only in the blob behind `url`. */
+interface NewKey {
+  recipient: string;
+  url: string;
+}
+
+type Where = "list" | "add" | "key";
+
+/** Who can open the clips: the recipients, with removing, adding, and a key made in the page. */
+function Recipients({ fallback }: { fallback?: string[] }) {
+  const [list, setList] = useState<CloudRecipients | null>(null);
+  const [loadError, setLoadError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<{ where: Where; text: string } | null>(null);
+  const [status, setStatus] = useState<string | null>(null);
+  const [draft, setDraft] = useState("");
+  const [key, setKey] = useState<NewKey | null>(null);
+  const [making, setMaking] = useState(false);
+  const heading = useRef<HTMLHeadingElement>(null);
+  const panel = useRef<HTMLDivElement>(null);
+  const url = useRef<string | null>(null);
+
+  useEffect(() => {
+    let gone = false;
+    getCloudRecipients()
+      .then((r) => {
+        if (gone) return;
+        setList(r);
+        setLoadError(null);
+      })
+      .catch((e) => !gone && setLoadError(`Cannot ask the hub who can open the clips: ${errorText(e)}`));
+    return () => {
+      gone = true;
+      // Leaving the page forgets a key that was made and not added.
+      if (url.current) URL.revokeObjectURL(url.current);
+      url.current = null;
+    };
+  }, []);
+
+  useEffect(() => {
+    if (key) panel.current?.focus();
+  }, [key]);
+
+  /** Forgets the key made in this browser: the blob (the only copy of its secret here) goes. */
+  function forget() {
+    if (url.current) URL.revokeObjectURL(url.current);
+    url.current = null;
+    setKey(null);
+  }
+
+  async function save(next: string[], where: Where, said: (r: CloudRecipients) => string): Promise<boolean> {
+    setBusy(true);
+    setError(null);
+    setStatus(null);
+    try {
+      const r = await setCloudRecipients(next);
+      setList(r);
+      setStatus(said(r));
+      return true;
+    } catch (e) {
+      setError({ where, text: errorText(e) });
+      return false;
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  const to = (r: CloudRecipients) => `new clips are encrypted to ${plural(r.recipients.length, "recipient", "recipients")} from now on`;
+
+  async function remove(r: string) {
+    if (!list) return;
+    const ok = await save(
+      list.recipients.filter((x) => x !== r),
+      "list",
+      (n) => `Removed ${short(r)}: ${to(n)}. Clips already in the bucket can still be opened with its key.`,
+    );
+    // Its button is gone: back to the top of the section.
+    if (ok) heading.current?.focus();
+  }
+
+  async function add(e: Event) {
+    e.preventDefault();
+    if (!list) return;
+    const text = draft.trim();
+    setStatus(null);
+    if (!text) {
+      setError({ where: "add", text: "Paste a recipient (age1…) first." });
+      return;
+    }
+    // A secret key is never sent to the hub, not even to be refused there.
+    if (/AGE-SECRET-KEY-/i.test(text)) {
+      setDraft("");
+      setError({
+        where: "add",
+        text: "That is a secret key (AGE-SECRET-KEY-…): never paste a secret key here, it alone opens the clips. It was not sent to the hub. Paste its public key (age1…) instead.",
+      });
+      return;
+    }
+    if (list.recipients.includes(text)) {
+      setError({ where: "add", text: `${short(text)} is already in the list.` });
+      return;
+    }
+    if (await save([...list.recipients, text], "add", (n) => `Added ${short(text)}: ${to(n)}.`)) setDraft("");
+  }
+
+  async function makeKey() {
+    setMaking(true);
+    setError(null);
+    setStatus(null);
+    try {
+      // X25519 explicitly: the hub takes only age1… recipients, and generateIdentity() may
+      // one day make a post-quantum one.
+      const secret = await age.generateX25519Identity();
+      const recipient = await age.identityToRecipient(secret);
+      // age-keygen's layout and its RFC 3339 time in whole seconds.
+      const created = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+      const text = `# created: ${created} by homehub in this browser\n# public key: ${recipient}\n${secret}\n`;
+      forget();
+      url.current = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
+      setKey({ recipient, url: url.current });
+    } catch (e) {
+      setError({ where: "key", text: `Cannot make a key in this browser: ${errorText(e)}` });
+    } finally {
+      setMaking(false);
+    }
+  }
+
+  async function addKey() {
+    if (!list || !key) return;
+    const r = key.recipient;
+    const next = list.recipients.includes(r) ? list.recipients : [...list.recipients, r];
+    const ok = await save(next, "key", (n) => `Added ${short(r)}, the key made in this browser: ${to(n)}. This page has forgotten its secret: keep ${KEY_FILE} safe, offline.`);
+    if (ok) {
+      forget();
+      heading.current?.focus();
+    }
+  }
+
+  const shown = list ? list.recipients : fallback;
+  const alert = (where: Where) =>
+    error?.where === where && (
+      <p role="alert" class="error" id={`recipients-${where}-error`}>
+        {error.text}
+      </p>
+    );
+
+  return (
+    <section aria-labelledby="recipients-title" class="recipients-edit">
+      <h2 id="recipients-title" ref={heading} tabIndex={-1}>
+        Who can open the clips
+      </h2>
+      <p>
+        Every object is encrypted (age) to these public keys. Only whoever holds a matching private key can open a clip; the storage provider holds none of them.
+      </p>
+      {loadError && (
+        <p role="alert" class="error">
+          {loadError}
+        </p>
+      )}
+      {shown === undefined ? (
+        <p>Not known just now.</p>
+      ) : shown.length === 0 ? (
+        <p>No recipients are set.</p>
+      ) : (
+        <ul class="plain recipients" data-testid="recipients">
+          {shown.map((r) => (
+            <li key={r} class="recipient-row">
+              <code class="key">{r}</code>
+              {list && (
+                <button type="button" aria-label={`Remove recipient ${short(r)}`} onClick={() => void remove(r)} disabled={busy || list.recipients.length <= 1}>
+                  Remove
+                </button>
+              )}
+            </li>
+          ))}
+        </ul>
+      )}
+      {list && (
+        <p class="small">
+          {list.from === "hub" ? (
+            <>
+              Set here, in the browser: this list overrides the config file's <code>[cloud] recipients</code>.
+            </>
+          ) : (
+            <>
+              From the config file's <code>[cloud] recipients</code>. A change here overrides it.
+            </>
+          )}
+          {list.recipients.length <= 1 && " The last recipient cannot be removed: add another first."} A change applies to new clips at once; what is already in the bucket
+          stays as it was.
+        </p>
+      )}
+      {alert("list")}
+      <p role="status" class="ok">
+        {status}
+      </p>
+
+      {list && (
+        <>
+          <h3 id="add-recipient-title">Add a recipient</h3>
+          <form class="card form" aria-labelledby="add-recipient-title" onSubmit={(e) => void add(e)} noValidate>
+            <label>
+              Recipient (age1…)
+              <input
+                name="recipient"
+                value={draft}
+                onInput={(e) => setDraft(e.currentTarget.value)}
+                autocomplete="off"
+                autocapitalize="none"
+                spellcheck={false}
+                aria-invalid={error?.where === "add" ? true : undefined}
+                aria-describedby={error?.where === "add" ? "recipients-add-error" : "recipient-help"}
+              />
+            </label>
+            <p id="recipient-help" class="small">
+              A public key, as <code>age-keygen</code> or <code>homehub keys new</code> prints it after “public key:”.
+            </p>
+            {alert("add")}
+            <div class="buttons">
+              <button type="submit" disabled={busy}>
+                Add
+              </button>
+            </div>
+          </form>
+
+          <h3 id="new-key-title">Create a key in this browser</h3>
+          <div class="card form">
+            <p>The key is made here, in this browser: its secret part never goes to the hub, only into the file you download, and the hub gets only its public part.</p>
+            {!key ? (
+              <div class="buttons">
+                <button type="button" onClick={() => void makeKey()} disabled={making || busy}>
+                  {making ? "Creating a key…" : "Create a key in this browser"}
+                </button>
+              </div>
+            ) : (
+              <div ref={panel} class="new-key" role="group" aria-labelledby="new-key-made" tabIndex={-1}>
+                <p id="new-key-made">
+                  <strong>A new key, not added yet.</strong> Its public part:
+                </p>
+                <p>
+                  <code class="key" data-testid="new-recipient">
+                    {key.recipient}
+                  </code>
+                </p>
+                <p class="small">
+                  Download the key first and keep the file offline: it alone opens the clips encrypted to this key, and this page forgets the secret once the key is
+                  added.
+                </p>
+                <div class="buttons">
+                  <a class="button" href={key.url} download={KEY_FILE} data-testid="download-key">
+                    Download the key
+                  </a>
+                  <button type="button" class="primary" onClick={() => void addKey()} disabled={busy}>
+                    Add this key's public part
+                  </button>
+                  <button type="button" onClick={forget} disabled={busy}>
+                    Discard this key
+                  </button>
+                </div>
+              </div>
+            )}
+            {alert("key")}
+          </div>
+        </>
+      )}
+    </section>
   );
 }
 
