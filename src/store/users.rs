@@ -43,6 +43,11 @@ impl Db {
             .map_err(db_err("reading user"))
     }
 
+    /// A user who must exist: NotFound names the id otherwise.
+    pub fn existing_user(&mut self, id: i64) -> Result<UserRow> {
+        self.user(id)?.ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no user {id}")))
+    }
+
     /// Every user, owners first, then by email.
     pub fn users(&mut self) -> Result<Vec<UserRow>> {
         let mut st = self
@@ -68,7 +73,7 @@ impl Db {
 
     /// Changes a user's role; refused when it would leave the hub without an owner.
     pub fn set_role(&mut self, id: i64, role: Role) -> Result<UserRow> {
-        let user = self.user(id)?.ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no user {id}")))?;
+        let user = self.existing_user(id)?;
         if user.role == Role::Owner && role != Role::Owner && self.owner_count()? <= 1 {
             return Err(Error::new(ErrorKind::Conflict, "the hub needs an owner: make someone else owner first"));
         }
@@ -98,7 +103,7 @@ impl Db {
     /// Removes a user (their sessions, shares and codes go with them); refused for the
     /// last owner.
     pub fn delete_user(&mut self, id: i64) -> Result<UserRow> {
-        let user = self.user(id)?.ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no user {id}")))?;
+        let user = self.existing_user(id)?;
         if user.role == Role::Owner && self.owner_count()? <= 1 {
             return Err(Error::new(ErrorKind::Conflict, "the hub's last owner cannot be removed"));
         }
@@ -118,7 +123,7 @@ impl Db {
 
     /// Replaces the cameras shared with a user; every id must be a camera not removed.
     pub fn set_shares(&mut self, user_id: i64, cameras: &[i64]) -> Result<Vec<i64>> {
-        let user = self.user(user_id)?.ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no user {user_id}")))?;
+        let user = self.existing_user(user_id)?;
         if user.role == Role::Owner && !cameras.is_empty() {
             return Err(Error::invalid("cameras: an owner sees every camera; nothing to share"));
         }

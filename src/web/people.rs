@@ -444,7 +444,7 @@ async fn user_info(st: &AppState, id: i64) -> ApiResult<UserInfo> {
     let (u, cams, n) = st
         .store
         .call(move |db| {
-            let u = db.user(id)?.ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no user {id}")))?;
+            let u = db.existing_user(id)?;
             let n = db.session_counts(now, idle)?.get(&id).copied().unwrap_or(0);
             Ok((u, db.shares_of(id)?, n))
         })
@@ -546,7 +546,7 @@ pub async fn patch_user(
     let (now, by) = (st.clock.now_ms(), s.user.email.clone());
     st.store
         .call(move |db| {
-            let who = db.user(id)?.ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no user {id}")))?.email;
+            let who = db.existing_user(id)?.email;
             if let Some(role) = role {
                 db.set_role(id, role)?;
                 db.audit(&by, "user.role_changed", &format!("{who} is now {}", role.as_str()), now)?;
@@ -583,7 +583,7 @@ pub async fn put_user_cameras(
     let (now, by) = (st.clock.now_ms(), s.user.email.clone());
     st.store
         .call(move |db| {
-            let who = db.user(id)?.ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no user {id}")))?.email;
+            let who = db.existing_user(id)?.email;
             let before = db.shares_of(id)?;
             let after = db.set_shares(id, &b.cameras)?;
             if before != after {
@@ -633,7 +633,7 @@ pub async fn revoke_user_sessions(
     let n = st
         .store
         .call(move |db| {
-            let who = db.user(id)?.ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no user {id}")))?.email;
+            let who = db.existing_user(id)?.email;
             let n = db.delete_sessions_of(id, None)?;
             db.audit(&by, "user.signed_out", &format!("{who}: {n} session(s)"), now)?;
             Ok(n)
