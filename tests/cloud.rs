@@ -568,6 +568,12 @@ fn the_owner_changes_who_can_open_new_clips_and_tests_the_store() {
     let (st, t) = hub.send_json("POST", "/api/cloud/test", &cookie, &serde_json::json!({}));
     assert_eq!((st, t["ok"].as_bool()), (200, Some(true)), "{t}");
     assert_eq!(rig.s3.list(BUCKET).len(), before, "the probe was deleted");
+    // What went up, the probe included, is age ciphertext and nothing else.
+    let puts: Vec<_> = rig.s3.requests().into_iter().filter(|r| r.method == "PUT").collect();
+    assert!(!puts.is_empty(), "the probe went through the S3 server");
+    for r in &puts {
+        assert!(r.body.starts_with(b"age-encryption.org/v1\n"), "PUT {} is not an age file", r.target);
+    }
 
     // Public keys only, at least one.
     let new_dir = rig.tmp.path().join("new");
