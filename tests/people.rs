@@ -106,6 +106,22 @@ fn a_fresh_hub_is_set_up_once_through_its_one_time_link() {
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
+#[test]
+fn guessing_setup_tokens_is_throttled_per_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = Hub::start(tmp.path(), "");
+    let guess = |i: usize| serde_json::json!({ "token": format!("guess-{i}"), "email": EMAIL, "password": PASSWORD });
+    for i in 0..10 {
+        let (st, _, body) = post_open(&hub, "/api/setup", &guess(i));
+        assert_eq!(st, 403, "guess {i}: {body}");
+    }
+    let (st, _, body) = post_open(&hub, "/api/setup", &guess(10));
+    assert_eq!(st, 429, "the eleventh guess from one address: {body}");
+    assert_eq!(users(&hub), 0);
+    let (_, _, body) = hub.get("/api/setup", None);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["needed"], true);
+}
+
 /// A session for a user the owner adds through the API.
 fn person(hub: &Hub, owner: &str, email: &str, role: &str) -> (i64, String) {
     let (st, u) =

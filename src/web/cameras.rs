@@ -160,7 +160,7 @@ fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.len() > MAX_BODY {
         return Err(err(ErrorKind::Invalid, &format!("body: larger than {MAX_BODY} bytes")));
     }
-    serde_json::from_slice(bytes).map_err(|e| err(ErrorKind::Invalid, &format!("body: {e}")))
+    super::json_body(bytes)
 }
 
 /// 1..=64 characters, no control characters; surrounding blanks are dropped.

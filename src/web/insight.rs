@@ -7,10 +7,9 @@ use axum::Json;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiResult, AppState, Session, err, require, session};
+use super::{ApiResult, AppState, Session, err, json_body, owner};
 use crate::clock::rfc3339;
 use crate::error::ErrorKind;
-use crate::store::Role;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -23,8 +22,7 @@ pub struct ExposedObject {
 
 /// `GET /api/cloud/exposure`.
 pub async fn exposure(State(st): State<AppState>, ext: Option<axum::Extension<Session>>) -> ApiResult<Json<serde_json::Value>> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
+    owner(ext)?;
     let Some(cloud) = &st.cloud else { return Ok(Json(serde_json::json!({ "enabled": false }))) };
     let e = cloud.exposure().await?;
     let recent: Vec<ExposedObject> =
@@ -62,8 +60,7 @@ pub async fn get_recipients(
     State(st): State<AppState>,
     ext: Option<axum::Extension<Session>>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
+    owner(ext)?;
     let cloud = st.cloud.as_ref().ok_or_else(no_cloud)?;
     let (list, from_hub) = cloud.recipients();
     Ok(recipients_body(list, from_hub))
@@ -81,10 +78,9 @@ pub async fn put_recipients(
     ext: Option<axum::Extension<Session>>,
     bytes: axum::body::Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
+    let s = owner(ext)?;
     let cloud = st.cloud.as_ref().ok_or_else(no_cloud)?;
-    let b: RecipientsBody = serde_json::from_slice(&bytes).map_err(|e| err(ErrorKind::Invalid, &format!("body: {e}")))?;
+    let b: RecipientsBody = json_body(&bytes)?;
     let list = cloud.set_recipients(&b.recipients, &s.user.email).await?;
     Ok(recipients_body(list, true))
 }
@@ -95,8 +91,7 @@ pub async fn test_store(
     ext: Option<axum::Extension<Session>>,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
+    let s = owner(ext)?;
     let cloud = st.cloud.as_ref().ok_or_else(no_cloud)?;
     let (now, actor) = (st.clock.now_ms(), s.user.email.clone());
     let (answer, detail) = match cloud.probe().await {
@@ -164,8 +159,7 @@ pub async fn insight(
     ext: Option<axum::Extension<Session>>,
     q: Result<Query<InsightQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
+    owner(ext)?;
     let Query(q) = q.map_err(|e| err(ErrorKind::Invalid, &e.body_text()))?;
     let n = q.days.unwrap_or(14);
     if !(1..=60).contains(&n) {

@@ -593,6 +593,18 @@ fn session(req_ext: Option<axum::Extension<Session>>) -> ApiResult<Session> {
     req_ext.map(|e| e.0).ok_or_else(|| err(ErrorKind::Unauthenticated, "sign in first"))
 }
 
+/// The session of an owner-only route: 401 without one, 403 below owner.
+fn owner(ext: Option<axum::Extension<Session>>) -> ApiResult<Session> {
+    let s = session(ext)?;
+    require(&s, Role::Owner)?;
+    Ok(s)
+}
+
+/// A JSON body (bounded by the router's body limit, or the route's own); errors name the field.
+fn json_body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| err(ErrorKind::Invalid, &format!("body: {e}")))
+}
+
 /// Refuses users whose role is below `min`.
 fn require(s: &Session, min: Role) -> ApiResult<()> {
     let rank = |r: Role| match r {

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiResult, AppState, Items, Session, auth, err, require, session, totp};
+use super::{ApiError, ApiResult, AppState, Items, Session, auth, err, json_body, owner, session, totp};
 use crate::clock::rfc3339;
 use crate::error::{Error, ErrorKind};
 use crate::store::{NewSession, Role, UserRow};
@@ -89,11 +89,6 @@ pub async fn start_session(st: &AppState, user: &UserRow, ip: IpAddr, agent: &st
         })
         .await?;
     Ok(format!("{}={token}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Strict", auth::COOKIE, st.sessions.max.as_secs()))
-}
-
-/// A JSON body of a route (already bounded by the router's body limit).
-fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(bytes).map_err(|e| err(ErrorKind::Invalid, &format!("body: {e}")))
 }
 
 /// A checked password behind the argon2 gate; "busy" is a 503.
@@ -175,6 +170,20 @@ fn host_name() -> String {
         .unwrap_or_else(|| "homehub".into())
 }
 
+/// The hub has no user yet and `token_hash` is a live setup token.
+fn setup_allowed(db: &mut crate::store::Db, token_hash: &[u8], now_ms: i64) -> crate::error::Result<()> {
+    if db.user_count()? > 0 {
+        return Err(Error::new(ErrorKind::Conflict, "the hub has its owner already: sign in"));
+    }
+    if !db.setup_token_valid(token_hash, now_ms)? {
+        return Err(Error::new(
+            ErrorKind::Forbidden,
+            "the setup link is wrong, expired or used: run `sudo homehub setup-link` for a new one",
+        ));
+    }
+    Ok(())
+}
+
 /// `GET /api/setup`: whether the hub still needs its first owner.
 pub async fn setup_status(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     let n = st.store.call(|db| db.user_count()).await?;
@@ -200,31 +209,29 @@ pub async fn setup(
     if bytes.len() > 4096 {
         return Err(err(ErrorKind::Invalid, "body: at most 4096 bytes"));
     }
-    let b: SetupBody = body(&bytes)?;
+    let b: SetupBody = json_body(&bytes)?;
     if b.token.len() > 128 {
         return Err(err(ErrorKind::Forbidden, "the setup link is wrong or has been used"));
     }
-    // Guessing tokens is throttled like guessing passwords (per address).
+    // Guessing tokens is throttled per address (an account of its own per address, so no
+    // one elsewhere on the LAN can spend the owner's budget).
     let attempt = st
         .throttle
-        .reserve(peer.ip(), auth::Account::of("setup token"), true)
+        .reserve(peer.ip(), auth::Account::of(&format!("setup token from {}", peer.ip())), true)
         .map_err(|_| err(ErrorKind::RateLimited, "too many wrong setup links from this address; try again later"))?;
     let email = auth::check_email(&b.email).map_err(ApiError)?;
-    let hash = hash_new(&st, b.password).await?;
+    auth::check_new_password(&b.password)?;
+    // The token is checked before the password is hashed: a wrong one costs no argon2.
     let (th, now) = (auth::token_hash(b.token.trim()), st.clock.now_ms());
+    let check = th.clone();
+    st.store.call(move |db| setup_allowed(db, &check, now)).await?;
+    let hash = hash_new(&st, b.password).await?;
     let e = email.clone();
     let created = st
         .store
         .call(move |db| {
-            if db.user_count()? > 0 {
-                return Err(Error::new(ErrorKind::Conflict, "the hub has its owner already: sign in"));
-            }
-            if !db.setup_token_valid(&th, now)? {
-                return Err(Error::new(
-                    ErrorKind::Forbidden,
-                    "the setup link is wrong, expired or used: run `sudo homehub setup-link` for a new one",
-                ));
-            }
+            // Again, in the transaction that creates the owner: two racing setups, one owner.
+            setup_allowed(db, &th, now)?;
             let id = db.add_user(&e, Role::Owner, &hash, now)?;
             db.clear_setup_tokens()?;
             db.audit(&e, "setup.owner_created", "", now)?;
@@ -272,7 +279,7 @@ pub async fn change_password(
     bytes: axum::body::Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     let s = session(ext)?;
-    let b: PasswordBody = body(&bytes)?;
+    let b: PasswordBody = json_body(&bytes)?;
     if b.current.chars().count() > auth::PASSWORD_MAX {
         return Err(err(ErrorKind::Forbidden, "the current password is wrong"));
     }
@@ -319,7 +326,7 @@ pub async fn totp_confirm(
     bytes: axum::body::Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     let s = session(ext)?;
-    let b: CodeBody = body(&bytes)?;
+    let b: CodeBody = json_body(&bytes)?;
     let attempt = reserve(&st, peer.ip(), &s.user.email)?;
     let (uid, now, key) = (s.user.id, st.clock.now_ms(), st.totp_key.clone());
     let codes = totp::new_recovery_codes();
@@ -362,7 +369,7 @@ pub async fn totp_disable(
     bytes: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
     let s = session(ext)?;
-    let b: DisableBody = body(&bytes)?;
+    let b: DisableBody = json_body(&bytes)?;
     if st.require_totp.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(err(ErrorKind::Conflict, "the owner requires two-factor for everyone"));
     }
@@ -465,8 +472,7 @@ fn info(u: UserRow, cameras: Vec<i64>, sessions: i64) -> UserInfo {
 }
 
 pub async fn list_users(State(st): State<AppState>, ext: Option<Extension<Session>>) -> ApiResult<Json<Items<UserInfo>>> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
+    owner(ext)?;
     let (now, idle) = (st.clock.now_ms(), st.sessions.idle_ms());
     let rows = st
         .store
@@ -501,9 +507,8 @@ pub async fn add_user(
     ext: Option<Extension<Session>>,
     bytes: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<UserInfo>)> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
-    let b: NewUserBody = body(&bytes)?;
+    let s = owner(ext)?;
+    let b: NewUserBody = json_body(&bytes)?;
     let role = parse_role(&b.role)?;
     let email = auth::check_email(&b.email).map_err(ApiError)?;
     let hash = hash_new(&st, b.password).await?;
@@ -535,9 +540,8 @@ pub async fn patch_user(
     UrlPath(id): UrlPath<i64>,
     bytes: axum::body::Bytes,
 ) -> ApiResult<Json<UserInfo>> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
-    let b: PatchUserBody = body(&bytes)?;
+    let s = owner(ext)?;
+    let b: PatchUserBody = json_body(&bytes)?;
     let role = b.role.as_deref().map(parse_role).transpose()?;
     let hash = match b.password {
         Some(p) => Some(hash_new(&st, p).await?),
@@ -574,9 +578,8 @@ pub async fn put_user_cameras(
     UrlPath(id): UrlPath<i64>,
     bytes: axum::body::Bytes,
 ) -> ApiResult<Json<UserInfo>> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
-    let b: CamerasBody = body(&bytes)?;
+    let s = owner(ext)?;
+    let b: CamerasBody = json_body(&bytes)?;
     if b.cameras.len() > 1000 {
         return Err(err(ErrorKind::Invalid, "cameras: at most 1000"));
     }
@@ -606,8 +609,7 @@ pub async fn delete_user(
     ext: Option<Extension<Session>>,
     UrlPath(id): UrlPath<i64>,
 ) -> ApiResult<StatusCode> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
+    let s = owner(ext)?;
     if id == s.user.id {
         return Err(err(ErrorKind::Conflict, "you cannot remove yourself: another owner can"));
     }
@@ -627,8 +629,7 @@ pub async fn revoke_user_sessions(
     ext: Option<Extension<Session>>,
     UrlPath(id): UrlPath<i64>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
+    let s = owner(ext)?;
     let (now, by) = (st.clock.now_ms(), s.user.email.clone());
     let n = st
         .store
@@ -652,8 +653,7 @@ struct SettingsBody {
 }
 
 pub async fn get_settings(State(st): State<AppState>, ext: Option<Extension<Session>>) -> ApiResult<Json<serde_json::Value>> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
+    owner(ext)?;
     Ok(Json(serde_json::json!({ "require_totp": st.require_totp.load(std::sync::atomic::Ordering::SeqCst) })))
 }
 
@@ -662,9 +662,8 @@ pub async fn patch_settings(
     ext: Option<Extension<Session>>,
     bytes: axum::body::Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
-    let b: SettingsBody = body(&bytes)?;
+    let s = owner(ext)?;
+    let b: SettingsBody = json_body(&bytes)?;
     if let Some(on) = b.require_totp {
         if on && !s.user.totp_enabled {
             return Err(err(ErrorKind::Conflict, "turn on two-factor for yourself first (Account), then require it of everyone"));
@@ -685,8 +684,7 @@ pub async fn patch_settings(
 
 /// `GET /api/doctor`: `homehub doctor`'s findings about this hub, each with its fix.
 pub async fn doctor(State(st): State<AppState>, ext: Option<Extension<Session>>) -> ApiResult<Json<serde_json::Value>> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
+    owner(ext)?;
     let check = st.self_check.clone();
     let findings = crate::error::blocking("running the self-check", move || check.run()).await?;
     Ok(Json(serde_json::json!({ "findings": findings })))
@@ -709,20 +707,21 @@ pub async fn signout_everywhere(
     ext: Option<Extension<Session>>,
     bytes: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
-    let b: EverywhereBody = body(&bytes)?;
+    let s = owner(ext)?;
+    let b: EverywhereBody = json_body(&bytes)?;
     if b.confirm.trim() != SIGN_OUT_EVERYWHERE {
         return Err(err(ErrorKind::Invalid, &format!("confirm: must be {SIGN_OUT_EVERYWHERE:?}")));
     }
     // Browser sessions first: they end at once, whatever the devices do.
     let sessions = st.store.call(|db| db.delete_all_sessions()).await?;
     let r = st.devices.rotate_all(&s.user.email).await?;
+    let again = match r.devices_offline.as_slice() {
+        [] => "none must pair again".to_string(),
+        ids => format!("{} must pair again ({})", ids.len(), ids.join(", ")),
+    };
     let detail = format!(
-        "{sessions} session(s) ended; {} device(s) got new passwords; {} must pair again ({}); {} broker user(s) removed",
+        "{sessions} session(s) ended; {} device(s) got new passwords; {again}; {} broker user(s) removed",
         r.devices_rotated.len(),
-        r.devices_offline.len(),
-        r.devices_offline.join(", "),
         r.broker_users.len()
     );
     audit(&st, &s.user.email, "security.signed_out_everywhere", detail).await?;
@@ -779,8 +778,7 @@ pub async fn audit_page(
     ext: Option<Extension<Session>>,
     q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<AuditList>> {
-    let s = session(ext)?;
-    require(&s, Role::Owner)?;
+    owner(ext)?;
     let Query(q) = q.map_err(|e| err(ErrorKind::Invalid, &e.body_text()))?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
