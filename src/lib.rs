@@ -29,6 +29,7 @@
 //! - [`lan`]: what counts as the home network (one `is_lan`).
 //! - [`limits`]: the descriptor budget and reserve, per-address connection caps, shared by
 //!   every listener.
+//! - [`secrets`]: the seal key for secrets the hub must read back (TOTP, the store's key).
 //! - [`shutdown`]: the one stop signal, for threads and tasks alike.
 //! - [`sync`]: the one policy for poisoned locks.
 //! - [`error`]: the one error type, with a kind that maps to an HTTP status and an exit code.
@@ -51,6 +52,7 @@ pub mod motion;
 pub mod mqtt;
 pub mod pairing;
 pub mod recorder;
+pub mod secrets;
 pub mod shutdown;
 pub mod store;
 pub mod sync;

@@ -434,3 +434,103 @@ fn a_key_made_in_the_browser_opens_the_next_clip_and_the_store_test_tells_up_fro
     run("recipients.mjs", &s, &[("STORE_DOWN", "1".into()), ("OUT_NAME", "recipients-down".into())]);
     s3.refuse(false);
 }
+
+#[test]
+fn the_owner_sets_up_the_cloud_in_the_page_and_puts_the_away_page_in_the_bucket() {
+    let s3 = common::s3::S3::start();
+    s3.create_bucket("homehub-cloud");
+    let out = Command::new(HUB).args(["keys", "new"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let recipient = text.lines().find_map(|l| l.strip_prefix("# public key: ")).unwrap().trim().to_string();
+    // No [cloud] in the config: everything through the page.
+    let s = setup(&[&[]], "");
+    let env = [
+        ("S3_ENDPOINT", s3.endpoint()),
+        ("S3_BUCKET", "homehub-cloud".to_string()),
+        ("S3_ACCESS_KEY", common::s3::ACCESS_KEY.to_string()),
+        ("S3_SECRET_KEY", common::s3::SECRET_KEY.to_string()),
+        ("RECIPIENT", recipient.clone()),
+    ];
+    let lines = run("cloudsetup.mjs", &s, &env);
+    assert!(lines.iter().any(|l| l == "saved=1"), "the scenario saved the settings");
+    let v = s.hub.get_json("/api/cloud/settings", &s.cookie);
+    assert_eq!(
+        (v["store"].as_str(), v["from"].as_str(), v["active"].as_bool(), v["secret_set"].as_bool()),
+        (Some("s3://homehub-cloud/home"), Some("hub"), Some(true), Some(true)),
+        "{v}"
+    );
+    let r = s.hub.get_json("/api/cloud/recipients", &s.cookie);
+    assert_eq!(r["recipients"], serde_json::json!([recipient]), "{r}");
+    let url = lines.iter().find_map(|l| l.strip_prefix("away url=")).expect("an away url line").to_string();
+    assert_eq!(url, format!("{}/homehub-cloud/home/homehub-away.html", s3.endpoint()));
+    let (code, _, page) = s.hub.get("/api/cloud/away.html", Some(&s.cookie));
+    assert_eq!((code, s3.get("homehub-cloud", "home/homehub-away.html")), (200, page));
+    // The secret went to the hub (it signs the uploads) and is kept only sealed.
+    let grep = Command::new("grep").args(["-rqF", common::s3::SECRET_KEY]).arg(&s.hub.dir).status().unwrap();
+    assert!(!grep.success(), "the store's secret is in the hub's data dir in plaintext");
+    // The store down: the page's test says so.
+    s3.refuse(true);
+    let mut down = env.to_vec();
+    down.push(("STORE_DOWN", "1".into()));
+    down.push(("OUT_NAME", "cloudsetup-down".into()));
+    run("cloudsetup.mjs", &s, &down);
+    s3.refuse(false);
+}
+
+#[test]
+fn the_away_page_served_from_the_bucket_lists_the_clips_and_plays_one() {
+    let s3 = common::s3::S3::start();
+    s3.create_bucket("homehub-cloud");
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("owner.key");
+    let out = Command::new(HUB).args(["keys", "new"]).output().unwrap();
+    std::fs::write(&key, &out.stdout).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let recipient = text.lines().find_map(|l| l.strip_prefix("# public key: ")).unwrap().trim().to_string();
+    let cloud = format!(
+        "[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = 1\npost_roll_seconds = 1\n\
+         [cloud]\nstore = \"s3://homehub-cloud/home\"\nendpoint = \"{}\"\nrecipients = [\"{recipient}\"]\n\
+         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+        s3.endpoint(),
+        common::s3::ACCESS_KEY,
+        common::s3::SECRET_KEY
+    );
+    let s = setup(&[&["--motion", "4-8"]], &cloud);
+    wait_until("the event's clip in the bucket", Duration::from_secs(60), || {
+        let ended = s.hub.events(&s.cookie).iter().any(|e| !e["end"].is_null() && e["clip_url"].is_string());
+        let c = s.hub.get_json("/api/cloud", &s.cookie);
+        ended && c["queue_length"] == 0 && c["uploaded"].as_u64() >= Some(2)
+    });
+    let clips = s.hub.events(&s.cookie).iter().filter(|e| !e["end"].is_null() && e["clip_url"].is_string()).count();
+    let (st, a) = s.hub.send_json("POST", "/api/cloud/away", &s.cookie, &serde_json::json!({}));
+    assert_eq!(st, 200, "{a}");
+    let away = a["url"].as_str().unwrap().to_string();
+    assert_eq!(away, format!("{}/homehub-cloud/home/homehub-away.html", s3.endpoint()));
+    run(
+        "away.mjs",
+        &s,
+        &[
+            ("AWAY_URL", away),
+            ("S3_ACCESS_KEY", common::s3::ACCESS_KEY.to_string()),
+            ("S3_SECRET_KEY", common::s3::SECRET_KEY.to_string()),
+            ("S3_REGION", common::s3::REGION.to_string()),
+            ("IDENTITY_FILE", key.display().to_string()),
+            ("EXPECT_CLIPS", clips.to_string()),
+        ],
+    );
+    // The page read the bucket itself, with signed requests: a listing and the objects.
+    let reqs = s3.requests();
+    let signed = |r: &common::s3::Request| {
+        r.header("user-agent").is_some_and(|u| u.contains("Chrome"))
+            && r.header("authorization")
+                .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256 Credential=") && a.contains(common::s3::ACCESS_KEY))
+    };
+    assert!(
+        reqs.iter().any(|r| r.method == "GET" && r.target.contains("list-type=2") && signed(r)),
+        "no signed listing from the page"
+    );
+    assert!(
+        reqs.iter().any(|r| r.method == "GET" && r.target.contains(&format!("/home/{}/", s.hub.hub_id)) && signed(r)),
+        "no signed object read from the page"
+    );
+}

@@ -636,3 +636,126 @@ fn the_owner_changes_who_can_open_new_clips_and_tests_the_store() {
     assert!(!t["error"].as_str().unwrap().is_empty());
     rig.s3.refuse(false);
 }
+
+/// The store settings the page sends.
+fn store_body(s3: &S3, endpoint: &str, secret: Option<&str>) -> serde_json::Value {
+    let _ = s3;
+    serde_json::json!({
+        "store": format!("s3://{BUCKET}/{PREFIX}"),
+        "endpoint": endpoint,
+        "region": "us-east-1",
+        "access_key_id": s3::ACCESS_KEY,
+        "secret_access_key": secret,
+    })
+}
+
+#[test]
+fn the_owner_sets_up_the_cloud_from_the_browser_and_it_runs_without_a_restart() {
+    // No [cloud] in the config: the owner sets it all through the API the page uses.
+    let rig = Rig::new("12-16");
+    let mut hub = Hub::start(
+        rig.tmp.path(),
+        &format!(
+            "[recording]\nmode = \"events\"\n[motion]\npre_roll_seconds = 1\npost_roll_seconds = 1\n{}",
+            cameras_toml(&[rig.cam.port])
+        ),
+    );
+    let cookie = hub.session("owner");
+    assert_eq!(status(&hub, &cookie)["enabled"], false);
+    let v = hub.get_json("/api/cloud/settings", &cookie);
+    assert_eq!(
+        (v["from"].as_str(), v["active"].as_bool(), v["secret_set"].as_bool()),
+        (Some("none"), Some(false), Some(false)),
+        "{v}"
+    );
+    let r = hub.get_json("/api/cloud/recipients", &cookie);
+    assert_eq!((r["recipients"].clone(), r["from"].as_str()), (serde_json::json!([]), Some("none")), "{r}");
+
+    // A store without anyone to open the clips is refused; so are broken fields.
+    let good = store_body(&rig.s3, &rig.s3.endpoint(), Some(s3::SECRET_KEY));
+    let (st, b) = hub.send_json("PUT", "/api/cloud/settings", &cookie, &good);
+    assert_eq!(st, 409, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("recipients"), "{b}");
+    let (st, _) = hub.send_json("PUT", "/api/cloud/recipients", &cookie, &serde_json::json!({ "recipients": [rig.recipient] }));
+    assert_eq!(st, 200);
+    for (field, bad) in [
+        ("endpoint", serde_json::json!("ftp://example")),
+        ("store", serde_json::json!("gs://nope")),
+        ("region", serde_json::json!("x".repeat(65))),
+    ] {
+        let mut body = good.clone();
+        body[field] = bad;
+        let (st, b) = hub.send_json("PUT", "/api/cloud/settings", &cookie, &body);
+        assert_eq!(st, 400, "{field}: {b}");
+        assert!(b["error"].as_str().unwrap().contains(field), "{field}: {b}");
+    }
+    // Testing settings before saving them: the real server, then a port nobody listens on.
+    let (st, t) = hub.send_json("POST", "/api/cloud/test", &cookie, &good);
+    assert_eq!((st, t["ok"].as_bool()), (200, Some(true)), "{t}");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (st, t) =
+        hub.send_json("POST", "/api/cloud/test", &cookie, &store_body(&rig.s3, &format!("http://127.0.0.1:{dead}"), Some("x")));
+    assert_eq!(st, 502, "{t}");
+    assert_eq!(hub.get_json("/api/cloud/settings", &cookie)["active"], false, "a test saves nothing");
+
+    // Saved: on at once, the secret kept sealed and never shown.
+    let (st, v) = hub.send_json("PUT", "/api/cloud/settings", &cookie, &good);
+    assert_eq!(
+        (st, v["active"].as_bool(), v["from"].as_str(), v["secret_set"].as_bool()),
+        (200, Some(true), Some("hub"), Some(true)),
+        "{v}"
+    );
+    assert!(!v.to_string().contains(s3::SECRET_KEY), "the secret is never answered: {v}");
+    let ev = poll(Duration::from_secs(60), || clipped_events(&hub, &cookie).into_iter().next()).expect("an event with a clip");
+    wait_until("the clip in the bucket", Duration::from_secs(30), || {
+        let s = status(&hub, &cookie);
+        s["queue_length"] == 0 && s["uploaded"].as_u64() >= Some(2)
+    });
+    let s = status(&hub, &cookie);
+    assert_eq!((s["enabled"].as_bool(), s["store"].as_str()), (Some(true), Some(&*format!("s3://{BUCKET}/{PREFIX}"))), "{s}");
+    assert!(s["last_upload"]["bytes"].as_u64() > Some(0) && s["last_upload"]["at"].is_string(), "{s}");
+    let b = inspect(&rig.s3, &rig.key, &hub.hub_id, rig.tmp.path());
+    assert!(b.lines.iter().any(|(_, l)| l["kind"] == "clip"), "the event {ev:?} reached the bucket as a clip");
+    // At rest: not in the database, the log or any file of the data dir.
+    assert!(!hub.log_text().contains(s3::SECRET_KEY));
+    let grep = Command::new("grep").args(["-rqF", s3::SECRET_KEY]).arg(&hub.dir).status().unwrap();
+    assert!(!grep.success(), "the store's secret is in the hub's data dir in plaintext");
+
+    // The away page beside the clips: an HTML page the bucket serves, the hub's own copy.
+    let (st, a) = hub.send_json("POST", "/api/cloud/away", &cookie, &serde_json::json!({}));
+    assert_eq!(st, 200, "{a}");
+    assert_eq!(a["key"], format!("{PREFIX}/homehub-away.html"));
+    let (code, headers, page) = hub.get("/api/cloud/away.html", Some(&cookie));
+    assert_eq!(code, 200);
+    assert!(headers.contains("homehub-away.html"), "{headers}");
+    assert!(page.starts_with(b"<!doctype html>") || page.starts_with(b"<!DOCTYPE html>"), "an HTML page");
+    assert_eq!(rig.s3.get(BUCKET, &format!("{PREFIX}/homehub-away.html")), page);
+    assert_eq!(hub.get("/api/cloud/away.html", None).0, 401);
+
+    // Kept across a restart (the secret opens with the hub's key); then switched off.
+    hub.proc.as_mut().unwrap().term();
+    hub.restart();
+    let cookie = hub.login(EMAIL, PASSWORD).1.unwrap().0;
+    let v = hub.get_json("/api/cloud/settings", &cookie);
+    assert_eq!((v["active"].as_bool(), v["from"].as_str()), (Some(true), Some("hub")), "{v}");
+    let (st, t) = hub.send_json("POST", "/api/cloud/test", &cookie, &serde_json::json!({}));
+    assert_eq!(st, 200, "the kept secret still signs: {t}");
+    let mut off = good.clone();
+    off["store"] = "".into();
+    off["secret_access_key"] = serde_json::Value::Null;
+    let (st, v) = hub.send_json("PUT", "/api/cloud/settings", &cookie, &off);
+    assert_eq!((st, v["active"].as_bool()), (200, Some(false)), "{v}");
+    assert_eq!(status(&hub, &cookie)["enabled"], false);
+    assert_eq!(hub.get_json("/api/cloud/exposure", &cookie), serde_json::json!({ "enabled": false }));
+    let actions: Vec<String> = hub.get_json("/api/audit?action=cloud", &cookie)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        actions.iter().filter(|a| *a == "cloud.settings_changed").count() == 2
+            && actions.contains(&"cloud.away_page_uploaded".into()),
+        "{actions:?}"
+    );
+}

@@ -65,7 +65,9 @@ pub struct Listing {
 }
 
 pub async fn read_listing(remote: &Remote, identities: &[Identity]) -> Result<Listing> {
-    let objects = remote.list().await?;
+    // The away page (the one object that is not ciphertext) is no clip of anyone's.
+    let objects: Vec<_> =
+        remote.list().await?.into_iter().filter(|(p, _)| p.filename() != Some(super::relay::AWAY_PAGE)).collect();
     let mut keys = HashMap::new();
     for (path, _) in &objects {
         if let Some(name) = path.filename() {

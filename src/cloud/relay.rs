@@ -24,6 +24,7 @@ use crate::clock::{Clock, rfc3339};
 use crate::config;
 use crate::error::{Error, ErrorKind, Result, blocking};
 use crate::events;
+use crate::secrets::SealKey;
 use crate::shutdown::Shutdown;
 use crate::store::{NewUpload, Payload, QueueStatus, Store, Upload, UploadKind};
 
@@ -46,6 +47,10 @@ struct Stats {
     last_error_ms: Option<i64>,
     /// When the relay last got through: false while the cloud is unreachable.
     reachable: bool,
+    /// The last object that went up: kind, ciphertext bytes, when (ms).
+    last_upload: Option<(UploadKind, u64, i64)>,
+    /// The upload in flight: kind, plaintext bytes, since (ms).
+    sending: Option<(UploadKind, u64, i64)>,
 }
 
 /// What the relay can tell about itself: the queue (from the database) and what it saw
@@ -67,6 +72,77 @@ pub struct Snapshot {
     pub last_error_ms: Option<i64>,
     /// False while the cloud is unreachable.
     pub reachable: bool,
+    /// True while a store is in use (the relay sends); false: the cloud is off and the
+    /// queue waits.
+    pub active: bool,
+    /// The last object that went up: kind, ciphertext bytes, when (ms).
+    pub last_upload: Option<(UploadKind, u64, i64)>,
+    /// The upload in flight: kind, plaintext bytes, since (ms).
+    pub sending: Option<(UploadKind, u64, i64)>,
+}
+
+/// The `meta` setting holding the store settings made in the browser (JSON of
+/// [`StoredStore`]); when present it wins over the config's `[cloud]` store keys.
+pub const STORE_SETTING: &str = "cloud.store";
+/// What the secret access key is sealed under ([`SealKey`]).
+const SECRET_CONTEXT: &str = "homehub cloud secret_access_key v1";
+
+/// Store settings as kept in the database: the secret only sealed (hex).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredStore {
+    store: String,
+    endpoint: String,
+    region: String,
+    access_key_id: String,
+    /// [`SealKey::seal`]ed under [`SECRET_CONTEXT`], hex; "" = none.
+    secret_sealed: String,
+}
+
+/// New store settings from the owner (`secret_access_key` None: keep the one kept now).
+#[derive(Debug, Clone, Default)]
+pub struct StoreChange {
+    pub store: String,
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: Option<String>,
+}
+
+/// Where the settings in use came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// No store anywhere.
+    None,
+    /// The config's `[cloud]` section.
+    Config,
+    /// Set from the browser (kept in the database).
+    Hub,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::None => "none",
+            Source::Config => "config",
+            Source::Hub => "hub",
+        }
+    }
+}
+
+/// The store settings as the owner may see them: never the secret.
+#[derive(Debug, Clone)]
+pub struct StoreView {
+    pub store: String,
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_set: bool,
+    pub from: Source,
+    /// The relay sends with them now.
+    pub active: bool,
+    /// Why they could not be put to use, if so.
+    pub error: Option<String>,
 }
 
 /// The `meta` setting holding the owner's recipients (JSON), and how many may be set.
@@ -98,7 +174,18 @@ pub struct Exposure {
 
 pub struct Relay {
     store: Store,
-    remote: Remote,
+    /// The bucket in use; None: the cloud is off (nothing is queued, the queue waits).
+    remote: Mutex<Option<Remote>>,
+    /// The settings behind `remote` (the secret only as whether there is one).
+    target: Mutex<Target>,
+    from: Mutex<Source>,
+    /// Why the settings could not be put to use.
+    error: Mutex<Option<String>>,
+    /// False until the upload task has caught up with what happened while no store was
+    /// in use (set back when one is switched on).
+    caught_up: std::sync::atomic::AtomicBool,
+    /// Seals the store's secret access key in the database.
+    seal_key: Arc<SealKey>,
     /// Who clips are sealed to; the owner may change it from the browser.
     recipients: Mutex<Vec<Recipient>>,
     /// True once the list comes from the hub's database rather than the config.
@@ -107,41 +194,39 @@ pub struct Relay {
     data_dir: PathBuf,
     notify: Notify,
     max_upload_kbps: u64,
-    /// For the owner's "what leaves" page: the endpoint ("" = AWS) and region.
-    endpoint: String,
-    region: String,
     stats: Mutex<Stats>,
     /// Stamps queue rows and decides when a failed one is due again.
     clock: Clock,
+    /// One settings change at a time.
+    changing: tokio::sync::Mutex<()>,
+}
+
+/// What [`Relay::start`] is handed.
+pub struct Parts {
+    pub store: Store,
+    pub hub_id: String,
+    pub clock: Clock,
+    pub seal_key: Arc<SealKey>,
 }
 
 impl Relay {
-    /// Opens the bucket and starts the upload task. Nothing is sent until there is
-    /// something to send.
-    pub fn start(
-        cfg: &config::Cloud,
-        store: Store,
-        hub_id: String,
-        clock: Clock,
-        stop: Shutdown,
-        stored_recipients: Option<Vec<String>>,
-    ) -> Result<(Arc<Relay>, tokio::task::JoinHandle<()>)> {
+    /// Starts the upload task, with the store set in the browser (kept in the database)
+    /// or else the config's; with neither, the relay waits until the owner sets one.
+    /// Nothing is sent until there is something to send. A bad config stops start-up (it
+    /// names the key); settings from the browser that no longer open are reported on the
+    /// page and in the log, and the hub records regardless.
+    pub async fn start(cfg: &config::Cloud, p: Parts, stop: Shutdown) -> Result<(Arc<Relay>, tokio::task::JoinHandle<()>)> {
+        let Parts { store, hub_id, clock, seal_key } = p;
+        let (stored_recipients, stored_store) =
+            store.call(|db| Ok((db.setting(RECIPIENTS_SETTING)?, db.setting(STORE_SETTING)?))).await?;
         // The owner's list from the browser, when there is one, wins over the config's.
+        let stored_recipients: Option<Vec<String>> = match stored_recipients.map(|s| serde_json::from_str(&s)) {
+            Some(Ok(list)) => Some(list),
+            Some(Err(e)) => return Err(Error::internal(format!("database: the stored cloud recipients are not a list: {e}"))),
+            None => None,
+        };
         let from_hub = stored_recipients.is_some();
         let recipients = super::keys::parse_recipients(stored_recipients.as_deref().unwrap_or(&cfg.recipients))?;
-        if recipients.is_empty() {
-            return Err(Error::invalid("cloud.recipients: at least one recipient is needed to send anything"));
-        }
-        let remote = Remote::open(
-            &Target {
-                store: cfg.store.clone(),
-                endpoint: cfg.endpoint.clone(),
-                region: cfg.region.clone(),
-                access_key_id: cfg.access_key_id.clone(),
-                secret_access_key: cfg.secret_access_key.clone(),
-            }
-            .with_env(),
-        )?;
         let data_dir = store.data_dir().to_path_buf();
         for d in [PIECES_DIR, SPOOL_DIR] {
             let p = data_dir.join(d);
@@ -149,29 +234,209 @@ impl Relay {
         }
         let relay = Arc::new(Relay {
             store,
-            remote,
+            remote: Mutex::new(None),
+            target: Mutex::new(Target::default()),
+            from: Mutex::new(Source::None),
+            error: Mutex::new(None),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
+            seal_key,
             recipients: Mutex::new(recipients),
             recipients_from_hub: std::sync::atomic::AtomicBool::new(from_hub),
             hub_id,
             data_dir,
             notify: Notify::new(),
             max_upload_kbps: cfg.max_upload_kbps,
-            endpoint: cfg.endpoint.clone(),
-            region: cfg.region.clone(),
             stats: Mutex::new(Stats { reachable: true, ..Default::default() }),
             clock,
+            changing: tokio::sync::Mutex::new(()),
         });
-        tracing::info!(store = %relay.remote.describe, recipients = relay.recipients().len(), "cloud relay on");
+        match stored_store {
+            Some(json) => {
+                // Set in the browser: a failure here is shown, never fatal.
+                let target = serde_json::from_str::<StoredStore>(&json)
+                    .map_err(|e| Error::internal(format!("database: the stored cloud store settings: {e}")))
+                    .and_then(|s| relay.unseal(s));
+                match target {
+                    Ok(t) => {
+                        if let Err(e) = relay.switch(t, Source::Hub) {
+                            tracing::error!(error = %e, "cloud: the store set on the hub cannot be used; nothing is sent until it is fixed on the What leaves page");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cloud: the store set on the hub cannot be read; nothing is sent until it is set again");
+                        *crate::sync::lock(&relay.from) = Source::Hub;
+                        *crate::sync::lock(&relay.error) = Some(e.to_string());
+                    }
+                }
+            }
+            None if !cfg.store.is_empty() => {
+                if relay.recipients().is_empty() {
+                    return Err(Error::invalid("cloud.recipients: at least one recipient is needed to send anything"));
+                }
+                let t = Target {
+                    store: cfg.store.clone(),
+                    endpoint: cfg.endpoint.clone(),
+                    region: cfg.region.clone(),
+                    access_key_id: cfg.access_key_id.clone(),
+                    secret_access_key: cfg.secret_access_key.clone(),
+                };
+                relay.switch(t, Source::Config)?;
+            }
+            None => tracing::info!("cloud off: no store is set (nothing leaves the house)"),
+        }
         let task = tokio::spawn(relay.clone().run(stop));
         Ok((relay, task))
+    }
+
+    /// The stored settings with their secret opened.
+    fn unseal(&self, s: StoredStore) -> Result<Target> {
+        let secret = if s.secret_sealed.is_empty() {
+            String::new()
+        } else {
+            let sealed =
+                hex::decode(&s.secret_sealed).map_err(|_| Error::internal("database: the sealed cloud secret is not hex"))?;
+            String::from_utf8(self.seal_key.open(SECRET_CONTEXT, &sealed)?)
+                .map_err(|_| Error::internal("database: the cloud secret is not text"))?
+        };
+        Ok(Target {
+            store: s.store,
+            endpoint: s.endpoint,
+            region: s.region,
+            access_key_id: s.access_key_id,
+            secret_access_key: secret,
+        })
+    }
+
+    /// Puts `t` to use (an empty store: the cloud off). On an error nothing changes but
+    /// the error shown.
+    fn switch(&self, t: Target, from: Source) -> Result<()> {
+        let opened = if t.store.is_empty() {
+            Ok(None)
+        } else if self.recipients().is_empty() {
+            Err(Error::new(ErrorKind::Conflict, "no recipients yet: add who may open the clips first"))
+        } else {
+            Remote::open(&t.clone().with_env()).map(Some)
+        };
+        *crate::sync::lock(&self.from) = from;
+        let remote = match opened {
+            Ok(r) => r,
+            Err(e) => {
+                *crate::sync::lock(&self.target) = t;
+                *crate::sync::lock(&self.remote) = None;
+                *crate::sync::lock(&self.error) = Some(e.to_string());
+                return Err(e);
+            }
+        };
+        match &remote {
+            Some(r) => tracing::info!(store = %r.describe, recipients = self.recipients().len(), "cloud relay on"),
+            None => tracing::info!("cloud relay off: nothing more leaves the house; queued uploads wait"),
+        }
+        let on = remote.is_some();
+        *crate::sync::lock(&self.target) = t;
+        *crate::sync::lock(&self.remote) = remote;
+        *crate::sync::lock(&self.error) = None;
+        if on {
+            // The task catches up (clips of events that ended meanwhile) before it sends.
+            self.caught_up.store(false, std::sync::atomic::Ordering::SeqCst);
+            let mut st = crate::sync::lock(&self.stats);
+            st.reachable = true;
+            st.last_error = None;
+            st.last_error_ms = None;
+        }
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// The bucket in use, if any.
+    fn remote(&self) -> Option<Remote> {
+        crate::sync::lock(&self.remote).clone()
+    }
+
+    /// True while a store is in use.
+    pub fn is_on(&self) -> bool {
+        crate::sync::lock(&self.remote).is_some()
+    }
+
+    /// The store settings, without the secret.
+    pub fn store_view(&self) -> StoreView {
+        let t = crate::sync::lock(&self.target).clone();
+        StoreView {
+            store: t.store,
+            endpoint: t.endpoint,
+            region: t.region,
+            access_key_id: t.access_key_id,
+            secret_set: !t.secret_access_key.is_empty(),
+            from: *crate::sync::lock(&self.from),
+            active: self.is_on(),
+            error: crate::sync::lock(&self.error).clone(),
+        }
+    }
+
+    /// The settings `c` would make, the secret kept when it gives none.
+    fn target_for(&self, c: StoreChange) -> Target {
+        let kept = crate::sync::lock(&self.target).secret_access_key.clone();
+        Target {
+            store: c.store.trim().to_string(),
+            endpoint: c.endpoint.trim().to_string(),
+            region: if c.region.trim().is_empty() { "us-east-1".into() } else { c.region.trim().to_string() },
+            access_key_id: c.access_key_id.trim().to_string(),
+            secret_access_key: c.secret_access_key.unwrap_or(kept),
+        }
+    }
+
+    /// New store settings from the owner, in use at once and kept in the database (the
+    /// secret sealed), winning over the config's from then on. An empty store switches
+    /// the cloud off. Refused (nothing changes) when they do not open.
+    pub async fn set_store(&self, c: StoreChange, actor: &str) -> Result<StoreView> {
+        let _one = self.changing.lock().await;
+        let t = self.target_for(c);
+        check_fields(&t)?;
+        if !t.store.is_empty() {
+            if self.recipients().is_empty() {
+                return Err(Error::new(ErrorKind::Conflict, "no recipients yet: add who may open the clips first"));
+            }
+            Remote::open(&t.clone().with_env())?;
+        }
+        let secret_sealed = if t.secret_access_key.is_empty() {
+            String::new()
+        } else {
+            hex::encode(self.seal_key.seal(SECRET_CONTEXT, t.secret_access_key.as_bytes())?)
+        };
+        let kept = StoredStore {
+            store: t.store.clone(),
+            endpoint: t.endpoint.clone(),
+            region: t.region.clone(),
+            access_key_id: t.access_key_id.clone(),
+            secret_sealed,
+        };
+        let json = serde_json::to_string(&kept).map_err(|e| Error::internal(format!("encoding store settings: {e}")))?;
+        let detail = if t.store.is_empty() {
+            "cloud off".to_string()
+        } else {
+            let ep = if t.endpoint.is_empty() { "Amazon S3" } else { t.endpoint.as_str() };
+            format!("store {} at {ep} ({})", t.store, t.region)
+        };
+        let (actor, now) = (actor.to_string(), self.clock.now_ms());
+        self.store
+            .call(move |db| {
+                db.set_setting(STORE_SETTING, &json)?;
+                db.audit(&actor, "cloud.settings_changed", &detail, now)
+            })
+            .await?;
+        self.switch(t, Source::Hub)?;
+        Ok(self.store_view())
     }
 
     /// The queue and the live figures, for the API and metrics.
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let queue: QueueStatus = self.store.call(|db| db.cloud_status()).await?;
         let s = crate::sync::lock(&self.stats).clone();
+        let remote = self.remote();
         Ok(Snapshot {
-            store: self.remote.describe.clone(),
+            store: remote.as_ref().map(|r| r.describe.clone()).unwrap_or_default(),
+            active: remote.is_some(),
+            last_upload: s.last_upload,
+            sending: s.sending,
             recipients: self.recipients().len(),
             max_upload_kbps: self.max_upload_kbps,
             uploads: s.uploads,
@@ -223,15 +488,43 @@ impl Relay {
     }
 
     /// Writes one sealed probe (an empty index, so a probe left behind by a failed delete
-    /// lists as nothing) and deletes it; the time it took.
-    pub async fn probe(&self) -> Result<std::time::Duration> {
+    /// lists as nothing) and deletes it; the time it took. With `c`, to the store those
+    /// settings name (not saved); else to the one in use.
+    pub async fn probe(&self, c: Option<StoreChange>) -> Result<std::time::Duration> {
+        let remote = match c {
+            Some(c) => {
+                let t = self.target_for(c);
+                check_fields(&t)?;
+                if t.store.is_empty() {
+                    return Err(Error::invalid("store: give the store to test (s3://bucket/prefix or file:///folder)"));
+                }
+                Remote::open(&t.with_env())?
+            }
+            None => self.remote().ok_or_else(|| Error::new(ErrorKind::Conflict, "no cloud store is set up to test"))?,
+        };
         let started = std::time::Instant::now();
-        let recipients = self.recipients();
+        let mut recipients = self.recipients();
+        if recipients.is_empty() {
+            // Nobody to seal to yet: a throwaway key (the probe holds nothing anyway).
+            recipients.push(age::x25519::Identity::generate().to_public());
+        }
         let sealed = blocking("sealing a probe", move || seal_index(&recipients, b"")).await??;
-        let at = self.remote.object(&self.hub_id, &super::index::new_object_name());
-        self.remote.put_bytes(&at, sealed).await?;
-        self.remote.delete(&at).await?;
+        let at = remote.object(&self.hub_id, &super::index::new_object_name());
+        remote.put_bytes(&at, sealed).await?;
+        remote.delete(&at).await?;
         Ok(started.elapsed())
+    }
+
+    /// Puts the away page into the bucket beside the hub's folder (`<prefix>/`
+    /// [`AWAY_PAGE`]); answers its key and the URL it is read at.
+    pub async fn put_away_page(&self, page: &'static [u8], actor: &str) -> Result<(String, String)> {
+        let remote = self.remote().ok_or_else(|| Error::new(ErrorKind::Conflict, "no cloud store is set up"))?;
+        let t = crate::sync::lock(&self.target).clone();
+        let key = remote.put_page(AWAY_PAGE, page).await?;
+        let url = page_url(&t, &key);
+        let (actor, now, detail) = (actor.to_string(), self.clock.now_ms(), format!("{key} in {}", remote.describe));
+        self.store.call(move |db| db.audit(&actor, "cloud.away_page_uploaded", &detail, now)).await?;
+        Ok((key, url))
     }
 
     /// What the provider sees, read from the bucket itself now: this hub's objects (their
@@ -239,12 +532,14 @@ impl Relay {
     /// them. At most [`EXPOSURE_LIST_MAX`] objects are listed.
     pub async fn exposure(&self) -> Result<Exposure> {
         let snap = self.snapshot().await?;
-        let listed = self.remote.list_hub(&self.hub_id, EXPOSURE_LIST_MAX).await;
+        let remote = self.remote().ok_or_else(|| Error::new(ErrorKind::Conflict, "no cloud store is set up"))?;
+        let listed = remote.list_hub(&self.hub_id, EXPOSURE_LIST_MAX).await;
         let now = self.clock.now_ms();
+        let t = crate::sync::lock(&self.target).clone();
         let mut e = Exposure {
-            store: self.remote.describe.clone(),
-            endpoint: self.endpoint.clone(),
-            region: self.region.clone(),
+            store: remote.describe.clone(),
+            endpoint: t.endpoint,
+            region: t.region,
             hub_id: self.hub_id.clone(),
             recipients: self.recipients().iter().map(|r| r.to_string()).collect(),
             listed_at_ms: now,
@@ -339,13 +634,23 @@ impl Relay {
     }
 
     async fn run(self: Arc<Self>, stop: Shutdown) {
-        if let Err(e) = self.clone().catch_up().await {
-            tracing::error!(error = %e, "cloud relay: cannot check for clips to send");
-        }
         let mut throttle = Throttle::new(self.max_upload_kbps);
         loop {
             if stop.is_triggered() {
                 break;
+            }
+            let Some(remote) = self.remote() else {
+                // The cloud is off: the queue waits for a store.
+                tokio::select! {
+                    _ = self.notify.notified() => {}
+                    _ = stop.wait() => {}
+                }
+                continue;
+            };
+            if !self.caught_up.swap(true, std::sync::atomic::Ordering::SeqCst)
+                && let Err(e) = self.clone().catch_up().await
+            {
+                tracing::error!(error = %e, "cloud relay: cannot check for clips to send");
             }
             let now = self.clock.now_ms();
             let next = match self.store.call(move |db| db.cloud_next(now)).await {
@@ -368,10 +673,12 @@ impl Relay {
                 continue;
             };
             let started = self.clock.monotonic();
+            crate::sync::lock(&self.stats).sending = Some((job.kind, job.bytes, self.clock.now_ms()));
             let result = tokio::select! {
-                r = self.upload(&job) => r,
+                r = self.upload(&remote, &job) => r,
                 _ = stop.wait() => break, // the row stays queued; sent after the restart
             };
+            crate::sync::lock(&self.stats).sending = None;
             let took = self.clock.monotonic().saturating_sub(started);
             self.settle(&job, result, took).await;
             if let Some(pause) = throttle.after(self.last_sent(), took) {
@@ -424,8 +731,8 @@ impl Relay {
         .await?
     }
 
-    async fn upload(&self, job: &Upload) -> Result<u64> {
-        let at = self.remote.object(&self.hub_id, &job.object);
+    async fn upload(&self, remote: &Remote, job: &Upload) -> Result<u64> {
+        let at = remote.object(&self.hub_id, &job.object);
         match &job.payload {
             Payload::Index { body } => {
                 let body = body.clone();
@@ -433,7 +740,7 @@ impl Relay {
                 let sealed =
                     blocking("sealing an index entry", move || seal_index(&recipients, body.trim_end().as_bytes())).await??;
                 let n = sealed.len() as u64;
-                self.remote.put_bytes(&at, sealed).await?;
+                remote.put_bytes(&at, sealed).await?;
                 Ok(n)
             }
             Payload::File { path } => {
@@ -450,7 +757,7 @@ impl Relay {
                     })
                     .await??;
                     let n = sealed.len() as u64;
-                    self.remote.put_bytes(&at, sealed).await?;
+                    remote.put_bytes(&at, sealed).await?;
                     return Ok(n);
                 }
                 let spool = self.data_dir.join(SPOOL_DIR).join(format!("{}.age", job.object));
@@ -459,7 +766,7 @@ impl Relay {
                 let result = match sealed {
                     Ok(_) => {
                         let n = std::fs::metadata(&spool).map(|m| m.len()).unwrap_or(0);
-                        self.remote.put_file(&at, &spool, async |_| {}).await.map(|_| n)
+                        remote.put_file(&at, &spool, async |_| {}).await.map(|_| n)
                     }
                     Err(e) => Err(e),
                 };
@@ -492,6 +799,7 @@ impl Relay {
                 s.uploads += 1;
                 s.bytes_sent += sent;
                 s.last_success_ms = Some(now);
+                s.last_upload = Some((kind, sent, now));
                 s.reachable = true;
                 tracing::debug!(object = %job.object, kind = kind.as_str(), bytes = sent, ms = took.as_millis() as u64, "uploaded");
             }
@@ -526,6 +834,11 @@ impl Relay {
 
 impl PieceSink for Relay {
     fn piece_done(&self, piece: Piece) {
+        if !self.is_on() {
+            // Switched off during the event: its pieces go nowhere.
+            let _ = std::fs::remove_file(&piece.path);
+            return;
+        }
         if let Err(e) = self.queue_piece(&piece) {
             tracing::error!(error = %e, event = piece.event_id, seq = piece.seq, "cloud relay: cannot queue a piece");
         }
@@ -534,6 +847,9 @@ impl PieceSink for Relay {
 
 impl events::CloudRelay for Relay {
     fn event_done(&self, event_id: i64) {
+        if !self.is_on() {
+            return;
+        }
         if let Err(e) = Relay::queue_clip(&self.store, self, event_id) {
             // Not lost: the next start queues clips that were never queued.
             tracing::error!(error = %e, event = event_id, "cloud relay: cannot queue a clip");
@@ -541,6 +857,54 @@ impl events::CloudRelay for Relay {
     }
     fn pieces_dir(&self) -> PathBuf {
         self.data_dir.join(PIECES_DIR)
+    }
+    fn sending(&self) -> bool {
+        self.is_on()
+    }
+}
+
+/// The away page's name under the store's prefix.
+pub const AWAY_PAGE: &str = "homehub-away.html";
+
+/// Bounds on what the owner types (every input is bounded), and the shape of the endpoint.
+fn check_fields(t: &Target) -> Result<()> {
+    let long = |field: &str, v: &str, max: usize| {
+        if v.len() > max {
+            Err(Error::invalid(format!("{field}: at most {max} characters")))
+        } else if v.chars().any(char::is_control) {
+            Err(Error::invalid(format!("{field}: no control characters")))
+        } else {
+            Ok(())
+        }
+    };
+    long("store", &t.store, 1024)?;
+    long("endpoint", &t.endpoint, 1024)?;
+    long("region", &t.region, 64)?;
+    long("access_key_id", &t.access_key_id, 256)?;
+    long("secret_access_key", &t.secret_access_key, 256)?;
+    if !t.endpoint.is_empty() {
+        let ok = url::Url::parse(&t.endpoint).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !ok {
+            return Err(Error::invalid("endpoint: an http:// or https:// URL, or empty for Amazon S3"));
+        }
+    }
+    Ok(())
+}
+
+/// Where a browser reads `key` of the store `t`: path-style under the endpoint, Amazon's
+/// regional virtual host, or the file:// path.
+fn page_url(t: &Target, key: &str) -> String {
+    if let Some(dir) = t.store.strip_prefix("file://") {
+        return format!("file://{}/{key}", dir.trim_end_matches('/'));
+    }
+    let rest = t.store.strip_prefix("s3://").unwrap_or(&t.store);
+    let bucket = rest.split('/').next().unwrap_or("");
+    let key_only = key.to_string();
+    if t.endpoint.is_empty() {
+        let region = if t.region.is_empty() { "us-east-1" } else { &t.region };
+        format!("https://{bucket}.s3.{region}.amazonaws.com/{key_only}")
+    } else {
+        format!("{}/{bucket}/{key_only}", t.endpoint.trim_end_matches('/'))
     }
 }
 
@@ -644,19 +1008,24 @@ mod tests {
         let store = Store::open(&data).unwrap();
         let tc = crate::clock::TestClock::at(1_700_000_000_000);
         let (_, public) = super::super::keys::new_identity();
+        let target = Target { store: format!("file://{}", bucket.display()), ..Default::default() };
         let relay = Relay {
             store: store.clone(),
-            remote: Remote::open(&Target { store: format!("file://{}", bucket.display()), ..Default::default() }).unwrap(),
+            remote: Mutex::new(Some(Remote::open(&target).unwrap())),
+            target: Mutex::new(target),
+            from: Mutex::new(Source::Config),
+            error: Mutex::new(None),
+            caught_up: std::sync::atomic::AtomicBool::new(true),
+            seal_key: Arc::new(SealKey::for_tests()),
             recipients: Mutex::new(super::super::keys::parse_recipients(&[public]).unwrap()),
             recipients_from_hub: std::sync::atomic::AtomicBool::new(false),
             hub_id: "hub".into(),
             data_dir: data.clone(),
             notify: Notify::new(),
             max_upload_kbps: 0,
-            endpoint: String::new(),
-            region: String::new(),
             stats: Mutex::new(Stats { reachable: true, ..Default::default() }),
             clock: tc.clock(),
+            changing: tokio::sync::Mutex::new(()),
         };
         let u = NewUpload {
             object: new_object_name(),

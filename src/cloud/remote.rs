@@ -69,6 +69,8 @@ pub struct Remote {
     prefix: String,
     /// For messages: `s3://bucket/prefix` or the folder (no secrets).
     pub describe: String,
+    /// S3 (objects may carry a content type) rather than a folder.
+    s3: bool,
 }
 
 impl Remote {
@@ -105,14 +107,19 @@ impl Remote {
                 b = b.with_endpoint(&t.endpoint).with_virtual_hosted_style_request(false);
             }
             let store = b.with_client_options(client).build().map_err(|e| bad(e.to_string()))?;
-            Ok(Remote { store: Arc::new(store), prefix: prefix.trim_matches('/').to_string(), describe: t.store.clone() })
+            Ok(Remote {
+                store: Arc::new(store),
+                prefix: prefix.trim_matches('/').to_string(),
+                describe: t.store.clone(),
+                s3: true,
+            })
         } else if let Some(dir) = t.store.strip_prefix("file://") {
             if !dir.starts_with('/') || dir.len() < 2 {
                 return Err(bad("file:// needs an absolute folder, e.g. file:///srv/homehub-cloud".into()));
             }
             create_private_dir(Path::new(dir)).map_err(|e| bad(format!("cannot create {dir}: {e}")))?;
             let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| bad(e.to_string()))?;
-            Ok(Remote { store: Arc::new(store), prefix: String::new(), describe: t.store.clone() })
+            Ok(Remote { store: Arc::new(store), prefix: String::new(), describe: t.store.clone(), s3: false })
         } else {
             Err(bad("must be s3://bucket/prefix or file:///path".into()))
         }
@@ -157,6 +164,23 @@ impl Remote {
 
     pub async fn delete(&self, at: &ObjPath) -> Result<()> {
         self.store.delete(at).await.map_err(|e| self.err("delete", e))
+    }
+
+    /// Puts a public page (`name` under the prefix, beside the hubs' folders) as
+    /// `text/html`, so a browser opens it from the bucket; answers its key. The one
+    /// object that is not ciphertext: the same file for every hub, with no data in it.
+    pub async fn put_page(&self, name: &str, body: &'static [u8]) -> Result<String> {
+        use object_store::{Attribute, Attributes, PutOptions};
+        let key = self.join(name);
+        let mut opts = PutOptions::default();
+        if self.s3 {
+            opts.attributes = Attributes::from_iter([(Attribute::ContentType, "text/html; charset=utf-8")]);
+        }
+        self.store
+            .put_opts(&ObjPath::from(key.as_str()), PutPayload::from_static(body), opts)
+            .await
+            .map_err(|e| self.err("upload", e))?;
+        Ok(key)
     }
 
     pub async fn put_bytes(&self, at: &ObjPath, body: Vec<u8>) -> Result<()> {

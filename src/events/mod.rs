@@ -51,8 +51,8 @@ pub struct Settings {
     pub jpeg: fn(&[u8], u32, u32) -> Result<Vec<u8>>,
     /// Colour pictures of the cameras for thumbnails; None: grey thumbnails only.
     pub pictures: Option<Arc<dyn Pictures>>,
-    /// The cloud relay, when one is configured: it gets pieces while an event goes on
-    /// and the clip when it ends.
+    /// The cloud relay: while it sends, it gets pieces while an event goes on and the
+    /// clip when it ends.
     pub cloud: Option<Arc<dyn CloudRelay>>,
     /// Ends post-rolls and notices silent cameras between frames.
     pub clock: Clock,
@@ -173,6 +173,8 @@ pub trait CloudRelay: PieceSink {
     fn event_done(&self, event_id: i64);
     /// Where piece files go.
     fn pieces_dir(&self) -> PathBuf;
+    /// False while the cloud is off: no pieces are cut then.
+    fn sending(&self) -> bool;
 }
 
 /// Detector settings and clip sinks per camera. A camera registered again (a device
@@ -385,7 +387,7 @@ impl Events {
                     if let Err(e) = self.store.call_blocking(move |db| db.set_event_clip_start(id, first_ms)) {
                         tracing::error!(error = %e, event = id, "cannot record where the clip starts");
                     }
-                    if let Some(cloud) = &self.settings.cloud {
+                    if let Some(cloud) = self.settings.cloud.as_ref().filter(|c| c.sending()) {
                         let spec = PieceSpec { camera_id, event_id: id, dir: cloud.pieces_dir(), sink: cloud.clone() };
                         if let Err(e) = sink.begin_pieces(spec, at_ms - self.settings.pre_roll_ms) {
                             tracing::error!(error = %e, event = id, "cannot cut pieces for the cloud; the clip follows when the event ends");

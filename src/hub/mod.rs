@@ -179,17 +179,15 @@ async fn serve(
     // Frames for motion detection: a short queue; a camera drops frames the detector
     // has no time for rather than waiting.
     let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel(32);
-    let cloud = if cfg.cloud.store.is_empty() {
-        None
-    } else {
-        let stored = store.call(|db| db.setting(cloud::relay::RECIPIENTS_SETTING)).await?;
-        let stored: Option<Vec<String>> = match stored.map(|s| serde_json::from_str(&s)) {
-            Some(Ok(list)) => Some(list),
-            Some(Err(e)) => return Err(Error::internal(format!("database: the stored cloud recipients are not a list: {e}"))),
-            None => None,
-        };
-        Some(cloud::relay::Relay::start(&cfg.cloud, store.clone(), hub_id.clone(), clock.clone(), stop.clone(), stored)?)
-    };
+    // The seal key of secrets the hub reads back (TOTP, the store's secret access key).
+    let seal_key = Arc::new(crate::secrets::SealKey::load_or_create(&data_dir)?);
+    // The relay always runs: with no store it waits until the owner sets one.
+    let (cloud, cloud_task) = cloud::relay::Relay::start(
+        &cfg.cloud,
+        cloud::relay::Parts { store: store.clone(), hub_id: hub_id.clone(), clock: clock.clone(), seal_key: seal_key.clone() },
+        stop.clone(),
+    )
+    .await?;
     let motion = Arc::new(MotionState::default());
     // Stills (snapshots, colour thumbnails) are decoded even when motion detection is off.
     let still_decoder = camera::pick_decoder(&cfg.decode.prefer);
@@ -204,7 +202,7 @@ async fn serve(
             cameras: registry.clone(),
             jpeg: camera::encode_jpeg,
             pictures: Some(pictures.clone() as Arc<dyn events::Pictures>),
-            cloud: cloud.as_ref().map(|(r, _)| r.clone() as Arc<dyn events::CloudRelay>),
+            cloud: Some(cloud.clone() as Arc<dyn events::CloudRelay>),
             clock: clock.clone(),
         },
         frame_rx,
@@ -278,7 +276,6 @@ async fn serve(
         None
     };
 
-    let totp_key = Arc::new(web::totp::SealKey::load_or_create(&data_dir)?);
     let state = web::AppState::new(web::Parts {
         store: store.clone(),
         clock: clock.clone(),
@@ -287,11 +284,11 @@ async fn serve(
         devices: devices.clone(),
         broker: mqtt.clone(),
         discovery: mdns.clone().map(|m| m as Arc<dyn web::ports::Discovery>),
-        cloud: cloud.as_ref().map(|(r, _)| r.clone() as Arc<dyn web::ports::CloudStatus>),
+        cloud: cloud.clone() as Arc<dyn web::ports::CloudStatus>,
         retention: Retention::from(&cfg.recording),
         allow_public_clients: cfg.web.allow_public_clients,
         sessions: web::SessionPolicy::from_config(&cfg.web),
-        totp_key,
+        totp_key: seal_key,
         self_check: Arc::new(web::ports::Doctor(cfg.clone())),
     });
     state.load_settings().await?;
@@ -354,9 +351,8 @@ async fn serve(
     })
     .await?;
     // 5. The cloud relay leaves what it has not sent in its queue, for the next start.
-    if let Some((_, task)) = cloud {
-        joined("cloud relay", task).await;
-    }
+    drop(cloud);
+    joined("cloud relay", cloud_task).await;
     Ok(())
 }
 

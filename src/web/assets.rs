@@ -38,6 +38,14 @@ pub fn index_html() -> &'static [u8] {
     })
 }
 
+/// The away page (`web/dist/away.html`, built from `web/away/`): one self-contained file.
+pub fn away_html() -> &'static [u8] {
+    static PAGE: OnceLock<Cow<'static, [u8]>> = OnceLock::new();
+    PAGE.get_or_init(|| {
+        Dist::get("away.html").map_or(Cow::Borrowed(b"web/dist/away.html is missing from this build"), |f| f.data)
+    })
+}
+
 /// The app shell as a response with `status` (200 with a session, 401 without).
 pub fn shell(status: StatusCode) -> Response {
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], index_html())

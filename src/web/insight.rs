@@ -7,9 +7,11 @@ use axum::Json;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiResult, AppState, Session, err, json_body, owner};
+use super::{ApiResult, AppState, Session, err, json_body, owner, require, session};
 use crate::clock::rfc3339;
+use crate::cloud::relay::{StoreChange, StoreView};
 use crate::error::ErrorKind;
+use crate::store::Role;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -23,8 +25,10 @@ pub struct ExposedObject {
 /// `GET /api/cloud/exposure`.
 pub async fn exposure(State(st): State<AppState>, ext: Option<axum::Extension<Session>>) -> ApiResult<Json<serde_json::Value>> {
     owner(ext)?;
-    let Some(cloud) = &st.cloud else { return Ok(Json(serde_json::json!({ "enabled": false }))) };
-    let e = cloud.exposure().await?;
+    if !st.cloud.store_view().active {
+        return Ok(Json(serde_json::json!({ "enabled": false })));
+    }
+    let e = st.cloud.exposure().await?;
     let recent: Vec<ExposedObject> =
         e.recent.into_iter().map(|(name, bytes, at)| ExposedObject { name, bytes, uploaded: rfc3339(at) }).collect();
     Ok(Json(serde_json::json!({
@@ -47,12 +51,15 @@ pub async fn exposure(State(st): State<AppState>, ext: Option<axum::Extension<Se
     })))
 }
 
-fn no_cloud() -> super::ApiError {
-    err(ErrorKind::Conflict, "no cloud store is set up: set [cloud] store (and its credentials) in the config first")
-}
-
 fn recipients_body(list: Vec<String>, from_hub: bool) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "recipients": list, "from": if from_hub { "hub" } else { "config" } }))
+    let from = if from_hub {
+        "hub"
+    } else if list.is_empty() {
+        "none"
+    } else {
+        "config"
+    };
+    Json(serde_json::json!({ "recipients": list, "from": from }))
 }
 
 /// `GET /api/cloud/recipients`.
@@ -61,8 +68,7 @@ pub async fn get_recipients(
     ext: Option<axum::Extension<Session>>,
 ) -> ApiResult<Json<serde_json::Value>> {
     owner(ext)?;
-    let cloud = st.cloud.as_ref().ok_or_else(no_cloud)?;
-    let (list, from_hub) = cloud.recipients();
+    let (list, from_hub) = st.cloud.recipients();
     Ok(recipients_body(list, from_hub))
 }
 
@@ -79,39 +85,136 @@ pub async fn put_recipients(
     bytes: axum::body::Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     let s = owner(ext)?;
-    let cloud = st.cloud.as_ref().ok_or_else(no_cloud)?;
     let b: RecipientsBody = json_body(&bytes)?;
-    let list = cloud.set_recipients(&b.recipients, &s.user.email).await?;
+    let list = st.cloud.set_recipients(&b.recipients, &s.user.email).await?;
     Ok(recipients_body(list, true))
 }
 
-/// `POST /api/cloud/test`: one sealed probe written and deleted; 502 with why not.
+/// Store settings as the owner sends them (`secret_access_key` absent or null: keep it).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreBody {
+    store: String,
+    #[serde(default)]
+    endpoint: String,
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    access_key_id: String,
+    #[serde(default)]
+    secret_access_key: Option<String>,
+}
+
+impl From<StoreBody> for StoreChange {
+    fn from(b: StoreBody) -> StoreChange {
+        StoreChange {
+            store: b.store,
+            endpoint: b.endpoint,
+            region: b.region,
+            access_key_id: b.access_key_id,
+            secret_access_key: b.secret_access_key,
+        }
+    }
+}
+
+fn store_body(v: StoreView) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "store": v.store,
+        "endpoint": v.endpoint,
+        "region": v.region,
+        "access_key_id": v.access_key_id,
+        "secret_set": v.secret_set,
+        "from": v.from.as_str(),
+        "active": v.active,
+        "error": v.error,
+    }))
+}
+
+/// `GET /api/cloud/settings`: where clips go, never the secret.
+pub async fn get_store(State(st): State<AppState>, ext: Option<axum::Extension<Session>>) -> ApiResult<Json<serde_json::Value>> {
+    owner(ext)?;
+    Ok(store_body(st.cloud.store_view()))
+}
+
+/// `PUT /api/cloud/settings`: new store settings, in use at once; `store: ""` turns the cloud off.
+pub async fn put_store(
+    State(st): State<AppState>,
+    ext: Option<axum::Extension<Session>>,
+    bytes: axum::body::Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let s = owner(ext)?;
+    let b: StoreBody = json_body(&bytes)?;
+    Ok(store_body(st.cloud.set_store(b.into(), &s.user.email).await?))
+}
+
+/// `POST /api/cloud/test`: one sealed probe written and deleted, to the store in use (`{}`)
+/// or the one the body names (not saved); 502 with why not.
 pub async fn test_store(
     State(st): State<AppState>,
     ext: Option<axum::Extension<Session>>,
+    bytes: axum::body::Bytes,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
     let s = owner(ext)?;
-    let cloud = st.cloud.as_ref().ok_or_else(no_cloud)?;
+    let body: serde_json::Value = json_body(&bytes)?;
+    let change = match body.as_object() {
+        Some(o) if o.is_empty() => None,
+        _ => Some(StoreChange::from(json_body::<StoreBody>(&bytes)?)),
+    };
+    let what = match &change {
+        Some(c) => format!("{} (not saved)", c.store),
+        None => st.cloud.store_view().store,
+    };
     let (now, actor) = (st.clock.now_ms(), s.user.email.clone());
-    let (answer, detail) = match cloud.probe().await {
+    let (answer, detail) = match st.cloud.probe(change).await {
         Ok(took) => {
             let ms = took.as_millis() as u64;
             (
                 (axum::http::StatusCode::OK, Json(serde_json::json!({ "ok": true, "ms": ms }))).into_response(),
-                format!("ok in {ms} ms"),
+                format!("{what}: ok in {ms} ms"),
             )
         }
+        Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::Invalid) => return Err(e.into()),
         Err(e) => {
             let msg = e.to_string();
             (
                 (axum::http::StatusCode::BAD_GATEWAY, Json(serde_json::json!({ "error": msg }))).into_response(),
-                format!("failed: {msg}"),
+                format!("{what}: failed: {msg}"),
             )
         }
     };
     st.store.call(move |db| db.audit(&actor, "cloud.tested", &detail, now)).await?;
     Ok(answer)
+}
+
+/// `GET /api/cloud/away.html` (member or owner): the away page, to keep or to put in the
+/// bucket by hand. The same file on every hub, with no data in it.
+pub async fn away_page(ext: Option<axum::Extension<Session>>) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let s = session(ext)?;
+    require(&s, Role::Member)?;
+    use axum::http::header;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"homehub-away.html\""),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        super::assets::away_html(),
+    )
+        .into_response())
+}
+
+/// `POST /api/cloud/away`: the away page into the bucket, beside the clips.
+pub async fn put_away_page(
+    State(st): State<AppState>,
+    ext: Option<axum::Extension<Session>>,
+    bytes: axum::body::Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let s = owner(ext)?;
+    let _: serde_json::Map<String, serde_json::Value> = json_body(&bytes)?;
+    let (key, url) = st.cloud.put_away_page(super::assets::away_html(), &s.user.email).await?;
+    Ok(Json(serde_json::json!({ "key": key, "url": url })))
 }
 
 #[derive(Deserialize)]

@@ -234,6 +234,9 @@ mod tests {
             last_error: None,
             last_error_ms: None,
             reachable: false,
+            active: true,
+            last_upload: None,
+            sending: None,
         });
         s.counters("device_connections", "Broker logins of the device.", [(DeviceLabel { device: "cam-a".into() }, 4u64)]);
         let text = s.encode().unwrap();

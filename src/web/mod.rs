@@ -76,8 +76,8 @@ pub struct Parts {
     pub broker: Arc<dyn ports::BrokerStats>,
     /// None when mDNS is off or could not start.
     pub discovery: Option<Arc<dyn ports::Discovery>>,
-    /// None when `cloud.store` is empty.
-    pub cloud: Option<Arc<dyn ports::CloudStatus>>,
+    /// The cloud relay (it runs with the cloud off too, waiting for a store).
+    pub cloud: Arc<dyn ports::CloudStatus>,
     /// What `/api/storage` forecasts with.
     pub retention: crate::recorder::Retention,
     pub allow_public_clients: bool,
@@ -118,7 +118,7 @@ pub struct AppState {
     devices: Arc<dyn ports::DeviceAdmin>,
     broker: Arc<dyn ports::BrokerStats>,
     discovery: Option<Arc<dyn ports::Discovery>>,
-    cloud: Option<Arc<dyn ports::CloudStatus>>,
+    cloud: Arc<dyn ports::CloudStatus>,
     allow_public_clients: bool,
     throttle: Arc<auth::Throttle>,
     /// Argon2 runs: 2 at a time, 16 waiting.
@@ -275,6 +275,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/cloud/exposure", get(insight::exposure))
         .route("/api/cloud/recipients", get(insight::get_recipients).put(insight::put_recipients))
         .route("/api/cloud/test", post(insight::test_store))
+        .route("/api/cloud/settings", get(insight::get_store).put(insight::put_store))
+        .route("/api/cloud/away.html", get(insight::away_page))
+        .route("/api/cloud/away", post(insight::put_away_page))
         .route("/api/insight", get(insight::insight))
         .route("/metrics", get(metrics))
         .fallback(assets::fallback)
@@ -589,7 +592,7 @@ async fn logout(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Res
     Ok(([(header::SET_COOKIE, cookie)], StatusCode::NO_CONTENT).into_response())
 }
 
-fn session(req_ext: Option<axum::Extension<Session>>) -> ApiResult<Session> {
+pub(super) fn session(req_ext: Option<axum::Extension<Session>>) -> ApiResult<Session> {
     req_ext.map(|e| e.0).ok_or_else(|| err(ErrorKind::Unauthenticated, "sign in first"))
 }
 
@@ -606,7 +609,7 @@ fn json_body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> ApiResult<T> {
 }
 
 /// Refuses users whose role is below `min`.
-fn require(s: &Session, min: Role) -> ApiResult<()> {
+pub(super) fn require(s: &Session, min: Role) -> ApiResult<()> {
     let rank = |r: Role| match r {
         Role::Viewer => 0,
         Role::Member => 1,
@@ -673,8 +676,16 @@ async fn event_media(
 async fn cloud_status(State(st): State<AppState>, ext: Option<axum::Extension<Session>>) -> ApiResult<Json<serde_json::Value>> {
     let s = session(ext)?;
     require(&s, Role::Member)?;
-    let Some(cloud) = &st.cloud else { return Ok(Json(serde_json::json!({ "enabled": false }))) };
-    let status = CloudInfo::from(cloud.snapshot().await?);
+    let snap = st.cloud.snapshot().await?;
+    if !snap.active {
+        // Off: only what waits in the queue for a store.
+        return Ok(Json(serde_json::json!({
+            "enabled": false,
+            "queue_length": snap.queue.pending,
+            "bytes_pending": snap.queue.bytes_pending,
+        })));
+    }
+    let status = CloudInfo::from(snap);
     Ok(Json(serde_json::to_value(status).map_err(|e| ApiError(Error::internal(format!("encoding /api/cloud: {e}"))))?))
 }
 
@@ -697,6 +708,30 @@ struct CloudInfo {
     last_error_at: Option<String>,
     reachable: bool,
     max_upload_kbps: u64,
+    /// The last object that went up.
+    last_upload: Option<UploadInfo>,
+    /// The upload in flight (`bytes`: before sealing and padding).
+    sending: Option<SendingInfo>,
+}
+
+#[derive(Serialize)]
+struct SendingInfo {
+    kind: &'static str,
+    bytes: u64,
+    since: String,
+}
+
+#[derive(Serialize)]
+struct UploadInfo {
+    kind: &'static str,
+    bytes: u64,
+    at: String,
+}
+
+impl UploadInfo {
+    fn of(u: Option<(crate::store::UploadKind, u64, i64)>) -> Option<UploadInfo> {
+        u.map(|(kind, bytes, at)| UploadInfo { kind: kind.as_str(), bytes, at: rfc3339(at) })
+    }
 }
 
 impl From<crate::cloud::relay::Snapshot> for CloudInfo {
@@ -718,6 +753,8 @@ impl From<crate::cloud::relay::Snapshot> for CloudInfo {
             last_error_at: s.last_error_ms.map(rfc3339),
             reachable: s.reachable,
             max_upload_kbps: s.max_upload_kbps,
+            last_upload: UploadInfo::of(s.last_upload),
+            sending: s.sending.map(|(kind, bytes, at)| SendingInfo { kind: kind.as_str(), bytes, since: rfc3339(at) }),
         }
     }
 }
@@ -763,8 +800,9 @@ async fn metrics(
         scrape.devices(&st.devices.devices().await?, st.devices.counts());
         scrape.broker(&st.broker.broker_stats());
     }
-    if let Some(cloud) = &st.cloud {
-        scrape.cloud(&cloud.snapshot().await?);
+    let cloud = st.cloud.snapshot().await?;
+    if cloud.active {
+        scrape.cloud(&cloud);
     }
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], scrape.encode()?).into_response())
 }

@@ -54,7 +54,7 @@ pub async fn second_factor_ok(st: &AppState, user: &UserRow, code: &str) -> ApiR
         .call(move |db| {
             let Some((sealed, true, _)) = db.totp_of(uid)? else { return Ok(false) };
             if totp::is_totp_code(&code) {
-                let secret = key.open(uid, &sealed)?;
+                let secret = key.open(&totp::context(uid), &sealed)?;
                 match totp::verify(&secret, &code, now) {
                     Some(step) => db.use_totp_step(uid, step),
                     None => Ok(false),
@@ -304,7 +304,7 @@ pub async fn totp_start(State(st): State<AppState>, ext: Option<Extension<Sessio
         return Err(err(ErrorKind::Conflict, "two-factor is on already: turn it off first to enrol again"));
     }
     let secret = totp::new_secret();
-    let sealed = st.totp_key.seal(s.user.id, &secret)?;
+    let sealed = st.totp_key.seal(&totp::context(s.user.id), &secret)?;
     let uid = s.user.id;
     st.store.call(move |db| db.set_totp_pending(uid, &sealed)).await?;
     let uri = totp::otpauth_uri(&s.user.email, &secret);
@@ -341,7 +341,7 @@ pub async fn totp_confirm(
             if enabled {
                 return Err(Error::new(ErrorKind::Conflict, "two-factor is on already"));
             }
-            let secret = key.open(uid, &sealed)?;
+            let secret = key.open(&totp::context(uid), &sealed)?;
             let Some(step) = totp::verify(&secret, &code, now) else { return Ok(false) };
             db.enable_totp(uid, step, &hashes)?;
             Ok(true)

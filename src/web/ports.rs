@@ -18,7 +18,7 @@ use crate::hub::fleet::Fleet;
 use crate::motion::DetectorConfig;
 use crate::store::CameraRow;
 
-use crate::cloud::relay::{Relay, Snapshot};
+use crate::cloud::relay::{Relay, Snapshot, StoreChange, StoreView};
 use crate::devices::{Device, Devices, Pending};
 use crate::error::Result;
 use crate::mdns::{Candidate, Mdns};
@@ -69,17 +69,24 @@ pub trait Discovery: Send + Sync {
     fn candidates(&self) -> Vec<Candidate>;
 }
 
-/// The cloud relay's queue and figures.
+/// The cloud relay's queue and figures, and the owner's cloud settings.
 pub trait CloudStatus: Send + Sync {
     fn snapshot(&self) -> PortFuture<'_, Snapshot>;
-    /// What the storage provider sees, from the bucket's own listing.
+    /// What the storage provider sees, from the bucket's own listing (Conflict when off).
     fn exposure(&self) -> PortFuture<'_, crate::cloud::relay::Exposure>;
     /// Who clips are sealed to, and whether the owner set it on the hub.
     fn recipients(&self) -> (Vec<String>, bool);
     /// New recipients, from now on.
     fn set_recipients<'a>(&'a self, list: &'a [String], actor: &'a str) -> PortFuture<'a, Vec<String>>;
-    /// Writes and deletes one sealed probe object.
-    fn probe(&self) -> PortFuture<'_, Duration>;
+    /// Writes and deletes one sealed probe object: to the store `change` names (not
+    /// saved), or the one in use.
+    fn probe(&self, change: Option<StoreChange>) -> PortFuture<'_, Duration>;
+    /// The store settings, never the secret.
+    fn store_view(&self) -> StoreView;
+    /// New store settings, in use at once ("" store: the cloud off).
+    fn set_store<'a>(&'a self, change: StoreChange, actor: &'a str) -> PortFuture<'a, StoreView>;
+    /// Puts the away page into the bucket: its key and URL.
+    fn put_away_page<'a>(&'a self, page: &'static [u8], actor: &'a str) -> PortFuture<'a, (String, String)>;
 }
 
 impl DeviceAdmin for Devices {
@@ -146,8 +153,17 @@ impl CloudStatus for Relay {
     fn set_recipients<'a>(&'a self, list: &'a [String], actor: &'a str) -> PortFuture<'a, Vec<String>> {
         Box::pin(Relay::set_recipients(self, list, actor))
     }
-    fn probe(&self) -> PortFuture<'_, Duration> {
-        Box::pin(Relay::probe(self))
+    fn probe(&self, change: Option<StoreChange>) -> PortFuture<'_, Duration> {
+        Box::pin(Relay::probe(self, change))
+    }
+    fn store_view(&self) -> StoreView {
+        Relay::store_view(self)
+    }
+    fn set_store<'a>(&'a self, change: StoreChange, actor: &'a str) -> PortFuture<'a, StoreView> {
+        Box::pin(Relay::set_store(self, change, actor))
+    }
+    fn put_away_page<'a>(&'a self, page: &'static [u8], actor: &'a str) -> PortFuture<'a, (String, String)> {
+        Box::pin(Relay::put_away_page(self, page, actor))
     }
 }
 

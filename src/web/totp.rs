@@ -3,19 +3,14 @@
 //! key that seals TOTP secrets at rest.
 //!
 //! A TOTP secret must be readable by the hub to check codes, so it cannot be hashed; it is
-//! sealed (ChaCha20-Poly1305) with a key kept in its own file beside the database
-//! (`totp.key`, 0600), so a copy of `homehub.db` alone does not give anyone's second
+//! sealed ([`crate::secrets::SealKey`]: ChaCha20-Poly1305 with a key kept in its own file
+//! beside the database, `totp.key`, 0600), so a copy of `homehub.db` alone does not give anyone's second
 //! factor away. Recovery codes are random and stored only as SHA-256.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+pub use crate::secrets::{KEY_FILE, SealKey};
 
 /// Seconds per step.
 pub const STEP_SECS: i64 = 30;
@@ -27,8 +22,6 @@ const SECRET_LEN: usize = 20;
 pub const RECOVERY_CODES: usize = 10;
 /// Letters and digits that cannot be mistaken for one another.
 const RECOVERY_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
-
-pub const KEY_FILE: &str = "totp.key";
 
 /// A new random TOTP secret.
 pub fn new_secret() -> Vec<u8> {
@@ -155,69 +148,10 @@ pub fn recovery_hash(code: &str) -> Vec<u8> {
     Sha256::digest(format!("homehub recovery code:{norm}").as_bytes()).to_vec()
 }
 
-/// The key TOTP secrets are sealed with.
-pub struct SealKey {
-    cipher: ChaCha20Poly1305,
-}
-
-impl SealKey {
-    /// Reads `dir/totp.key`, or makes it (32 random bytes, 0600) when there is none.
-    pub fn load_or_create(dir: &Path) -> Result<SealKey> {
-        let path: PathBuf = dir.join(KEY_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key: [u8; 32] = rand::random();
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(|e| Error::internal(format!("{}: cannot create: {e}", path.display())))?;
-                f.write_all(&key)
-                    .and_then(|_| f.sync_all())
-                    .map_err(|e| Error::internal(format!("{}: cannot write: {e}", path.display())))?;
-                key.to_vec()
-            }
-            Err(e) => return Err(Error::internal(format!("{}: cannot read: {e}", path.display()))),
-        };
-        if bytes.len() != 32 {
-            return Err(Error::invalid(format!("{}: not a key (expected 32 bytes, found {})", path.display(), bytes.len())));
-        }
-        Ok(SealKey { cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)) })
-    }
-
-    #[cfg(test)]
-    pub fn for_tests() -> SealKey {
-        SealKey { cipher: ChaCha20Poly1305::new(Key::from_slice(&[7u8; 32])) }
-    }
-
-    /// `secret` sealed for `user_id` (a random nonce, then the ciphertext); a sealed
-    /// secret moved to another user's row does not open.
-    pub fn seal(&self, user_id: i64, secret: &[u8]) -> Result<Vec<u8>> {
-        let nonce: [u8; 12] = rand::random();
-        let aad = aad(user_id);
-        let ct = self
-            .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: secret, aad: &aad })
-            .map_err(|_| Error::internal("sealing a TOTP secret failed"))?;
-        Ok([nonce.as_slice(), &ct].concat())
-    }
-
-    pub fn open(&self, user_id: i64, sealed: &[u8]) -> Result<Vec<u8>> {
-        if sealed.len() < 12 + 16 {
-            return Err(Error::internal("a sealed TOTP secret is too short"));
-        }
-        let (nonce, ct) = sealed.split_at(12);
-        let aad = aad(user_id);
-        self.cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
-            .map_err(|_| Error::internal(format!("the TOTP secret of user {user_id} does not open with {KEY_FILE}")))
-    }
-}
-
-fn aad(user_id: i64) -> Vec<u8> {
-    format!("homehub totp v1 user {user_id}").into_bytes()
+/// What a user's TOTP secret is sealed under ([`SealKey`]): a sealed secret moved to another
+/// user's row does not open.
+pub fn context(user_id: i64) -> String {
+    format!("homehub totp v1 user {user_id}")
 }
 
 #[cfg(test)]
@@ -287,10 +221,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let key = SealKey::load_or_create(&dir).unwrap();
         let again = SealKey::load_or_create(&dir).unwrap();
-        let sealed = key.seal(3, b"secret").unwrap();
-        assert_eq!(again.open(3, &sealed).unwrap(), b"secret");
-        assert!(key.open(4, &sealed).is_err());
-        assert!(SealKey::for_tests().open(3, &sealed).is_err());
+        let sealed = key.seal(&context(3), b"secret").unwrap();
+        assert_eq!(again.open(&context(3), &sealed).unwrap(), b"secret");
+        assert!(key.open(&context(4), &sealed).is_err());
+        assert!(SealKey::for_tests().open(&context(3), &sealed).is_err());
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode() & 0o777, 0o600);
         std::fs::remove_dir_all(&dir).unwrap();
