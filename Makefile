@@ -15,7 +15,7 @@ deps:
 # is newer than the last install (a stamp in node_modules); the bundle is rebuilt only
 # when a source changed, so cargo does not re-embed an unchanged one.
 WEB_STAMP := web/node_modules/.installed
-WEB_SOURCES := $(shell find web/src web/static -type f 2>/dev/null) web/index.html web/build.mjs web/tsconfig.json
+WEB_SOURCES := $(shell find web/src web/static web/away -type f 2>/dev/null) web/index.html web/build.mjs web/tsconfig.json
 
 $(WEB_STAMP): web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund

@@ -462,7 +462,7 @@ fn the_owner_sets_up_the_cloud_in_the_page_and_puts_the_away_page_in_the_bucket(
     let r = s.hub.get_json("/api/cloud/recipients", &s.cookie);
     assert_eq!(r["recipients"], serde_json::json!([recipient]), "{r}");
     let url = lines.iter().find_map(|l| l.strip_prefix("away url=")).expect("an away url line").to_string();
-    assert_eq!(url, format!("{}/homehub-cloud/home/homehub-away.html", s3.endpoint()));
+    assert!(url.starts_with(&format!("{}/homehub-cloud/home/homehub-away.html?", s3.endpoint())), "{url}");
     let (code, _, page) = s.hub.get("/api/cloud/away.html", Some(&s.cookie));
     assert_eq!((code, s3.get("homehub-cloud", "home/homehub-away.html")), (200, page));
     // The secret went to the hub (it signs the uploads) and is kept only sealed.
@@ -504,8 +504,12 @@ fn the_away_page_served_from_the_bucket_lists_the_clips_and_plays_one() {
     let clips = s.hub.events(&s.cookie).iter().filter(|e| !e["end"].is_null() && e["clip_url"].is_string()).count();
     let (st, a) = s.hub.send_json("POST", "/api/cloud/away", &s.cookie, &serde_json::json!({}));
     assert_eq!(st, 200, "{a}");
+    // Objects are private: the link is presigned (a week), the address plain.
+    let plain = format!("{}/homehub-cloud/home/homehub-away.html", s3.endpoint());
+    assert_eq!(a["address"], plain.as_str(), "{a}");
     let away = a["url"].as_str().unwrap().to_string();
-    assert_eq!(away, format!("{}/homehub-cloud/home/homehub-away.html", s3.endpoint()));
+    assert!(away.starts_with(&format!("{plain}?")) && away.contains("X-Amz-Signature=") && away.contains("X-Amz-Expires=604800"), "{a}");
+    assert!(a["expires"].is_string(), "{a}");
     run(
         "away.mjs",
         &s,

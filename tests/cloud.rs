@@ -725,6 +725,9 @@ fn the_owner_sets_up_the_cloud_from_the_browser_and_it_runs_without_a_restart() 
     let (st, a) = hub.send_json("POST", "/api/cloud/away", &cookie, &serde_json::json!({}));
     assert_eq!(st, 200, "{a}");
     assert_eq!(a["key"], format!("{PREFIX}/homehub-away.html"));
+    let address = format!("{}/{BUCKET}/{PREFIX}/homehub-away.html", rig.s3.endpoint());
+    assert_eq!(a["address"], address.as_str(), "{a}");
+    assert!(a["url"].as_str().unwrap().starts_with(&format!("{address}?X-Amz-")), "a presigned link: {a}");
     let (code, headers, page) = hub.get("/api/cloud/away.html", Some(&cookie));
     assert_eq!(code, 200);
     assert!(headers.contains("homehub-away.html"), "{headers}");

@@ -4,6 +4,7 @@
 import * as esbuild from "esbuild";
 import { mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from "node:fs";
 import { basename } from "node:path";
+import { createHash } from "node:crypto";
 
 const dist = "dist";
 rmSync(dist, { recursive: true, force: true });
@@ -38,4 +39,40 @@ writeFileSync(`${dist}/index.html`, html);
 for (const f of [js, css]) {
   const bytes = result.metafile.outputs[`${dist}/assets/${f}`].bytes;
   console.log(`web: dist/assets/${f} ${(bytes / 1024).toFixed(1)} KiB`);
+}
+
+// The away page (web/away/): one self-contained file, script and style inlined and pinned
+// by their hashes in its own Content-Security-Policy, so it works from the bucket, from a
+// disk, or from anywhere else, the same for every hub.
+{
+  const r = await esbuild.build({
+    entryPoints: ["away/away.ts"],
+    bundle: true,
+    minify: true,
+    write: false,
+    format: "esm",
+    target: ["es2020", "safari15", "chrome100", "firefox100"],
+    legalComments: "none",
+    logLevel: "warning",
+  });
+  // An inline script must not close its own element.
+  const script = r.outputFiles[0].text.replaceAll("</script", "<\\/script").trim();
+  const style = (await esbuild.transform(readFileSync("away/away.css", "utf8"), { loader: "css", minify: true })).code.trim();
+  const hash = (s) => `'sha256-${createHash("sha256").update(s).digest("base64")}'`;
+  const csp = [
+    "default-src 'none'",
+    `script-src ${hash(script)}`,
+    `style-src ${hash(style)}`,
+    "img-src data:",
+    "media-src blob:",
+    "connect-src *",
+    "base-uri 'none'",
+    "form-action 'none'",
+  ].join("; ");
+  const page = readFileSync("away/away.html", "utf8")
+    .replace("{{CSP}}", csp)
+    .replace("{{STYLE}}", () => style)
+    .replace("{{SCRIPT}}", () => script);
+  writeFileSync(`${dist}/away.html`, page);
+  console.log(`web: dist/away.html ${(page.length / 1024).toFixed(1)} KiB`);
 }

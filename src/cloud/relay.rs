@@ -516,15 +516,18 @@ impl Relay {
     }
 
     /// Puts the away page into the bucket beside the hub's folder (`<prefix>/`
-    /// [`AWAY_PAGE`]); answers its key and the URL it is read at.
-    pub async fn put_away_page(&self, page: &'static [u8], actor: &str) -> Result<(String, String)> {
+    /// [`AWAY_PAGE`]); answers its key, its address, and a link that opens it without
+    /// credentials for [`AWAY_LINK_DAYS`] (objects are private; S3 allows no longer).
+    pub async fn put_away_page(&self, page: &'static [u8], actor: &str) -> Result<AwayPage> {
         let remote = self.remote().ok_or_else(|| Error::new(ErrorKind::Conflict, "no cloud store is set up"))?;
         let t = crate::sync::lock(&self.target).clone();
         let key = remote.put_page(AWAY_PAGE, page).await?;
-        let url = page_url(&t, &key);
+        let address = page_url(&t, &key);
+        let link = remote.presigned_get(&key, Duration::from_secs(AWAY_LINK_DAYS * 86_400)).await?;
+        let expires_ms = link.as_ref().map(|_| self.clock.now_ms() + AWAY_LINK_DAYS as i64 * 86_400_000);
         let (actor, now, detail) = (actor.to_string(), self.clock.now_ms(), format!("{key} in {}", remote.describe));
         self.store.call(move |db| db.audit(&actor, "cloud.away_page_uploaded", &detail, now)).await?;
-        Ok((key, url))
+        Ok(AwayPage { key, address, link, expires_ms })
     }
 
     /// What the provider sees, read from the bucket itself now: this hub's objects (their
@@ -865,6 +868,19 @@ impl events::CloudRelay for Relay {
 
 /// The away page's name under the store's prefix.
 pub const AWAY_PAGE: &str = "homehub-away.html";
+/// How long the away page's link opens it.
+pub const AWAY_LINK_DAYS: u64 = 7;
+
+/// The away page in the bucket.
+#[derive(Debug, Clone)]
+pub struct AwayPage {
+    pub key: String,
+    /// Its plain address (needs the object to be readable, or a signed request).
+    pub address: String,
+    /// A presigned link that opens it until `expires_ms`; None for a folder.
+    pub link: Option<String>,
+    pub expires_ms: Option<i64>,
+}
 
 /// Bounds on what the owner types (every input is bounded), and the shape of the endpoint.
 fn check_fields(t: &Target) -> Result<()> {

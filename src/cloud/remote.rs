@@ -71,6 +71,8 @@ pub struct Remote {
     pub describe: String,
     /// S3 (objects may carry a content type) rather than a folder.
     s3: bool,
+    /// The S3 client again, for presigned URLs (None for a folder).
+    signer: Option<Arc<object_store::aws::AmazonS3>>,
 }
 
 impl Remote {
@@ -106,12 +108,13 @@ impl Remote {
                 }
                 b = b.with_endpoint(&t.endpoint).with_virtual_hosted_style_request(false);
             }
-            let store = b.with_client_options(client).build().map_err(|e| bad(e.to_string()))?;
+            let store = Arc::new(b.with_client_options(client).build().map_err(|e| bad(e.to_string()))?);
             Ok(Remote {
-                store: Arc::new(store),
+                store: store.clone(),
                 prefix: prefix.trim_matches('/').to_string(),
                 describe: t.store.clone(),
                 s3: true,
+                signer: Some(store),
             })
         } else if let Some(dir) = t.store.strip_prefix("file://") {
             if !dir.starts_with('/') || dir.len() < 2 {
@@ -119,7 +122,7 @@ impl Remote {
             }
             create_private_dir(Path::new(dir)).map_err(|e| bad(format!("cannot create {dir}: {e}")))?;
             let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| bad(e.to_string()))?;
-            Ok(Remote { store: Arc::new(store), prefix: String::new(), describe: t.store.clone(), s3: false })
+            Ok(Remote { store: Arc::new(store), prefix: String::new(), describe: t.store.clone(), s3: false, signer: None })
         } else {
             Err(bad("must be s3://bucket/prefix or file:///path".into()))
         }
@@ -181,6 +184,15 @@ impl Remote {
             .await
             .map_err(|e| self.err("upload", e))?;
         Ok(key)
+    }
+
+    /// A URL that reads `key` without credentials until `expires` (at most 7 days, S3's
+    /// limit); None for a folder.
+    pub async fn presigned_get(&self, key: &str, expires: Duration) -> Result<Option<String>> {
+        use object_store::signer::{Method, Signer};
+        let Some(s) = &self.signer else { return Ok(None) };
+        let url = s.signed_url(Method::GET, &ObjPath::from(key), expires).await.map_err(|e| self.err("signing a link", e))?;
+        Ok(Some(url.to_string()))
     }
 
     pub async fn put_bytes(&self, at: &ObjPath, body: Vec<u8>) -> Result<()> {

@@ -213,8 +213,13 @@ pub async fn put_away_page(
 ) -> ApiResult<Json<serde_json::Value>> {
     let s = owner(ext)?;
     let _: serde_json::Map<String, serde_json::Value> = json_body(&bytes)?;
-    let (key, url) = st.cloud.put_away_page(super::assets::away_html(), &s.user.email).await?;
-    Ok(Json(serde_json::json!({ "key": key, "url": url })))
+    let a = st.cloud.put_away_page(super::assets::away_html(), &s.user.email).await?;
+    Ok(Json(serde_json::json!({
+        "key": a.key,
+        "address": a.address,
+        "url": a.link.clone().unwrap_or_else(|| a.address.clone()),
+        "expires": a.expires_ms.map(rfc3339),
+    })))
 }
 
 #[derive(Deserialize)]

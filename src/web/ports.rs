@@ -18,7 +18,7 @@ use crate::hub::fleet::Fleet;
 use crate::motion::DetectorConfig;
 use crate::store::CameraRow;
 
-use crate::cloud::relay::{Relay, Snapshot, StoreChange, StoreView};
+use crate::cloud::relay::{AwayPage, Relay, Snapshot, StoreChange, StoreView};
 use crate::devices::{Device, Devices, Pending};
 use crate::error::Result;
 use crate::mdns::{Candidate, Mdns};
@@ -85,8 +85,8 @@ pub trait CloudStatus: Send + Sync {
     fn store_view(&self) -> StoreView;
     /// New store settings, in use at once ("" store: the cloud off).
     fn set_store<'a>(&'a self, change: StoreChange, actor: &'a str) -> PortFuture<'a, StoreView>;
-    /// Puts the away page into the bucket: its key and URL.
-    fn put_away_page<'a>(&'a self, page: &'static [u8], actor: &'a str) -> PortFuture<'a, (String, String)>;
+    /// Puts the away page into the bucket: its key, address and a link that opens it.
+    fn put_away_page<'a>(&'a self, page: &'static [u8], actor: &'a str) -> PortFuture<'a, AwayPage>;
 }
 
 impl DeviceAdmin for Devices {
@@ -162,7 +162,7 @@ impl CloudStatus for Relay {
     fn set_store<'a>(&'a self, change: StoreChange, actor: &'a str) -> PortFuture<'a, StoreView> {
         Box::pin(Relay::set_store(self, change, actor))
     }
-    fn put_away_page<'a>(&'a self, page: &'static [u8], actor: &'a str) -> PortFuture<'a, (String, String)> {
+    fn put_away_page<'a>(&'a self, page: &'static [u8], actor: &'a str) -> PortFuture<'a, AwayPage> {
         Box::pin(Relay::put_away_page(self, page, actor))
     }
 }
