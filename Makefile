@@ -29,6 +29,7 @@ web: deps web/dist/index.html
 # The app's types (tsc --noEmit, strict).
 web-check: web
 	cd web && npm run check
+	node tests/browser/sigv4-check.mjs
 
 build: deps web
 	$(CARGO) build --release --locked --bins

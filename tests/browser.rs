@@ -508,7 +508,10 @@ fn the_away_page_served_from_the_bucket_lists_the_clips_and_plays_one() {
     let plain = format!("{}/homehub-cloud/home/homehub-away.html", s3.endpoint());
     assert_eq!(a["address"], plain.as_str(), "{a}");
     let away = a["url"].as_str().unwrap().to_string();
-    assert!(away.starts_with(&format!("{plain}?")) && away.contains("X-Amz-Signature=") && away.contains("X-Amz-Expires=604800"), "{a}");
+    assert!(
+        away.starts_with(&format!("{plain}?")) && away.contains("X-Amz-Signature=") && away.contains("X-Amz-Expires=604800"),
+        "{a}"
+    );
     assert!(a["expires"].is_string(), "{a}");
     run(
         "away.mjs",

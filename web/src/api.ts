@@ -1,6 +1,6 @@
 // The hub's JSON API (api11.md, api13.md for people, 2FA, sessions, audit, api13b.md for
 // what leaves the house and the local insight, api13c.md for the cloud's recipients and the
-// store's test), typed. Every
+// store's test, api13d.md for the store's settings, the queue and the away page), typed. Every
 // call goes through `api()`, which turns an error answer into an `ApiError` whose message
 // is the server's own words.
 
@@ -433,18 +433,82 @@ export const getExposure = () => get<Exposure>("/api/cloud/exposure");
 /** Who can open the clips: the age X25519 recipients (`age1…`) new objects are encrypted to. */
 export interface CloudRecipients {
   recipients: string[];
-  /** `hub`: set from the browser, overriding the config's `[cloud] recipients`. */
-  from: "config" | "hub";
+  /** `hub`: set from the browser, overriding the config's `[cloud] recipients`; `none`: none anywhere. */
+  from: "config" | "hub" | "none";
 }
 
-/** 409 when no cloud store is configured. */
+/** Works with the cloud off too (set who can open the clips before the store). */
 export const getCloudRecipients = () => get<CloudRecipients>("/api/cloud/recipients");
+
+/** Where clips go: the store settings in use (never the secret). */
+export interface CloudSettings {
+  store: string;
+  /** "" = Amazon S3. */
+  endpoint: string;
+  region: string;
+  access_key_id: string;
+  /** A secret access key is kept on the hub, sealed. */
+  secret_set: boolean;
+  /** `hub`: set in the browser, winning over the config's `[cloud]` store keys. */
+  from: "config" | "hub" | "none";
+  /** The relay sends with these now. */
+  active: boolean;
+  /** Why they could not be put to use. */
+  error: string | null;
+}
+
+/** Store settings as sent: `secret_access_key` null keeps the one kept; `store` "" switches the cloud off. */
+export interface StoreFields {
+  store: string;
+  endpoint: string;
+  region: string;
+  access_key_id: string;
+  secret_access_key: string | null;
+}
+
+export const getCloudSettings = () => get<CloudSettings>("/api/cloud/settings");
+
+/** In use at once; 409 with no recipients yet, 400 naming a bad field. */
+export const setCloudSettings = (f: StoreFields) => api<CloudSettings>("PUT", "/api/cloud/settings", f);
+
+/** The relay and its queue (`GET /api/cloud`). */
+export interface CloudQueue {
+  enabled: boolean;
+  store?: string;
+  queue_length: number;
+  bytes_pending: number;
+  failed?: number;
+  uploaded?: number;
+  bytes_sent_since_start?: number;
+  uploads_since_start?: number;
+  last_success?: string | null;
+  last_error?: string | null;
+  last_error_at?: string | null;
+  reachable?: boolean;
+  last_upload?: { kind: string; bytes: number; at: string } | null;
+  sending?: { kind: string; bytes: number; since: string } | null;
+}
+
+export const getCloudQueue = () => get<CloudQueue>("/api/cloud");
+
+/** The away page put in the bucket: `url` opens it for a week (presigned), `address` is its plain address. */
+export interface AwayPage {
+  key: string;
+  address: string;
+  url: string;
+  expires: string | null;
+}
+
+export const putAwayPage = () => api<AwayPage>("POST", "/api/cloud/away", {});
+
+/** The away page as a download (member or owner). */
+export const AWAY_PAGE_URL = "/api/cloud/away.html";
 
 /** At least one; a secret key is refused (400). New clips and pieces use the new list at once; what is in the bucket stays as it was. */
 export const setCloudRecipients = (recipients: string[]) => api<CloudRecipients>("PUT", "/api/cloud/recipients", { recipients });
 
-/** Writes one encrypted probe object to the bucket and deletes it; 502 with the reason when the store cannot be reached or refuses. */
-export const testCloudStore = () => api<{ ok: true; ms: number }>("POST", "/api/cloud/test", {});
+/** Writes one encrypted probe object and deletes it: to the store in use, or to the one `f` names (not saved); 502 with the reason when the store cannot be reached or refuses. */
+export const testCloudStore = (f?: StoreFields) => api<{ ok: true; ms: number }>("POST", "/api/cloud/test", f ?? {});
 
 // ---- Insight (owner only): figures from the hub's own database ----
 

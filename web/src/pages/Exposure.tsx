@@ -3,17 +3,27 @@
 // itself) and what it cannot, who can open them, the newest uploads as the provider lists
 // them, and the uploads since the hub started. The owner manages who can open the clips
 // here (the list the hub encrypts new clips to; a key can be made in this browser, whose
-// secret never goes to the hub) and tests the store; the store itself stays in the config.
+// secret never goes to the hub), sets, tests and switches off the store, watches the
+// upload queue, and gets the away page (downloaded, or put in the bucket).
 import * as age from "age-encryption";
 import { useEffect, useRef, useState } from "preact/hooks";
 import {
+  AWAY_PAGE_URL,
+  type AwayPage,
   type CloudExposure,
+  type CloudQueue,
   type CloudRecipients,
+  type CloudSettings,
   type Exposure,
+  type StoreFields,
   errorText,
+  getCloudQueue,
   getCloudRecipients,
+  getCloudSettings,
   getExposure,
+  putAwayPage,
   setCloudRecipients,
+  setCloudSettings,
   testCloudStore,
 } from "../api";
 import { bytes, dateTime, plural } from "../format";
@@ -63,37 +73,40 @@ export function ExposurePage() {
         </p>
       )}
       {!x && !error && <p role="status">Loading…</p>}
-      {x && !x.enabled && <NothingLeaves />}
+      {x && !x.enabled && <NothingLeaves again={() => setN((k) => k + 1)} />}
       {x && x.enabled && <Cloud x={x} busy={busy} again={() => setN((k) => k + 1)} />}
     </section>
   );
 }
 
-function NothingLeaves() {
+function NothingLeaves({ again }: { again: () => void }) {
   return (
     <>
       <div class="card exposure-off">
         <p class="exposure-statement" data-testid="nothing-leaves">
           Nothing leaves this house: no cloud is set up.
         </p>
-        <p>No bucket is configured, so the hub sends nothing to any cloud. Recordings, events and every setting stay on the hub's own disk.</p>
+        <p>No bucket is set, so the hub sends nothing to any cloud. Recordings, events and every setting stay on the hub's own disk.</p>
       </div>
-      <section aria-labelledby="setup-cloud-title">
-        <h2 id="setup-cloud-title">To keep copies of the clips in a cloud</h2>
+      <h2 class="setup-title">To keep encrypted copies of the clips in a cloud</h2>
+      <p>Two steps: first who can open the clips, then the bucket they go to. The clips are encrypted on the hub; the storage provider can open none of them.</p>
+      <Recipients />
+      <StoreSection again={again} />
+      <details class="card">
+        <summary>Or set it in the config file</summary>
         <ol class="steps">
           <li>
             On a computer that is not the hub, make a key: <code>homehub keys new &gt; owner.key</code>. Keep that file offline: it alone opens your clips.
           </li>
           <li>
             Add a <code>[cloud]</code> section to the hub's config (<code>/etc/homehub/homehub.toml</code>) with the bucket, its access key and the key's public
-            half (<code>age1…</code>) as a recipient:
+            half (<code>age1…</code>) as a recipient, then restart the hub:
           </li>
         </ol>
         <pre class="config">
           <code>{CONFIG_EXAMPLE}</code>
         </pre>
-        <p>Then restart the hub. The clips go up encrypted to the recipients only; this page then shows what the storage provider can see.</p>
-      </section>
+      </details>
     </>
   );
 }
@@ -125,12 +138,12 @@ function Cloud({ x, busy, again }: { x: CloudExposure; busy: boolean; again: () 
             <dd>{x.region || "—"}</dd>
           </div>
         </dl>
-        <p class="small">
-          The store, its endpoint and its access key are set in the hub's config file (the <code>[cloud]</code> section) for now. Who can open the clips is set
-          below.
-        </p>
         <StoreTest />
       </section>
+
+      <StoreSection again={again} />
+      <Queue />
+      <Away />
 
       <section aria-labelledby="can-see-title">
         <div class="title-row">
@@ -243,7 +256,7 @@ function Cloud({ x, busy, again }: { x: CloudExposure; busy: boolean; again: () 
   );
 }
 
-/** Writes one encrypted probe object to the bucket and deletes it, and says how it went. */
+/** Writes one encrypted probe object to the bucket in use and deletes it, and says how it went. */
 function StoreTest() {
   const [busy, setBusy] = useState(false);
   const [ms, setMs] = useState<number | null>(null);
@@ -558,4 +571,377 @@ function Recipients({ fallback }: { fallback?: string[] }) {
 
 function count(n: number | undefined): string {
   return typeof n === "number" && Number.isFinite(n) ? n.toLocaleString() : "—";
+}
+
+/** The settings a form starts from: the ones in use, or an empty S3 store. */
+function fieldsOf(s: CloudSettings | null): StoreFields {
+  return {
+    store: s?.store ?? "",
+    endpoint: s?.endpoint ?? "",
+    region: s?.region || "us-east-1",
+    access_key_id: s?.access_key_id ?? "",
+    secret_access_key: null,
+  };
+}
+
+/** The store: what is in use (never the secret), with change, test and switching off; or the form to set one. */
+function StoreSection({ again }: { again: () => void }) {
+  const [s, setS] = useState<CloudSettings | null>(null);
+  const [loadError, setLoadError] = useState<string | null>(null);
+  const [editing, setEditing] = useState(false);
+  const [confirmOff, setConfirmOff] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+
+  useEffect(() => {
+    let gone = false;
+    getCloudSettings()
+      .then((r) => !gone && setS(r))
+      .catch((e) => !gone && setLoadError(`Cannot ask the hub for the store's settings: ${errorText(e)}`));
+    return () => {
+      gone = true;
+    };
+  }, []);
+
+  async function off() {
+    if (!s) return;
+    setBusy(true);
+    setError(null);
+    try {
+      await setCloudSettings({ ...fieldsOf(s), store: "" });
+      again();
+    } catch (e) {
+      setError(`Cannot switch the cloud off: ${errorText(e)}`);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <section aria-labelledby="store-title" class="store-settings">
+      <h2 id="store-title">{s?.active ? "The store" : "Where the clips go"}</h2>
+      {loadError && (
+        <p role="alert" class="error">
+          {loadError}
+        </p>
+      )}
+      {s?.error && (
+        <p role="alert" class="error" data-testid="store-error">
+          The store cannot be used: {s.error}
+        </p>
+      )}
+      {s && s.active && !editing && (
+        <div class="card">
+          <dl class="facts">
+            <div>
+              <dt>Access key ID</dt>
+              <dd>{s.access_key_id ? <code>{s.access_key_id}</code> : "— (from the AWS environment variables)"}</dd>
+            </div>
+            <div>
+              <dt>Secret access key</dt>
+              <dd>{s.secret_set ? "Kept on the hub, sealed; never shown" : "None set"}</dd>
+            </div>
+          </dl>
+          <p class="small">
+            {s.from === "hub" ? "Set here, in the browser: these settings override the config file's [cloud] store." : "From the config file's [cloud] section. Saving here overrides it."}
+          </p>
+          {!confirmOff ? (
+            <div class="buttons">
+              <button type="button" onClick={() => setEditing(true)}>
+                Change the store
+              </button>
+              <button type="button" onClick={() => setConfirmOff(true)}>
+                Switch the cloud off
+              </button>
+            </div>
+          ) : (
+            <div class="confirm" role="group" aria-labelledby="off-question">
+              <p id="off-question">
+                <strong>Switch the cloud off?</strong> Nothing more leaves the house; uploads already queued wait until a store is set again. What is in the bucket stays there.
+              </p>
+              <div class="buttons">
+                <button type="button" class="danger" onClick={() => void off()} disabled={busy}>
+                  {busy ? "Switching off…" : "Yes, switch it off"}
+                </button>
+                <button type="button" onClick={() => setConfirmOff(false)} disabled={busy}>
+                  Keep it on
+                </button>
+              </div>
+            </div>
+          )}
+          {error && (
+            <p role="alert" class="error">
+              {error}
+            </p>
+          )}
+        </div>
+      )}
+      {s && (!s.active || editing) && (
+        <StoreForm initial={s} onSaved={again} onCancel={s.active ? () => setEditing(false) : undefined} />
+      )}
+    </section>
+  );
+}
+
+/** Store settings: tested before they are saved; saved, they are in use at once. */
+function StoreForm({ initial, onSaved, onCancel }: { initial: CloudSettings; onSaved: () => void; onCancel?: () => void }) {
+  const [f, setF] = useState<StoreFields>(fieldsOf(initial));
+  const [secret, setSecret] = useState("");
+  const [busy, setBusy] = useState<"test" | "save" | null>(null);
+  const [ok, setOk] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const set = (k: keyof StoreFields) => (e: Event) => setF({ ...f, [k]: (e.currentTarget as HTMLInputElement).value });
+  const fields = (): StoreFields => ({
+    store: f.store.trim(),
+    endpoint: f.endpoint.trim(),
+    region: f.region.trim() || "us-east-1",
+    access_key_id: f.access_key_id.trim(),
+    // Left empty with one kept: keep it.
+    secret_access_key: secret === "" && initial.secret_set ? null : secret,
+  });
+
+  async function test() {
+    setBusy("test");
+    setOk(null);
+    setError(null);
+    try {
+      const r = await testCloudStore(fields());
+      setOk(`The store works: an encrypted probe was written and deleted in ${Math.round(r.ms)} ms. Nothing is saved yet.`);
+    } catch (e) {
+      setError(`The store does not work: ${errorText(e)}`);
+    } finally {
+      setBusy(null);
+    }
+  }
+
+  async function save(e: Event) {
+    e.preventDefault();
+    setBusy("save");
+    setOk(null);
+    setError(null);
+    try {
+      await setCloudSettings(fields());
+      setSecret("");
+      onSaved();
+    } catch (err) {
+      setError(`Not saved: ${errorText(err)}`);
+    } finally {
+      setBusy(null);
+    }
+  }
+
+  return (
+    <form class="card form store-form" aria-label="The store's settings" onSubmit={(e) => void save(e)} noValidate>
+      {initial.from === "config" && (
+        <p class="small">These come from the config file's [cloud] section; saving here overrides them from then on.</p>
+      )}
+      <label>
+        Store
+        <input name="store" value={f.store} onInput={set("store")} placeholder="s3://my-bucket/home" autocomplete="off" autocapitalize="none" spellcheck={false} aria-describedby="store-help" />
+      </label>
+      <p id="store-help" class="small">
+        <code>s3://bucket/folder</code> for an S3-compatible bucket, or <code>file:///folder</code> for a disk.
+      </p>
+      <label>
+        Endpoint
+        <input name="endpoint" value={f.endpoint} onInput={set("endpoint")} placeholder="https://s3.example.net" autocomplete="off" autocapitalize="none" spellcheck={false} aria-describedby="endpoint-help" />
+      </label>
+      <p id="endpoint-help" class="small">
+        The S3 server's address (MinIO, Garage, Backblaze, Wasabi…); leave empty for Amazon S3.
+      </p>
+      <label>
+        Region
+        <input name="region" value={f.region} onInput={set("region")} autocomplete="off" autocapitalize="none" spellcheck={false} />
+      </label>
+      <label>
+        Access key ID
+        <input name="access_key_id" value={f.access_key_id} onInput={set("access_key_id")} autocomplete="off" autocapitalize="none" spellcheck={false} />
+      </label>
+      <label>
+        Secret access key
+        <input
+          name="secret_access_key"
+          type="password"
+          value={secret}
+          onInput={(e) => setSecret(e.currentTarget.value)}
+          autocomplete="new-password"
+          placeholder={initial.secret_set ? "kept — leave empty to keep it" : ""}
+          aria-describedby="secret-help"
+        />
+      </label>
+      <p id="secret-help" class="small">
+        Kept on the hub only sealed, never shown again. The key needs only to write objects (see the README for a policy).
+      </p>
+      <div class="buttons">
+        <button type="button" onClick={() => void test()} disabled={busy !== null}>
+          {busy === "test" ? "Testing…" : "Test these settings"}
+        </button>
+        <button type="submit" class="primary" disabled={busy !== null}>
+          {busy === "save" ? "Saving…" : initial.active ? "Save" : "Save and start"}
+        </button>
+        {onCancel && (
+          <button type="button" onClick={onCancel} disabled={busy !== null}>
+            Cancel
+          </button>
+        )}
+      </div>
+      {error && (
+        <p role="alert" class="error" data-testid="store-form-result">
+          {error}
+        </p>
+      )}
+      <p role="status" class="ok" data-testid={ok ? "store-form-result" : undefined}>
+        {ok}
+      </p>
+    </form>
+  );
+}
+
+/** The upload queue, read every 2 s while the page is open. */
+function Queue() {
+  const [q, setQ] = useState<CloudQueue | null>(null);
+  const [error, setError] = useState<string | null>(null);
+
+  useEffect(() => {
+    let gone = false;
+    let timer = 0;
+    const tick = async () => {
+      try {
+        const r = await getCloudQueue();
+        if (gone) return;
+        setQ(r);
+        setError(null);
+      } catch (e) {
+        if (!gone) setError(`Cannot read the queue: ${errorText(e)}`);
+      }
+      if (!gone) timer = window.setTimeout(() => void tick(), 2000);
+    };
+    void tick();
+    return () => {
+      gone = true;
+      window.clearTimeout(timer);
+    };
+  }, []);
+
+  const sent = q?.bytes_sent_since_start ?? 0;
+  const total = sent + (q?.bytes_pending ?? 0);
+  return (
+    <section aria-labelledby="queue-title">
+      <h2 id="queue-title">Uploads</h2>
+      {error && (
+        <p role="alert" class="error">
+          {error}
+        </p>
+      )}
+      {q && (
+        <div class="card" data-testid="queue">
+          <p>
+            {q.queue_length === 0 ? "Nothing is waiting: everything is up." : `${plural(q.queue_length, "upload", "uploads")} waiting, ${bytes(q.bytes_pending)}.`}
+          </p>
+          <label class="progress-label">
+            Sent since the hub started: {bytes(sent)} of {bytes(total)}
+            <progress max={Math.max(total, 1)} value={total === 0 ? 1 : sent} />
+          </label>
+          <dl class="facts">
+            <div>
+              <dt>Sending now</dt>
+              <dd>{q.sending ? `${kindName(q.sending.kind)}, ${bytes(q.sending.bytes)}` : "Nothing"}</dd>
+            </div>
+            <div>
+              <dt>Last upload</dt>
+              <dd data-testid="last-upload">
+                {q.last_upload ? (
+                  <>
+                    {kindName(q.last_upload.kind)}, {bytes(q.last_upload.bytes)}, <time dateTime={q.last_upload.at}>{dateTime(q.last_upload.at)}</time>
+                  </>
+                ) : (
+                  "None since the hub started"
+                )}
+              </dd>
+            </div>
+            <div>
+              <dt>The store</dt>
+              <dd>{q.reachable === false ? "Unreachable: uploads are retried" : "Reachable"}</dd>
+            </div>
+            {(q.failed ?? 0) > 0 && (
+              <div>
+                <dt>Given up</dt>
+                <dd>{plural(q.failed ?? 0, "upload whose file was deleted first", "uploads whose files were deleted first")}</dd>
+              </div>
+            )}
+          </dl>
+          {q.last_error && q.reachable === false && (
+            <p class="error small">
+              Last error{q.last_error_at ? <> (<time dateTime={q.last_error_at}>{dateTime(q.last_error_at)}</time>)</> : null}: {q.last_error}
+            </p>
+          )}
+        </div>
+      )}
+    </section>
+  );
+}
+
+function kindName(k: string): string {
+  return k === "clip" ? "A clip" : k === "piece" ? "A piece of an event" : k === "index" ? "An index entry" : k;
+}
+
+/** The away page: downloaded, or put in the bucket with a link that opens it for a week. */
+function Away() {
+  const [busy, setBusy] = useState(false);
+  const [page, setPage] = useState<AwayPage | null>(null);
+  const [error, setError] = useState<string | null>(null);
+
+  async function put() {
+    setBusy(true);
+    setError(null);
+    try {
+      setPage(await putAwayPage());
+    } catch (e) {
+      setError(`Cannot put the page in the bucket: ${errorText(e)}`);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <section aria-labelledby="away-title">
+      <h2 id="away-title">Watching from away</h2>
+      <div class="card">
+        <p>
+          The away page lists and plays the clips straight from the bucket, decrypting them in your browser with your key file. The hub stays unreachable from the internet. The page is
+          the same for every hub and holds no data; give it a read-only key for the bucket and your identity.
+        </p>
+        <div class="buttons">
+          <a class="button" href={AWAY_PAGE_URL} download="homehub-away.html">
+            Download the away page
+          </a>
+          <button type="button" onClick={() => void put()} disabled={busy}>
+            {busy ? "Putting it in the bucket…" : "Put the away page in the bucket"}
+          </button>
+        </div>
+        {error && (
+          <p role="alert" class="error">
+            {error}
+          </p>
+        )}
+        <div role="status">
+          {page && (
+            <p class="ok-text">
+              In the bucket as <code>{page.key}</code>. Open it from anywhere with{" "}
+              <a href={page.url} data-testid="away-url" rel="noreferrer" target="_blank">
+                this link
+              </a>
+              {page.expires ? (
+                <>
+                  {" "}
+                  (it works until <time dateTime={page.expires}>{dateTime(page.expires)}</time>; put the page again for a new one)
+                </>
+              ) : null}
+              .
+            </p>
+          )}
+        </div>
+      </div>
+    </section>
+  );
 }
